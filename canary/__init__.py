@@ -1,0 +1,1 @@
+"""canary: a progressive-delivery controller."""

@@ -1,0 +1,78 @@
+"""The one exception tree of canary.
+
+Every failure the controller can meet is one of these, so the CLI maps errors to exit
+codes in one place and nothing above an adapter ever catches a library's exception::
+
+    CanaryError
+    ├── InputError          bad file, field, argument (exit 2, never retried)
+    ├── TemporaryError      may succeed later; carries a retry delay
+    │   ├── RouterError     the router refused or could not be reached
+    │   ├── MetricsError    Prometheus unreachable, timed out or answered an error
+    │   └── NotifyError     Slack / webhook delivery failed
+    ├── ConflictError       compare-and-set lost, lease held by someone else
+    └── NotFoundError       no such rollout
+
+Adapters translate third-party exceptions with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class CanaryError(Exception):
+    """Base of every error canary raises on purpose."""
+
+
+class InputError(CanaryError):
+    """Invalid input: where it is (file, line, field) and what was expected."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class TemporaryError(CanaryError):
+    """A failure that may go away; ``retry_after`` is the suggested delay in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class RouterError(TemporaryError):
+    """The router refused a change or could not be reached."""
+
+
+class MetricsError(TemporaryError):
+    """The metrics source could not answer (unreachable, timeout, bad response)."""
+
+
+class NotifyError(TemporaryError):
+    """A notification could not be delivered."""
+
+
+class ConflictError(CanaryError):
+    """Someone else changed the state first, or holds the lease."""
+
+
+class NotFoundError(CanaryError):
+    """The named rollout (or other object) does not exist."""

@@ -1,0 +1,244 @@
+"""Values every layer shares: specs as loaded, rollout state, verdicts, events.
+
+Frozen dataclasses, no I/O. Pydantic stays at the YAML edge (spec.py); these are what the
+rest of the code sees.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class Phase(enum.StrEnum):
+    PENDING = "pending"
+    GATING = "gating"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    PROMOTING = "promoting"
+    ROLLING_BACK = "rolling-back"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABORTED = "aborted"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED, Phase.ABORTED)
+
+
+class Outcome(enum.StrEnum):
+    """Argo's four: the metric is fine, is bad, cannot tell, or could not be measured."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+class Command(enum.StrEnum):
+    """Operator intent, recorded in the store and acted on by the running controller."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    ABORT = "abort"
+    PROMOTE = "promote"
+    PROMOTE_FULL = "promote-full"
+    RETRY = "retry"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Traffic split in percent; always sums to 100."""
+
+    canary: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.canary <= 100:
+            raise ValueError(f"canary weight must be 0..100, got {self.canary}")
+
+    @property
+    def stable(self) -> int:
+        return 100 - self.canary
+
+
+@dataclass(frozen=True)
+class Stage:
+    weight: int
+    pause: float  # seconds
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """Which router, and its adapter-specific options (validated by the adapter's config)."""
+
+    type: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MigrationSpec:
+    command: tuple[str, ...]
+    timeout: float = 600.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+    idempotent: bool = False
+
+
+@dataclass(frozen=True)
+class NotificationSpec:
+    type: str  # slack | webhook
+    url: str = field(repr=False)  # a secret: never printed
+    events: tuple[str, ...] = ()  # empty: every event
+
+
+@dataclass(frozen=True)
+class RolloutSpec:
+    name: str
+    service: str
+    version: str
+    stable_version: str | None
+    router: RouterSpec
+    stages: tuple[Stage, ...]
+    policy: str  # a path or the name of a shipped policy
+    migration: MigrationSpec | None = None
+    notifications: tuple[NotificationSpec, ...] = ()
+    source: str = ""  # the file it came from
+    base_dir: str = "."  # relative paths (policy) resolve from here
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    builtin: str | None = None  # error-rate | latency | request-rate
+    query: str | None = None
+    min: float | None = None
+    max: float | None = None
+    quantile: float = 0.99
+    relative_max: float | None = None  # canary - stable must be <= this (absolute)
+    relative_ratio: float | None = None  # canary / stable must be <= this
+    failure_limit: int = 0
+    consecutive_failure_limit: int | None = None
+    inconclusive_limit: int = 0
+    consecutive_error_limit: int = 4
+    initial_delay: float = 0.0
+    min_requests: float | None = None
+    on_no_data: str = "inconclusive"  # inconclusive | fail
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class SequentialSpec:
+    """Options of the sequential canary-vs-stable judge (analysis/sequential.py)."""
+
+    alpha: float = 0.05
+    tolerance: float = 1.5  # r0: canary error rate may be up to this times stable's
+    latency_edges: tuple[float, ...] = ()
+    errors: bool = True
+    min_errors_per_interval_cap: float | None = None
+    early_promotion: bool = False
+    min_stage_requests: float = 0.0
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    name: str
+    prometheus_url: str
+    interval: float
+    window: float
+    metrics: tuple[MetricSpec, ...]
+    labels: Mapping[str, str] = field(
+        default_factory=lambda: {"service": "service", "version": "version", "code": "code"}
+    )
+    requests_metric: str = "http_requests_total"
+    duration_metric: str = "http_request_duration_seconds"
+    sequential: SequentialSpec | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    """One metric at one check: what was asked, what came back, how it was judged."""
+
+    name: str
+    outcome: Outcome
+    value: float | None
+    query: str
+    threshold: str = ""  # human form, e.g. "<= 0.01"
+    message: str = ""
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "outcome": self.outcome.value,
+            "value": self.value,
+            "threshold": self.threshold,
+            "query": self.query,
+            "message": self.message,
+            "dryRun": self.dry_run,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> MetricResult:
+        return cls(
+            name=d["name"],
+            outcome=Outcome(d["outcome"]),
+            value=d.get("value"),
+            query=d.get("query", ""),
+            threshold=d.get("threshold", ""),
+            message=d.get("message", ""),
+            dry_run=bool(d.get("dryRun", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The combined result of one analysis check; as bad as its worst deciding metric."""
+
+    outcome: Outcome
+    results: tuple[MetricResult, ...]
+    at: datetime
+    memory: Mapping[str, Any] | None = None  # judge state to persist (sequential judge)
+
+    @staticmethod
+    def combine(results: tuple[MetricResult, ...], at: datetime) -> Verdict:
+        deciding = [r.outcome for r in results if not r.dry_run]
+        order = (Outcome.FAILED, Outcome.ERROR, Outcome.INCONCLUSIVE, Outcome.PASSED)
+        outcome = next((o for o in order if o in deciding), Outcome.INCONCLUSIVE)
+        return Verdict(outcome=outcome, results=results, at=at)
+
+
+@dataclass(frozen=True)
+class GateResult:
+    ok: bool
+    message: str
+    output: str = ""
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    kind: str
+    message: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    key: str | None = None  # idempotency key: an event with a key is recorded once
+
+
+@dataclass(frozen=True)
+class Notification:
+    """What a notifier sends: one event of one rollout, with everything to act on it."""
+
+    event: str  # promoted | rolled-back | gate-failed | aborted | needs-human | held | ...
+    rollout: str
+    service: str
+    version: str
+    stable_version: str | None
+    stage: int  # 1-based stage reached, 0 before any traffic
+    weight: int
+    reason: str
+    results: tuple[MetricResult, ...] = ()
+    key: str = ""

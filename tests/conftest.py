@@ -1,0 +1,1 @@
+"""Shared test configuration. Server fixtures live beside the tests that need them."""
