@@ -1,0 +1,230 @@
+"""The `canary` command. Thin: parse, call one function, print, map errors to exit codes.
+
+Exit codes (DESIGN A.1): 0 promoted/succeeded, 1 rolled back or rejected, 2 invalid input,
+3 aborted, 4 needs a human, 5 still running when --timeout expired.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from enum import Enum
+from typing import Annotated, NoReturn
+
+import typer
+
+from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
+from canary.model import Command, Phase
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="canary: progressive delivery with automatic analysis and rollback.")
+
+
+class Output(str, Enum):
+    text = "text"
+    json = "json"
+
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="state store URL "
+                                              "(default $CANARY_STORE or sqlite:///.canary/state.db)")]
+OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text or json")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.echo(f"canary: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def deploy(
+    file: Annotated[str, typer.Option("-f", "--file", help="rollout file")],
+    version: Annotated[str | None, typer.Option("--version", help="overrides spec.version")] = None,
+    store: StoreOpt = None,
+    timeout: Annotated[str | None, typer.Option("--timeout", help="stop following after this "
+                                                "long (exit 5; rerun resumes), e.g. 30m")] = None,
+    poll: Annotated[float, typer.Option("--poll", help="seconds between ticks at most")] = 1.0,
+) -> None:
+    """Run (or resume) a rollout in the foreground until it ends."""
+    from canary.deploy import open_default_store, prepare
+    from canary.durations import parse_duration
+    from canary.progress import LineReporter, LiveReporter
+    from canary.rollout.runner import exit_code
+
+    try:
+        limit = parse_duration(timeout) if timeout else None
+    except ValueError as exc:
+        raise InputError(str(exc), field="--timeout") from None
+    st = open_default_store(store)
+    live = sys.stdout.isatty()
+    reporter = LiveReporter() if live else LineReporter()
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        prepared = prepare(file, version=version, store=st, reporter=reporter, poll=poll,
+                           on_gate_line=lambda line: reporter.line(f"  | {line}"))
+        spec = prepared.spec
+        verb = "resuming" if prepared.resumed else "starting"
+        reporter.line(f"{verb} rollout {spec.name}: {spec.service} "
+                      f"{prepared.state.stable_version or '?'} -> {spec.version} via "
+                      f"{prepared.runner.router.describe()}; stages "
+                      f"{'/'.join(str(s.weight) for s in spec.stages)}%; policy "
+                      f"{prepared.policy.name}")
+        final = prepared.runner.run(timeout=limit, should_stop=lambda: stop["now"])
+    finally:
+        reporter.close()
+    code = exit_code(final)
+    verdicts = {0: "promoted", 1: "rolled back", 3: "aborted", 4: "needs a human",
+                5: "still running (state kept; rerun to resume)"}
+    typer.echo(f"{final.name}: {verdicts[code]}: {final.reason or final.message}")
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text,
+           events: Annotated[int, typer.Option("--events", help="recent events shown")] = 20,
+           ) -> None:
+    """Where a rollout stands."""
+    from canary.deploy import open_default_store
+    from canary.views import status_json, status_text
+
+    st = open_default_store(store)
+    state = st.get(name)
+    evs = st.events(state.id, limit=events)
+    if output is Output.json:
+        typer.echo(json.dumps(status_json(state, evs), indent=2))
+    else:
+        typer.echo(status_text(state, evs))
+
+
+@app.command()
+def history(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
+            output: OutputOpt = Output.text,
+            limit: Annotated[int, typer.Option("--limit")] = 20) -> None:
+    """Past rollouts and their event timelines."""
+    from canary.deploy import open_default_store
+    from canary.views import status_json, status_text
+
+    st = open_default_store(store)
+    states = st.history(name, limit=limit)
+    if name is not None and not states:
+        raise NotFoundError(f"no rollout named {name!r}")
+    if output is Output.json:
+        typer.echo(json.dumps([status_json(s, st.events(s.id)) for s in states], indent=2))
+        return
+    for s in states:
+        typer.echo(status_text(s, st.events(s.id)))
+        typer.echo("")
+
+
+def _command(name: str, command: Command, store: str | None) -> None:
+    from canary.deploy import open_default_store
+
+    st = open_default_store(store)
+    for _ in range(50):
+        state = st.get(name)
+        if command is Command.RETRY:
+            if state.phase not in (Phase.FAILED, Phase.ABORTED):
+                raise InputError(f"rollout {name!r} is {state.phase.value}: only a failed or "
+                                 "aborted rollout can be retried")
+        elif state.phase.terminal:
+            raise InputError(f"rollout {name!r} already ended ({state.phase.value}): nothing "
+                             f"to {command.value}")
+        try:
+            st.save(state.replace(command=command))
+        except ConflictError:
+            time.sleep(0.05)
+            continue
+        typer.echo(f"{name}: {command.value} recorded; the running controller acts on it"
+                   + (" (run `canary deploy` again to start the retry)"
+                      if command is Command.RETRY else ""))
+        return
+    raise TemporaryError(f"rollout {name!r} kept changing; try again")
+
+
+@app.command()
+def abort(name: str, store: StoreOpt = None) -> None:
+    """Roll back: all traffic to stable."""
+    _command(name, Command.ABORT, store)
+
+
+@app.command()
+def pause(name: str, store: StoreOpt = None) -> None:
+    """Hold the current stage (the pause clock stops)."""
+    _command(name, Command.PAUSE, store)
+
+
+@app.command()
+def resume(name: str, store: StoreOpt = None) -> None:
+    """Continue a paused or held rollout."""
+    _command(name, Command.RESUME, store)
+
+
+@app.command()
+def promote(name: str, store: StoreOpt = None,
+            full: Annotated[bool, typer.Option("--full", help="skip every remaining stage")]
+            = False) -> None:
+    """Skip the rest of the current stage (or, with --full, all stages)."""
+    _command(name, Command.PROMOTE_FULL if full else Command.PROMOTE, store)
+
+
+@app.command()
+def retry(name: str, store: StoreOpt = None) -> None:
+    """Start a failed or aborted rollout again from its first stage."""
+    _command(name, Command.RETRY, store)
+
+
+@app.command()
+def validate(files: Annotated[list[str], typer.Argument(help="rollout or policy files")]) -> None:
+    """Check rollout and policy files (exit 0 or 2)."""
+    from canary.spec import load_any
+
+    bad = 0
+    for f in files:
+        try:
+            kind = load_any(f)
+            typer.echo(f"{f}: valid {kind}")
+        except InputError as exc:
+            typer.echo(f"canary: {exc}", err=True)
+            bad += 1
+    if bad:
+        raise typer.Exit(2)
+
+
+def main() -> None:
+    """Console entry point: one place maps the error tree to exit codes."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except InputError as exc:
+        _safe_exit(str(exc), 2)
+    except NotFoundError as exc:
+        _safe_exit(str(exc), 2)
+    except ConflictError as exc:
+        _safe_exit(str(exc), 2)
+    except TemporaryError as exc:
+        _safe_exit(str(exc), 4)
+    except CanaryError as exc:
+        _safe_exit(str(exc), 4)
+    except KeyboardInterrupt:
+        _safe_exit("interrupted; the rollout's state is kept: rerun to resume", 5)
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            _safe_exit("aborted", 5)
+        raise
+
+
+def _safe_exit(message: str, code: int) -> NoReturn:
+    typer.echo(f"canary: {message}", err=True)
+    sys.exit(code)

@@ -1,0 +1,332 @@
+"""Static half of the migration gate: read SQL migration files, say which statements the
+old version could not survive, before anything touches a database.
+
+Files are cut into statements on sqlglot's own tokens (so a ``;`` inside a string or a
+``$$`` body does not split), each statement is parsed on its own (so one bad statement
+is reported and the rest are still checked), and ``rules.py`` judges it. A reviewed
+exception is written next to the statement::
+
+    -- canary:allow drop-column reason: column unused since v1.4
+    ALTER TABLE orders DROP COLUMN legacy_note;
+
+An opt-out needs a reason; without one it is itself an error and suppresses nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import glob
+import logging
+import os
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlglot
+from sqlglot.dialects.dialect import Dialect
+from sqlglot.errors import ParseError, SqlglotError
+from sqlglot.tokens import Token, TokenType
+
+from canary.errors import InputError
+from canary.gate.rules import RULES, Hit, Severity, TableKey, check, created_table
+
+__all__ = ["DIALECTS", "Finding", "LintReport", "expand_paths", "lint_paths", "lint_sql"]
+
+DIALECTS: dict[str, str] = {"postgres": "postgres", "postgresql": "postgres",
+                            "mysql": "mysql", "sqlite": "sqlite"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    file: str
+    line: int  # 1-based line where the statement (or the opt-out comment) starts
+    rule: str
+    severity: Severity
+    message: str
+    fix: str
+    allowed: str | None = None  # the opt-out's reason when a comment allowed this finding
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "line": self.line, "rule": self.rule,
+                "severity": self.severity.value, "message": self.message, "fix": self.fix,
+                "allowed": self.allowed}
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}: {self.rule}: "
+        if self.allowed is not None:
+            return f"{where}allowed: {self.message} (reason: {self.allowed})"
+        level = "warning: " if self.severity is Severity.WARNING else ""
+        return f"{where}{level}{self.message} (fix: {self.fix})"
+
+
+@dataclass(frozen=True)
+class LintReport:
+    dialect: str
+    files: tuple[str, ...]
+    findings: tuple[Finding, ...]  # in file order, then line order; allowed ones included
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return self._active(Severity.ERROR)
+
+    @property
+    def warnings(self) -> tuple[Finding, ...]:
+        return self._active(Severity.WARNING)
+
+    @property
+    def allowed(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.allowed is not None)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing blocks: warnings and allowed findings do not."""
+        return not self.errors
+
+    def _active(self, severity: Severity) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.allowed is None and f.severity is severity)
+
+    def summary(self) -> str:
+        return (f"{len(self.errors)} error(s), {len(self.warnings)} warning(s), "
+                f"{len(self.allowed)} allowed, in {len(self.files)} file(s)")
+
+    def render_text(self) -> list[str]:
+        """One ``file:line: rule-id: message (fix: ...)`` line per finding, then a summary."""
+        return [f.render() for f in self.findings] + [self.summary()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "dialect": self.dialect, "files": list(self.files),
+                "errors": len(self.errors), "warnings": len(self.warnings),
+                "findings": [f.to_json() for f in self.findings]}
+
+
+def lint_sql(text: str, *, dialect: str, file: str = "<string>") -> list[Finding]:
+    """Every finding in one migration's SQL text, in line order."""
+    dialect = _dialect(dialect)
+    lines = _LineIndex(text)
+    try:
+        tokens = Dialect.get_or_raise(dialect).tokenize(text)
+    except SqlglotError as exc:
+        # Without tokens there are no statements to tell apart: the whole file is unread.
+        first = next(iter(str(exc).splitlines()), "")
+        return [_finding(file, 1, dialect, Hit(
+            "unparsable-statement", f"cannot tokenize the file ({first}); nothing in it "
+            "was checked"))]
+    statements = _split(tokens)
+    opt_outs = _opt_outs(text, tokens, statements, lines)
+    new_tables: set[TableKey] = set()
+    findings: list[Finding] = []
+    for index, stmt in enumerate(statements):
+        sql = text[stmt.tokens[0].start:stmt.tokens[-1].end + 1]
+        line = lines.line_of(stmt.tokens[0].start)
+        hits = _judge(sql, dialect=dialect, new_tables=new_tables)
+        mine = [o for o in opt_outs if o.statement == index]
+        allowed = {rule: o.reason for o in mine if o.valid for rule in o.rules}
+        used: set[str] = set()
+        for hit in hits:
+            reason = allowed.get(hit.rule)
+            if reason is not None:
+                used.add(hit.rule)
+            findings.append(_finding(file, line, dialect, hit, allowed=reason))
+        findings.extend(_opt_out_findings(file, dialect, mine, used))
+    orphans = [o for o in opt_outs if o.statement is None]
+    findings.extend(_opt_out_findings(file, dialect, orphans, set()))
+    return sorted(findings, key=lambda f: f.line)
+
+
+def lint_paths(paths: Sequence[str], *, dialect: str) -> LintReport:
+    """Lint every file ``paths`` name, in order; see ``expand_paths`` for the order."""
+    dialect = _dialect(dialect)
+    files = expand_paths(paths)
+    findings: list[Finding] = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read migration file: {exc}", file=path) from exc
+        findings.extend(lint_sql(text, dialect=dialect, file=path))
+    return LintReport(dialect=dialect, files=tuple(files), findings=tuple(findings))
+
+
+def expand_paths(paths: Sequence[str]) -> list[str]:
+    """Files in the order migrations run: arguments as given; inside a directory or a glob,
+    names in natural order (``2_x.sql`` before ``10_x.sql``). Each file once."""
+    if not paths:
+        raise InputError("no migration files given")
+    out: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(glob.glob(os.path.join(glob.escape(path), "*.sql")), key=_natural)
+            if not found:
+                raise InputError("directory holds no *.sql files", file=path)
+        elif os.path.isfile(path):
+            found = [path]
+        elif glob.has_magic(path):
+            found = sorted((p for p in glob.glob(path) if os.path.isfile(p)), key=_natural)
+            if not found:
+                raise InputError("pattern matches no files", file=path)
+        else:
+            raise InputError("no such file or directory", file=path)
+        out.extend(p for p in found if p not in out)
+    return out
+
+
+def _natural(path: str) -> list[tuple[int, int | str]]:
+    return [(0, int(part)) if part.isdigit() else (1, part)
+            for part in re.split(r"(\d+)", os.path.basename(path)) if part]
+
+
+def _dialect(name: str) -> str:
+    try:
+        return DIALECTS[name.lower()]
+    except KeyError:
+        raise InputError(f"unknown SQL dialect {name!r}; expected one of "
+                         f"{', '.join(sorted(set(DIALECTS.values())))}",
+                         field="dialect") from None
+
+
+def _finding(file: str, line: int, dialect: str, hit: Hit, *,
+             allowed: str | None = None) -> Finding:
+    rule = RULES[hit.rule]
+    return Finding(file=file, line=line, rule=rule.id, severity=rule.severity,
+                   message=f"{hit.subject}: {rule.reason}", fix=rule.fix_for(dialect),
+                   allowed=allowed)
+
+
+def _judge(sql: str, *, dialect: str, new_tables: set[TableKey]) -> list[Hit]:
+    try:
+        with _quiet_sqlglot():
+            stmt = sqlglot.parse_one(sql, read=dialect)
+    except ParseError as exc:
+        detail = exc.errors[0].get("description", str(exc)) if exc.errors else str(exc)
+        return [Hit("unparsable-statement", f"cannot parse ({detail})")]
+    except Exception as exc:  # noqa: BLE001 - a sqlglot crash must not hide the statement
+        return [Hit("unparsable-statement", f"cannot parse ({type(exc).__name__}: {exc})")]
+    hits = check(stmt, sql=sql, dialect=dialect, new_tables=new_tables)
+    created = created_table(stmt)
+    if created is not None:
+        new_tables.add(created)
+    return hits
+
+
+@contextmanager
+def _quiet_sqlglot() -> Iterator[None]:
+    """sqlglot logs a warning when it falls back to an opaque Command; we report those
+    ourselves, so its log line would only be noise on the CLI's stderr."""
+    logger = logging.getLogger("sqlglot")
+    previous = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = previous
+
+
+@dataclass(frozen=True)
+class _Statement:
+    tokens: list[Token]
+    semicolon: Token | None  # the ``;`` that ends it, if any
+
+
+def _split(tokens: list[Token]) -> list[_Statement]:
+    out: list[_Statement] = []
+    current: list[Token] = []
+    for token in tokens:
+        if token.token_type == TokenType.SEMICOLON:
+            if current:
+                out.append(_Statement(tokens=current, semicolon=token))
+            current = []
+        else:
+            current.append(token)
+    if current:
+        out.append(_Statement(tokens=current, semicolon=None))
+    return out
+
+
+class _LineIndex:
+    def __init__(self, text: str) -> None:
+        self._newlines = [i for i, ch in enumerate(text) if ch == "\n"]
+
+    def line_of(self, offset: int) -> int:
+        return bisect.bisect_left(self._newlines, offset) + 1
+
+
+@dataclass(frozen=True)
+class _OptOut:
+    line: int
+    rules: tuple[str, ...]
+    reason: str
+    problem: str = ""  # why it is invalid; empty when valid
+    statement: int | None = field(default=None)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problem
+
+
+_DIRECTIVE = re.compile(r"canary:allow\b(?P<rest>[^\n]*)")
+_BODY = re.compile(r"\s*(?P<ids>[\w-]+(?:\s*,\s*[\w-]+)*)?\s*(?:reason:\s*(?P<reason>.*))?$")
+
+
+def _opt_outs(text: str, tokens: list[Token], statements: list[_Statement],
+              lines: _LineIndex) -> list[_OptOut]:
+    """Opt-out comments, each tied to its statement. Comments live only in the gaps
+    between tokens, so a ``canary:allow`` inside a string literal is never one."""
+    owner: dict[int, int] = {}  # id(token) -> statement index
+    for index, stmt in enumerate(statements):
+        for token in [*stmt.tokens, *([stmt.semicolon] if stmt.semicolon else [])]:
+            owner[id(token)] = index
+    out: list[_OptOut] = []
+    bounds = [-1, *[t.end for t in tokens]]
+    for i, prev_end in enumerate(bounds):
+        gap_end = tokens[i].start if i < len(tokens) else len(text)
+        gap = text[prev_end + 1:gap_end]
+        for m in _DIRECTIVE.finditer(gap):
+            line = lines.line_of(prev_end + 1 + m.start())
+            prev = tokens[i - 1] if i > 0 else None
+            nxt = tokens[i] if i < len(tokens) else None
+            target = _target(prev, nxt, line, owner, lines)
+            out.append(_parse_directive(m.group("rest"), line=line, statement=target))
+    return out
+
+
+def _target(prev: Token | None, nxt: Token | None, line: int, owner: dict[int, int],
+            lines: _LineIndex) -> int | None:
+    """A comment belongs to the statement it sits in, to the one whose ``;`` ends its
+    line (a trailing comment), or else to the next statement."""
+    if prev is not None and (prev.token_type != TokenType.SEMICOLON
+                             or lines.line_of(prev.end) == line):
+        if id(prev) in owner:
+            return owner[id(prev)]
+    return owner.get(id(nxt)) if nxt is not None else None
+
+
+def _parse_directive(rest: str, *, line: int, statement: int | None) -> _OptOut:
+    rest = rest.split("*/", 1)[0].strip()
+    m = _BODY.match(rest)
+    ids = tuple(i.strip() for i in m.group("ids").split(",")) if m and m.group("ids") else ()
+    reason = (m.group("reason") or "").strip() if m else ""
+    problem = ""
+    unknown = [i for i in ids if i not in RULES]
+    if not m or not ids:
+        problem = "names no rule"
+    elif unknown:
+        problem = f"names unknown rule(s) {', '.join(unknown)}"
+    elif not reason:
+        problem = f"allows {', '.join(ids)} without a reason"
+    return _OptOut(line=line, rules=ids, reason=reason, problem=problem, statement=statement)
+
+
+def _opt_out_findings(file: str, dialect: str, opt_outs: list[_OptOut],
+                      used: set[str]) -> Iterator[Finding]:
+    for o in opt_outs:
+        if not o.valid:
+            yield _finding(file, o.line, dialect, Hit("invalid-opt-out", f"opt-out {o.problem}"))
+            continue
+        for rule in o.rules:
+            if rule not in used:
+                where = "its statement" if o.statement is not None else "any statement"
+                yield _finding(file, o.line, dialect, Hit(
+                    "unused-opt-out", f"opt-out for {rule} matches nothing in {where}"))

@@ -1,0 +1,154 @@
+"""The Prometheus adapter: instant queries through prometheus-api-client, errors translated.
+
+It fetches numbers and never judges them. Everything the library or requests can raise is
+translated here, once: an unreachable, slow or failing Prometheus is a ``MetricsError``
+(temporary: the controller retries it), a query Prometheus rejects as malformed is an
+``InputError`` carrying Prometheus's own explanation. Retries are off and a timeout is set,
+because the library's defaults spend about 6 s retrying a dead server inside one check,
+and the controller has its own retry policy.
+
+Credentials may sit in the URL (``http://user:pass@host:9090``); messages and ``repr`` name
+the server without them.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from canary.errors import CanaryError, InputError, MetricsError
+from canary.metrics.base import Sample
+
+# prometheus-api-client reports a non-200 answer only as this text.
+_STATUS = re.compile(r"HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)", re.DOTALL)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without user, password and query string: safe for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class PrometheusProvider:
+    """``MetricsProvider`` backed by the Prometheus HTTP API (``/api/v1/query``)."""
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise InputError(f"expected an http(s) URL, got {redact_url(url)!r}",
+                             field="prometheus.url")
+        if timeout <= 0:
+            raise InputError(f"timeout must be positive, got {timeout}", field="timeout")
+        self.url = redact_url(url)
+        self.timeout = timeout
+        self._client = PrometheusConnect(
+            url=url.rstrip("/"),
+            retry=Retry(total=0),
+            # Annotated int in the library, but it hands the value to requests, which
+            # takes float seconds.
+            timeout=cast(int, timeout),
+        )
+
+    def __repr__(self) -> str:
+        return f"PrometheusProvider({self.url!r}, timeout={self.timeout})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> PrometheusProvider:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def query(self, promql: str) -> list[Sample]:
+        """Evaluate ``promql`` now; one Sample per series, or one without labels for a scalar.
+
+        Raises MetricsError when Prometheus cannot answer, InputError when it rejects the
+        query (bad syntax, or a range vector / string where a number is expected).
+        """
+        return parse_result(self._raw(promql), url=self.url)
+
+    def check_query(self, promql: str) -> None:
+        """Preflight: InputError if Prometheus rejects ``promql``; MetricsError if it is down."""
+        self.query(promql)
+
+    def _raw(self, promql: str) -> Any:
+        where = f"Prometheus at {self.url}"
+        try:
+            return self._client.custom_query(promql)
+        except PrometheusApiClientException as exc:
+            raise _translate_status(str(exc), where=where, promql=promql) from exc
+        except requests.Timeout as exc:
+            raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
+        except requests.ConnectionError as exc:
+            reason = "connection refused" if "refused" in str(exc) else "could not connect"
+            raise MetricsError(f"{where} is unreachable: {reason}") from exc
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            # ValueError: a 200 answer that is not JSON; Key/TypeError: JSON of another shape.
+            raise MetricsError(f"{where} did not give a Prometheus API answer: "
+                               f"{type(exc).__name__}") from exc
+
+
+def _translate_status(text: str, *, where: str, promql: str) -> CanaryError:
+    """The canary error for a non-200 answer, with Prometheus's ``error`` text if any."""
+    match = _STATUS.match(text)
+    if match is None:
+        return MetricsError(f"{where} answered an error: {text[:300]}")
+    status = int(match.group(1))
+    error_type, error = "", ""
+    try:
+        body = json.loads(ast.literal_eval(match.group(2)))
+        error_type, error = str(body.get("errorType", "")), str(body.get("error", ""))
+    except (ValueError, SyntaxError, AttributeError):
+        pass  # not Prometheus's JSON (a proxy's error page, say): the status says enough
+    if status == 400 and error_type == "bad_data":
+        return InputError(f"Prometheus rejected the query {promql!r}: {error}")
+    detail = f"{error_type}: {error}" if error else "no Prometheus error text"
+    return MetricsError(f"{where} answered HTTP {status} ({detail})")
+
+
+def parse_result(result: Any, *, url: str = "Prometheus") -> list[Sample]:
+    """Samples from the ``data.result`` of an instant query (vector or scalar)."""
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        # A scalar or a string: [time, "value"]; the library drops resultType.
+        return [Sample(labels={}, value=_number(result[1]))]
+    if not isinstance(result, list):
+        raise MetricsError(f"{url} answered a result of an unknown shape")
+    samples = []
+    for series in result:
+        if not isinstance(series, dict):
+            raise MetricsError(f"{url} answered a result of an unknown shape")
+        if "values" in series:
+            raise InputError("the query returns a range vector (a selector with [window]);"
+                             " reduce it to one value per series, e.g. with rate() or"
+                             " max_over_time()")
+        labels = {str(k): str(v) for k, v in series.get("metric", {}).items()}
+        try:
+            value = series["value"][1]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise MetricsError(f"{url} answered a series without a value") from exc
+        samples.append(Sample(labels=labels, value=_number(value)))
+    return samples
+
+
+def _number(text: Any) -> float:
+    """Prometheus sends values as strings: "0.4", "NaN", "+Inf", "-Inf"."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"the query returns {text!r}, not a number") from exc
+    return math.nan if math.isnan(value) else value

@@ -1,0 +1,94 @@
+"""From the ``notifications`` list of a rollout file to one Notifier.
+
+An unknown type is an input error naming the known ones, never a fallback: a typo in
+``type: slak`` must fail ``canary validate``, not silently drop the rollback alert. The
+same holds for event names in ``events``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from canary.errors import InputError, NotifyError
+from canary.model import Notification, NotificationSpec
+from canary.notify.base import Notifier
+from canary.notify.null import NullNotifier
+from canary.notify.slack import EVENTS, SlackNotifier
+from canary.notify.webhook import WebhookNotifier
+
+KNOWN_EVENTS: tuple[str, ...] = tuple(sorted(EVENTS))
+
+_BUILDERS: dict[str, Callable[[NotificationSpec], Notifier]] = {
+    "slack": lambda spec: SlackNotifier(spec.url),
+    "webhook": lambda spec: WebhookNotifier(spec.url),
+}
+KNOWN_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
+
+
+class EventFilter:
+    """Passes on only the events a notification entry subscribed to."""
+
+    def __init__(self, notifier: Notifier, events: Iterable[str]) -> None:
+        self.notifier = notifier
+        self.events = frozenset(events)
+
+    def send(self, notification: Notification) -> None:
+        if notification.event in self.events:
+            self.notifier.send(notification)
+
+    def __repr__(self) -> str:
+        return f"EventFilter({self.notifier!r}, events={sorted(self.events)})"
+
+
+class FanOut:
+    """Sends to every notifier even when one fails, then reports all failures at once:
+    a dead Slack must not also silence the webhook."""
+
+    def __init__(self, notifiers: Iterable[Notifier]) -> None:
+        self.notifiers = tuple(notifiers)
+
+    def send(self, notification: Notification) -> None:
+        errors: list[NotifyError] = []
+        for notifier in self.notifiers:
+            try:
+                notifier.send(notification)
+            except NotifyError as exc:
+                errors.append(exc)
+        if errors:
+            raise NotifyError(
+                f"{len(errors)} of {len(self.notifiers)} notifiers failed: "
+                + "; ".join(str(e) for e in errors),
+                retry_after=max(e.retry_after for e in errors),
+            )
+
+    def __repr__(self) -> str:
+        return f"FanOut({list(self.notifiers)!r})"
+
+
+def build_notifier(spec: NotificationSpec) -> Notifier:
+    """The notifier for one entry; InputError for an unknown type or event name."""
+    builder = _BUILDERS.get(spec.type)
+    if builder is None:
+        raise InputError(
+            f"unknown notification type {spec.type!r}; known types: {', '.join(KNOWN_TYPES)}",
+            field="notifications.type",
+        )
+    unknown = sorted(set(spec.events) - set(KNOWN_EVENTS))
+    if unknown:
+        raise InputError(
+            f"unknown notification event(s) {', '.join(unknown)}; "
+            f"known events: {', '.join(KNOWN_EVENTS)}",
+            field="notifications.events",
+        )
+    notifier = builder(spec)
+    return EventFilter(notifier, spec.events) if spec.events else notifier
+
+
+def build_notifiers(specs: Iterable[NotificationSpec]) -> Notifier:
+    """One Notifier for a whole rollout: Null for none, the one itself, or a FanOut."""
+    notifiers = [build_notifier(spec) for spec in specs]
+    if not notifiers:
+        return NullNotifier()
+    if len(notifiers) == 1:
+        return notifiers[0]
+    return FanOut(notifiers)

@@ -1,0 +1,255 @@
+"""Deliver a notification as JSON over HTTP, boundedly; and the generic webhook notifier.
+
+Alerts go out while a rollback is in progress, so delivery must never hold the controller
+for long: every try has a timeout, the whole send has a ``deadline``, and a retry that
+would end past the deadline is not started. Connection errors, timeouts and 5xx are
+retried with exponential backoff; 429 waits for ``Retry-After`` (up to
+``max_retry_after``); any other 4xx is final at once, since the same payload will be
+refused again. Slack's incoming webhooks are one user of :func:`post_json`.
+
+Errors name the receiver only as ``scheme://host/***``. The final ``NotifyError`` is not
+chained to the httpx exception on purpose: that exception carries the request, whose URL
+is the secret, and error reporters print chained exceptions whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from canary.clock import Clock, SystemClock
+from canary.errors import InputError, NotifyError
+from canary.model import Notification
+from canary.notify.secrets import check_url, mask_url, redact, register_url, secret_forms
+
+log = logging.getLogger("canary.notify")
+
+SIGNATURE_HEADER = "X-Canary-Signature"
+USER_AGENT = "canary-notify/1"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How hard to try. ``retries`` counts tries after the first; ``deadline`` bounds the
+    whole send, waits included, in seconds."""
+
+    timeout: float = 5.0
+    retries: int = 3
+    backoff: float = 0.5
+    deadline: float = 10.0
+    max_retry_after: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.timeout <= 0 or self.deadline <= 0:
+            raise InputError("notification timeout and deadline must be positive")
+        if self.retries < 0 or self.backoff < 0 or self.max_retry_after < 0:
+            raise InputError("notification retries, backoff, max_retry_after must be >= 0")
+
+
+@dataclass(frozen=True)
+class _Try:
+    """What one POST came to: delivered, worth another try (after ``delay``), or final."""
+
+    ok: bool
+    retryable: bool = False
+    problem: str = ""
+    delay: float | None = None  # the receiver's own Retry-After, if it gave one
+
+
+def post_json(
+    url: str,
+    body: bytes,
+    *,
+    headers: dict[str, str],
+    delivery: Delivery,
+    client: httpx.Client | None = None,
+    clock: Clock | None = None,
+    what: str = "webhook",
+) -> int:
+    """POST ``body`` until it is accepted (2xx); return the number of tries it took.
+
+    Raises NotifyError, naming the receiver masked, when it was refused, retries ran out or
+    the deadline would pass. ``clock`` decides the waits, so tests move time instead.
+    """
+    clock = clock or SystemClock()
+    secrets = secret_forms(url)
+    target = mask_url(url)
+    start = clock.now()
+    tries = 0
+    problem = "deadline reached before the first try"
+
+    def elapsed() -> float:
+        return (clock.now() - start).total_seconds()
+
+    def give_up(reason: str, *, retry_after: float = 1.0) -> NotifyError:
+        return NotifyError(
+            f"{what} to {target} failed after {tries} tr{'y' if tries == 1 else 'ies'} "
+            f"in {elapsed():.1f}s: {reason}",
+            retry_after=retry_after,
+        )
+
+    with nullcontext(client) if client is not None else httpx.Client() as http:
+        while (remaining := delivery.deadline - elapsed()) > 0:
+            tries += 1
+            result = _post_once(http, url, body, headers, timeout=min(delivery.timeout, remaining),
+                                secrets=secrets, now=clock.now)
+            if result.ok:
+                return tries
+            problem = result.problem
+            if not result.retryable:
+                raise give_up(f"{problem} (not retried)")
+            delay = delivery.backoff * 2 ** (tries - 1) if result.delay is None else result.delay
+            if tries > delivery.retries:
+                raise give_up(f"{problem}; no retries left", retry_after=delay)
+            if result.delay is not None and delay > delivery.max_retry_after:
+                raise give_up(f"{problem}; Retry-After {delay:g}s exceeds the "
+                              f"{delivery.max_retry_after:g}s we wait", retry_after=delay)
+            if elapsed() + delay >= delivery.deadline:
+                raise give_up(f"{problem}; a retry in {delay:g}s would pass the "
+                              f"{delivery.deadline:g}s deadline", retry_after=delay)
+            log.warning("%s to %s: %s; retry %d/%d in %.2gs", what, target, problem, tries,
+                        delivery.retries, delay)
+            clock.sleep(delay)
+    raise give_up(f"{problem}; deadline of {delivery.deadline:g}s reached")
+
+
+def _post_once(
+    http: httpx.Client,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    timeout: float,
+    secrets: set[str],
+    now: Callable[[], datetime],
+) -> _Try:
+    try:
+        response = http.post(url, content=body, headers=headers, timeout=timeout,
+                             follow_redirects=False)
+    except httpx.TimeoutException as exc:
+        return _Try(ok=False, retryable=True,
+                    problem=f"{type(exc).__name__} (timeout {timeout:.2g}s)")
+    except httpx.HTTPError as exc:
+        return _Try(ok=False, retryable=True,
+                    problem=f"{type(exc).__name__}: {redact(str(exc), secrets)}")
+    status = response.status_code
+    if 200 <= status < 300:
+        return _Try(ok=True)
+    answer = redact(response.text[:200].strip(), secrets)
+    problem = f"HTTP {status}" + (f" {answer!r}" if answer else "")
+    if status == 429:
+        return _Try(ok=False, retryable=True, problem=problem,
+                    delay=parse_retry_after(response.headers.get("Retry-After"), now()))
+    if status >= 500:
+        return _Try(ok=False, retryable=True, problem=problem)
+    return _Try(ok=False, retryable=False, problem=problem)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if
+    absent or unreadable, so the caller falls back to its own backoff."""
+    if not value:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def notification_json(notification: Notification) -> dict[str, Any]:
+    """Every field of the notification, camelCase like the rest of canary's JSON."""
+    n = notification
+    return {
+        "apiVersion": "canary/v1",
+        "kind": "Notification",
+        "event": n.event,
+        "rollout": n.rollout,
+        "service": n.service,
+        "version": n.version,
+        "stableVersion": n.stable_version,
+        "stage": n.stage,
+        "weight": n.weight,
+        "reason": n.reason,
+        "results": [r.to_json() for r in n.results],
+        "key": n.key,
+    }
+
+
+def sign(body: bytes, secret: bytes) -> str:
+    """The ``X-Canary-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the exact body."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class WebhookNotifier:
+    """POSTs each notification as JSON; signs it when ``secret_env`` names a variable.
+
+    The signing secret is read once, here, so a missing variable is an input error when
+    the rollout is loaded rather than a silent unsigned alert during a rollback.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        secret_env: str | None = None,
+        timeout: float = 5.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        deadline: float = 10.0,
+        max_retry_after: float = 10.0,
+        client: httpx.Client | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        check_url(url, what="webhook")
+        register_url(url)
+        self._url = url
+        self._secret: bytes | None = None
+        if secret_env is not None:
+            value = os.environ.get(secret_env, "")
+            if not value:
+                raise InputError(f"environment variable {secret_env} (webhook signing "
+                                 "secret) is not set or empty")
+            self._secret = value.encode()
+        self.secret_env = secret_env
+        self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
+                                 deadline=deadline, max_retry_after=max_retry_after)
+        self._client = client
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        signed = f", secret_env={self.secret_env!r}" if self.secret_env else ""
+        return f"WebhookNotifier({mask_url(self._url)!r}{signed})"
+
+    def send(self, notification: Notification) -> None:
+        body = json.dumps(notification_json(notification), sort_keys=True,
+                          separators=(",", ":")).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Canary-Event": notification.event,
+        }
+        if notification.key:
+            headers["Idempotency-Key"] = notification.key
+        if self._secret is not None:
+            headers[SIGNATURE_HEADER] = sign(body, self._secret)
+        post_json(self._url, body, headers=headers, delivery=self.delivery,
+                  client=self._client, clock=self._clock, what="webhook")

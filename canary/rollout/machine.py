@@ -1,0 +1,415 @@
+"""decide(state, observation, plan) -> (state, actions): the whole rollout logic, pure.
+
+No I/O and no clock: the runner observes (time, weights read from the router, the gate's
+result, an analysis verdict), calls ``decide``, saves what it returns, and only then acts.
+Actions are absolute (weights) or carry an idempotency key (notifications), so a crash
+between save and act is repaired by the next tick without running anything twice.
+
+Transitions (commands first, then the phase's own step):
+
+    pending      -> gating | progressing            (abort -> rolling-back)
+    gating       -> progressing | rolling-back      (gate died mid-run: rerun if idempotent,
+                                                     else failed + needs a human)
+    progressing  -> progressing (next stage) | promoting | paused (held) | rolling-back
+    paused       -> progressing (resume/promote) | rolling-back (abort)
+    promoting    -> succeeded once the router confirms 100%
+    rolling-back -> failed | aborted once the router confirms 0% (alerting meanwhile)
+    failed/aborted -(retry)-> pending
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from canary.model import Command, GateResult, Outcome, Phase, Stage, Verdict, Weights
+from canary.model import Event as _Event
+from canary.rollout.state import GateProgress, MetricCounts, RolloutState
+
+
+@dataclass(frozen=True)
+class MetricLimits:
+    failure_limit: int = 0
+    consecutive_failure_limit: int | None = None
+    inconclusive_limit: int = 0
+    consecutive_error_limit: int = 4
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the spec and policy say, reduced to what decisions need."""
+
+    stages: tuple[Stage, ...]
+    interval: float = 60.0
+    has_gate: bool = False
+    gate_idempotent: bool = False
+    limits: Mapping[str, MetricLimits] = field(default_factory=dict)
+    analysis: bool = True  # False: no metrics at all, stages advance on time alone
+    rollback_router_failure_limit: int = 5
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: datetime
+    weights: Weights | None = None  # None: the router could not be read
+    router_error: str = ""
+    gate: GateResult | None = None
+    verdict: Verdict | None = None
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    canary: int
+
+
+@dataclass(frozen=True)
+class RunGate:
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    event: str  # promoted | rolled-back | gate-failed | aborted | needs-human | held
+    key: str
+
+
+Action = SetWeights | RunGate | Notify
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RolloutState
+    actions: tuple[Action, ...] = ()
+    events: tuple[_Event, ...] = ()
+
+
+class _Step:
+    """Accumulates one transition: the new state plus what to record and do."""
+
+    def __init__(self, state: RolloutState, now: datetime) -> None:
+        self.state, self.now = state, now
+        self.actions: list[Action] = []
+        self.events: list[_Event] = []
+
+    def set(self, **changes: object) -> None:
+        self.state = self.state.replace(**changes)
+
+    def event(self, kind: str, message: str, **data: object) -> None:
+        self.events.append(_Event(at=self.now, kind=kind, message=message, data=data))
+
+    def notify(self, event: str) -> None:
+        s = self.state
+        self.actions.append(Notify(event, f"{s.id}:{s.attempt}:{event}:{s.stage_index}"))
+
+    def done(self) -> Decision:
+        return Decision(self.state, tuple(self.actions), tuple(self.events))
+
+
+def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
+    step = _Step(state.replace(updated_at=obs.now), obs.now)
+    if obs.weights is not None:
+        step.set(actual_weight=obs.weights.canary, router_failures=0)
+    elif not state.phase.terminal and state.phase is not Phase.PENDING:
+        step.set(router_failures=state.router_failures + 1)
+    command = state.command
+    if command is not None:
+        step.set(command=None)
+        handler = _COMMANDS.get((state.phase, command)) or _COMMANDS.get((None, command))
+        if handler is not None and _command_applies(state, command):
+            step.event("command", f"operator: {command.value}", command=command.value)
+            handler(step, obs, plan)
+            return step.done()
+        step.event("command-ignored", f"{command.value} does nothing while {state.phase.value}")
+    _PHASES[step.state.phase](step, obs, plan)
+    return step.done()
+
+
+def _command_applies(state: RolloutState, command: Command) -> bool:
+    if command is Command.RETRY:
+        return state.phase in (Phase.FAILED, Phase.ABORTED)
+    if command in (Command.PROMOTE, Command.PROMOTE_FULL, Command.PAUSE):
+        # The gate is never skipped, and a command must not swallow the gate's result.
+        return state.phase in (Phase.PROGRESSING, Phase.PAUSED)
+    return not state.phase.terminal and state.phase is not Phase.ROLLING_BACK
+
+
+# -- phases -------------------------------------------------------------------------------
+
+
+def _pending(step: _Step, obs: Observation, plan: Plan) -> None:
+    if plan.has_gate and step.state.gate.status != "succeeded":
+        _start_gate(step)
+    else:
+        _enter_stage(step, 0, plan)
+
+
+def _start_gate(step: _Step) -> None:
+    gate = step.state.gate
+    attempt = gate.attempts + 1
+    step.set(phase=Phase.GATING, message="running the migration gate",
+             gate=GateProgress(status="running", attempts=attempt, started_at=step.now))
+    step.event("gate-started", f"migration gate started (attempt {attempt})")
+    step.actions.append(RunGate(attempt))
+
+
+def _gating(step: _Step, obs: Observation, plan: Plan) -> None:
+    gate, result = step.state.gate, obs.gate
+    if result is None:
+        # The gate was running when the previous controller died: only an idempotent
+        # migration may run again; otherwise a human must see what half-ran.
+        if plan.gate_idempotent:
+            step.event("gate-resumed", "the gate was interrupted; it is idempotent: rerunning")
+            _start_gate(step)
+        else:
+            step.set(phase=Phase.FAILED, needs_human=True, finished_at=step.now,
+                     failure_kind="gate", gate=_gate_done(gate, step.now, "interrupted"),
+                     reason="the migration was interrupted while running and is not marked "
+                            "idempotent: check the database by hand, then retry")
+            step.set(message=step.state.reason)
+            step.event("needs-human", step.state.reason)
+            step.notify("needs-human")
+        return
+    if result.ok:
+        step.set(gate=_gate_done(gate, step.now, "succeeded", result.message))
+        step.event("gate-succeeded", result.message, output=result.output[-4000:])
+        _enter_stage(step, 0, plan)
+    else:
+        step.set(gate=_gate_done(gate, step.now, "failed", result.message))
+        step.event("gate-failed", result.message, output=result.output[-4000:])
+        _rollback(step, kind="gate", reason=f"migration gate failed: {result.message}",
+                  notice="gate-failed")
+
+
+def _gate_done(gate: GateProgress, now: datetime, status: str, message: str = "") -> GateProgress:
+    return GateProgress(status=status, attempts=gate.attempts, started_at=gate.started_at,
+                        finished_at=now, message=message)
+
+
+def _progressing(step: _Step, obs: Observation, plan: Plan) -> None:
+    s = step.state
+    if obs.weights is None or obs.weights.canary != s.desired_weight:
+        _apply_weight(step, obs)
+        return
+    now = step.now
+    stage = plan.stages[s.stage_index]
+    if s.stage_started_at is None:
+        step.set(stage_started_at=now, pause_until=now + timedelta(seconds=stage.pause),
+                 next_analysis_at=now + timedelta(seconds=plan.interval),
+                 message=f"stage {s.stage_index + 1}/{len(plan.stages)}: {stage.weight}% "
+                         "on the canary")
+        step.event("stage-reached", f"{stage.weight}% of traffic on {s.version}",
+                   stage=s.stage_index + 1, weight=stage.weight)
+        return
+    if obs.verdict is not None and _judge(step, obs.verdict, plan):
+        return
+    s = step.state
+    if s.pause_until is not None and now >= s.pause_until:
+        if not plan.analysis or s.stage_outcome is Outcome.PASSED:
+            _advance(step, plan)
+        elif _held_too_long(s, plan):
+            step.set(phase=Phase.PAUSED, paused_remaining=0.0,
+                     message="held: analysis stayed inconclusive past its limit; "
+                             "promote, resume or abort")
+            step.event("held", step.state.message)
+            step.notify("held")
+
+
+def _held_too_long(s: RolloutState, plan: Plan) -> bool:
+    return any(s.counts.get(name, MetricCounts()).inconclusive > lim.inconclusive_limit
+               for name, lim in plan.limits.items() if not lim.dry_run)
+
+
+def _judge(step: _Step, verdict: Verdict, plan: Plan) -> bool:
+    """Count the verdict per metric; roll back (and return True) when a limit is crossed."""
+    s = step.state
+    counts = dict(s.counts)
+    crossed: list[str] = []
+    for r in verdict.results:
+        c = counts.get(r.name, MetricCounts()).after(r.outcome)
+        counts[r.name] = c
+        lim = plan.limits.get(r.name, MetricLimits())
+        if r.dry_run or lim.dry_run:
+            continue
+        if c.failures > lim.failure_limit:
+            crossed.append(f"{r.name} failed {c.failures} time(s) (limit {lim.failure_limit})")
+        elif lim.consecutive_failure_limit is not None and \
+                c.consecutive_failures > lim.consecutive_failure_limit:
+            crossed.append(f"{r.name} failed {c.consecutive_failures} times in a row")
+        elif c.consecutive_errors >= lim.consecutive_error_limit:
+            crossed.append(f"{r.name} could not be measured {c.consecutive_errors} times in "
+                           f"a row: {r.message}")
+    step.set(counts=counts, stage_outcome=verdict.outcome, last_results=verdict.results,
+             last_analysis_at=verdict.at, judge_memory=verdict.memory or s.judge_memory,
+             next_analysis_at=step.now + timedelta(seconds=plan.interval))
+    step.event("analysis", f"analysis {verdict.outcome.value}", outcome=verdict.outcome.value,
+               results=[r.to_json() for r in verdict.results])
+    if not crossed:
+        return False
+    detail = "; ".join(crossed)
+    failing = [r for r in verdict.results if r.outcome in (Outcome.FAILED, Outcome.ERROR)]
+    if failing:
+        detail += ". " + "; ".join(f"{r.name}: {r.message}" for r in failing if r.message)
+    _rollback(step, kind="analysis", reason=detail, notice="rolled-back")
+    return True
+
+
+def _advance(step: _Step, plan: Plan) -> None:
+    nxt = step.state.stage_index + 1
+    if nxt < len(plan.stages) and plan.stages[nxt].weight > step.state.desired_weight:
+        _enter_stage(step, nxt, plan)
+    else:
+        step.set(phase=Phase.PROMOTING, desired_weight=100, message="promoting")
+        step.event("promoting", "all stages passed: promoting")
+        step.actions.append(SetWeights(100))
+
+
+def _enter_stage(step: _Step, index: int, plan: Plan) -> None:
+    weight = plan.stages[index].weight
+    step.set(phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
+             stage_started_at=None, pause_until=None, next_analysis_at=None,
+             paused_remaining=None, stage_outcome=None,
+             counts={k: MetricCounts(consecutive_errors=v.consecutive_errors)
+                     for k, v in step.state.counts.items()},  # failure limits are per stage
+             message=f"shifting {weight}% of traffic to {step.state.version}")
+    step.event("stage-started", f"stage {index + 1}/{len(plan.stages)}: setting {weight}%",
+               stage=index + 1, weight=weight)
+    step.actions.append(SetWeights(weight))
+
+
+def _apply_weight(step: _Step, obs: Observation) -> None:
+    """Level-triggered: whatever the router says, ask again for the desired weight."""
+    s = step.state
+    if obs.weights is not None and s.stage_started_at is not None:
+        step.event("drift", f"router reports {obs.weights.canary}% but the rollout wants "
+                            f"{s.desired_weight}%: re-applying", actual=obs.weights.canary)
+    step.actions.append(SetWeights(s.desired_weight))
+
+
+def _paused(step: _Step, obs: Observation, plan: Plan) -> None:
+    if obs.weights is None or obs.weights.canary != step.state.desired_weight:
+        _apply_weight(step, obs)
+
+
+def _promoting(step: _Step, obs: Observation, plan: Plan) -> None:
+    if obs.weights is not None and obs.weights.canary == 100:
+        step.set(phase=Phase.SUCCEEDED, finished_at=step.now, stable_version=step.state.version,
+                 message=f"promoted {step.state.version}")
+        step.event("promoted", f"{step.state.version} promoted: 100% of traffic")
+        step.notify("promoted")
+    else:
+        _apply_weight(step, obs)
+
+
+def _rolling_back(step: _Step, obs: Observation, plan: Plan) -> None:
+    s = step.state
+    if obs.weights is not None and obs.weights.canary == 0:
+        aborted = s.failure_kind == "abort"
+        step.set(phase=Phase.ABORTED if aborted else Phase.FAILED, finished_at=step.now,
+                 message=f"{'aborted' if aborted else 'rolled back'}: traffic is on "
+                         f"{s.stable_version or 'stable'}")
+        step.event("rolled-back", "router confirms 100% on stable", reason=s.reason)
+        return
+    if s.router_failures >= plan.rollback_router_failure_limit and not s.needs_human:
+        step.set(needs_human=True, message=f"cannot roll back: {obs.router_error}")
+        step.event("needs-human", f"router unreachable during rollback: {obs.router_error}")
+        step.notify("needs-human")
+    step.actions.append(SetWeights(0))
+
+
+def _terminal(step: _Step, obs: Observation, plan: Plan) -> None:
+    return None
+
+
+def _rollback(step: _Step, *, kind: str, reason: str, notice: str) -> None:
+    # Route back to stable first, then alert: a slow or dead Slack must never keep users
+    # on the broken version (the runner acts in list order).
+    step.set(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=kind, reason=reason,
+             message=f"rolling back: {reason}")
+    step.event("rolling-back", reason, failure=kind)
+    step.actions.append(SetWeights(0))
+    step.notify(notice)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _cmd_abort(step: _Step, obs: Observation, plan: Plan) -> None:
+    _rollback(step, kind="abort", reason="aborted by an operator", notice="aborted")
+
+
+def _cmd_pause(step: _Step, obs: Observation, plan: Plan) -> None:
+    s = step.state
+    left = max(0.0, (s.pause_until - step.now).total_seconds()) if s.pause_until else None
+    step.set(phase=Phase.PAUSED, paused_remaining=left, message="paused by an operator")
+
+
+def _cmd_resume(step: _Step, obs: Observation, plan: Plan) -> None:
+    s = step.state
+    if s.phase is not Phase.PAUSED:
+        return
+    until = s.pause_until
+    if s.paused_remaining is not None and s.stage_started_at is not None:
+        until = step.now + timedelta(seconds=s.paused_remaining)
+    step.set(phase=Phase.PROGRESSING, pause_until=until, paused_remaining=None,
+             next_analysis_at=step.now, counts={}, stage_outcome=None,
+             message="resumed by an operator")
+
+
+def _cmd_promote(step: _Step, obs: Observation, plan: Plan) -> None:
+    _advance(step, plan)
+
+
+def _cmd_promote_full(step: _Step, obs: Observation, plan: Plan) -> None:
+    step.set(stage_index=len(plan.stages) - 1)
+    _advance(step, plan)
+
+
+def _cmd_retry(step: _Step, obs: Observation, plan: Plan) -> None:
+    # A retried rollout starts clean: stale analysis must not re-abort it.
+    s = step.state
+    step.set(phase=Phase.PENDING, attempt=s.attempt + 1, stage_index=-1, desired_weight=0,
+             stage_started_at=None, pause_until=None, next_analysis_at=None, counts={},
+             stage_outcome=None, last_results=(), judge_memory=None, reason="",
+             failure_kind="", needs_human=False, finished_at=None, paused_remaining=None,
+             gate=s.gate if s.gate.status == "succeeded" else GateProgress(),
+             message="retry requested")
+
+
+Handler = Callable[[_Step, Observation, Plan], None]
+
+_PHASES: dict[Phase, Handler] = {
+    Phase.PENDING: _pending,
+    Phase.GATING: _gating,
+    Phase.PROGRESSING: _progressing,
+    Phase.PAUSED: _paused,
+    Phase.PROMOTING: _promoting,
+    Phase.ROLLING_BACK: _rolling_back,
+    Phase.SUCCEEDED: _terminal,
+    Phase.FAILED: _terminal,
+    Phase.ABORTED: _terminal,
+}
+
+_COMMANDS: dict[tuple[Phase | None, Command], Handler] = {
+    (None, Command.ABORT): _cmd_abort,
+    (Phase.PROGRESSING, Command.PAUSE): _cmd_pause,
+    (Phase.PAUSED, Command.RESUME): _cmd_resume,
+    (Phase.PROGRESSING, Command.PROMOTE): _cmd_promote,
+    (Phase.PAUSED, Command.PROMOTE): _cmd_promote,
+    (None, Command.PROMOTE_FULL): _cmd_promote_full,
+    (None, Command.RETRY): _cmd_retry,
+}
+
+
+def analysis_due(state: RolloutState, now: datetime) -> bool:
+    """Whether the runner should measure before deciding this tick."""
+    return (state.phase is Phase.PROGRESSING and state.stage_started_at is not None
+            and state.next_analysis_at is not None and now >= state.next_analysis_at)
+
+
+def next_wakeup(state: RolloutState, now: datetime, *, poll: float) -> float:
+    """Seconds until something is due; never more than ``poll`` so commands are seen."""
+    due = [t for t in (state.next_analysis_at, state.pause_until) if t is not None and t > now]
+    wait = min([(t - now).total_seconds() for t in due], default=poll)
+    return max(0.0, min(wait, poll))

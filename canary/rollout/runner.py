@@ -1,0 +1,195 @@
+"""The tick: load -> observe -> decide -> save -> act -> notify.
+
+Journal first: the new state and its events are saved before any action runs, so a
+controller killed between two lines of this file resumes without losing or repeating a
+step. Weights are absolute (re-applying is harmless); notifications carry a key that is
+recorded once sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from canary.clock import Clock
+from canary.errors import CanaryError, ConflictError, NotifyError, RouterError
+from canary.model import (
+    Event,
+    GateResult,
+    Notification,
+    Phase,
+    RolloutSpec,
+    Verdict,
+    Weights,
+)
+from canary.notify.base import Notifier
+from canary.rollout.machine import (
+    Decision,
+    Notify,
+    Observation,
+    Plan,
+    RunGate,
+    SetWeights,
+    analysis_due,
+    decide,
+    next_wakeup,
+)
+from canary.rollout.state import RolloutState
+from canary.routers.base import Router
+from canary.store.base import LeaseOwner, StateStore
+
+log = logging.getLogger("canary.runner")
+
+
+class Analyzer(Protocol):
+    def measure(self, state: RolloutState, now: datetime) -> Verdict: ...
+
+
+class Gate(Protocol):
+    def run(self, state: RolloutState) -> GateResult: ...
+
+
+class Reporter(Protocol):
+    def tick(self, state: RolloutState, events: Sequence[Event]) -> None: ...
+
+
+class _SilentReporter:
+    def tick(self, state: RolloutState, events: Sequence[Event]) -> None:
+        return None
+
+
+@dataclass
+class Runner:
+    """Drives one rollout. Owns nothing but its collaborators; all state is in the store."""
+
+    name: str
+    spec: RolloutSpec
+    plan: Plan
+    store: StateStore
+    router: Router
+    clock: Clock
+    analyzer: Analyzer | None = None
+    gate: Gate | None = None
+    notifiers: Sequence[Notifier] = ()
+    reporter: Reporter = field(default_factory=_SilentReporter)
+    owner: LeaseOwner = field(default_factory=LeaseOwner.here)
+    poll: float = 1.0
+    lease_ttl: float = 30.0
+    _gate_result: GateResult | None = None
+
+    def tick(self) -> RolloutState:
+        state = self.store.get(self.name)
+        now = self.clock.now()
+        self.store.acquire_lease(self.name, self.owner, ttl=self.lease_ttl, now=now)
+        weights, router_error = self._read_weights()
+        verdict = None
+        if (self.analyzer is not None and weights is not None
+                and weights.canary == state.desired_weight and analysis_due(state, now)):
+            verdict = self.analyzer.measure(state, now)
+        gate, self._gate_result = self._gate_result, None
+        obs = Observation(now=now, weights=weights, router_error=router_error, gate=gate,
+                          verdict=verdict)
+        decision = decide(state, obs, self.plan)
+        try:
+            saved = self.store.save(decision.state, events=decision.events)
+        except ConflictError:
+            # An operator command landed first: nothing was acted on, decide again.
+            if gate is not None:
+                self._gate_result = gate
+            return self.store.get(self.name)
+        self.reporter.tick(saved, decision.events)
+        self._act(saved, decision)
+        return saved
+
+    def _read_weights(self) -> tuple[Weights | None, str]:
+        try:
+            return self.router.get_weights(), ""
+        except RouterError as exc:
+            log.warning("router: %s", exc)
+            return None, str(exc)
+
+    def _act(self, state: RolloutState, decision: Decision) -> None:
+        for action in decision.actions:
+            if isinstance(action, SetWeights):
+                self._set_weights(state, action.canary)
+            elif isinstance(action, RunGate):
+                if self.gate is None:
+                    self._gate_result = GateResult(ok=True, message="no migration configured")
+                else:
+                    self._gate_result = self.gate.run(state)
+            elif isinstance(action, Notify):
+                self._notify(state, action)
+
+    def _set_weights(self, state: RolloutState, canary: int) -> None:
+        try:
+            self.router.set_weights(Weights(canary=canary))
+        except RouterError as exc:
+            # Not fatal: the next tick reads the router again and re-applies.
+            self._record(state, "router-error", f"could not set {canary}%: {exc}")
+
+    def _notify(self, state: RolloutState, action: Notify) -> None:
+        if self.store.has_event_key(action.key):
+            return  # already delivered before a restart: never a duplicate
+        note = notification_for(state, action)
+        failures = []
+        for notifier in self.notifiers:
+            try:
+                notifier.send(note)
+            except NotifyError as exc:
+                failures.append(str(exc))
+        if failures:
+            self._record(state, "notify-failed", "; ".join(failures))
+        self.store.append_event(state.id, Event(at=self.clock.now(), kind="notified",
+                                                message=f"{action.event} alert sent",
+                                                key=action.key))
+
+    def _record(self, state: RolloutState, kind: str, message: str) -> None:
+        log.warning("%s: %s", kind, message)
+        event = Event(at=self.clock.now(), kind=kind, message=message)
+        self.store.append_event(state.id, event)
+        self.reporter.tick(state, [event])
+
+    def run(self, *, timeout: float | None = None,
+            should_stop: Callable[[], bool] = lambda: False) -> RolloutState:
+        """Tick until the rollout ends, needs a human, or ``timeout`` seconds pass."""
+        start = self.clock.now()
+        try:
+            while True:
+                state = self.tick()
+                if state.phase.terminal or (state.needs_human
+                                            and state.phase is Phase.ROLLING_BACK):
+                    return state
+                if self._gate_result is not None:
+                    continue  # feed the gate's result back at once
+                now = self.clock.now()
+                if timeout is not None and (now - start).total_seconds() >= timeout:
+                    return state
+                if should_stop():
+                    return state
+                wait = next_wakeup(state, now, poll=self.poll)
+                if timeout is not None:
+                    wait = min(wait, max(0.0, timeout - (now - start).total_seconds()))
+                self.clock.sleep(max(wait, 0.01))
+        finally:
+            try:
+                self.store.release_lease(self.name, self.owner)
+            except CanaryError:
+                pass
+
+
+def notification_for(state: RolloutState, action: Notify) -> Notification:
+    return Notification(
+        event=action.event, rollout=state.name, service=state.service, version=state.version,
+        stable_version=state.stable_version, stage=max(0, state.stage_index + 1),
+        weight=state.actual_weight if state.actual_weight is not None else state.desired_weight,
+        reason=state.reason or state.message, results=state.last_results, key=action.key)
+
+
+def exit_code(state: RolloutState) -> int:
+    """DESIGN A.1: 0 promoted, 1 rolled back, 3 aborted, 4 needs a human, 5 still running."""
+    if state.needs_human:
+        return 4
+    return {Phase.SUCCEEDED: 0, Phase.FAILED: 1, Phase.ABORTED: 3}.get(state.phase, 5)

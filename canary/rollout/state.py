@@ -1,0 +1,127 @@
+"""The persisted state of one rollout: everything needed to resume it exactly.
+
+A frozen record, stored as JSON with UTC ISO times. Deadlines are absolute times, so a
+restarted controller waits only for what is left of a pause.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from canary.model import Command, MetricResult, Outcome, Phase
+
+
+@dataclass(frozen=True)
+class MetricCounts:
+    """Counting rules per metric (Argo's): per-stage failures, consecutive runs, errors."""
+
+    failures: int = 0
+    consecutive_failures: int = 0
+    inconclusive: int = 0
+    consecutive_errors: int = 0
+    passes: int = 0
+
+    def after(self, outcome: Outcome) -> MetricCounts:
+        failed, err = outcome is Outcome.FAILED, outcome is Outcome.ERROR
+        return MetricCounts(
+            failures=self.failures + failed,
+            consecutive_failures=self.consecutive_failures + 1 if failed else 0,
+            inconclusive=self.inconclusive + (outcome is Outcome.INCONCLUSIVE),
+            consecutive_errors=self.consecutive_errors + 1 if err else 0,
+            passes=self.passes + (outcome is Outcome.PASSED),
+        )
+
+
+@dataclass(frozen=True)
+class GateProgress:
+    status: str = "pending"  # pending | running | succeeded | failed
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    id: str
+    name: str
+    service: str
+    version: str
+    stable_version: str | None
+    document: str  # the rollout file as written (${VAR} kept: secrets never stored)
+    source: str  # where the document came from
+    created_at: datetime
+    updated_at: datetime
+    phase: Phase = Phase.PENDING
+    attempt: int = 1
+    stage_index: int = -1  # -1: no traffic moved yet
+    desired_weight: int = 0
+    stage_started_at: datetime | None = None  # when the router confirmed this stage
+    pause_until: datetime | None = None
+    next_analysis_at: datetime | None = None
+    paused_remaining: float | None = None  # seconds of pause left when an operator paused
+    gate: GateProgress = field(default_factory=GateProgress)
+    counts: Mapping[str, MetricCounts] = field(default_factory=dict)
+    stage_outcome: Outcome | None = None  # latest deciding outcome in this stage
+    last_results: tuple[MetricResult, ...] = ()
+    last_analysis_at: datetime | None = None
+    judge_memory: Mapping[str, Any] | None = None
+    command: Command | None = None
+    reason: str = ""  # why it is rolling back / failed / aborted
+    failure_kind: str = ""  # analysis | gate | abort | router | deadline | hook
+    message: str = ""
+    actual_weight: int | None = None  # last read from the router
+    router_failures: int = 0
+    needs_human: bool = False
+    finished_at: datetime | None = None
+    revision: int = 0
+
+    def replace(self, **changes: Any) -> RolloutState:
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            out[f.name] = _encode(getattr(self, f.name))
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RolloutState:
+        kw: dict[str, Any] = dict(data)
+        for name in ("created_at", "updated_at", "stage_started_at", "pause_until",
+                     "next_analysis_at", "last_analysis_at", "finished_at"):
+            kw[name] = _time(kw.get(name))
+        kw["phase"] = Phase(kw["phase"])
+        kw["command"] = Command(kw["command"]) if kw.get("command") else None
+        kw["stage_outcome"] = Outcome(kw["stage_outcome"]) if kw.get("stage_outcome") else None
+        g = dict(kw.get("gate") or {})
+        g["started_at"], g["finished_at"] = _time(g.get("started_at")), _time(g.get("finished_at"))
+        kw["gate"] = GateProgress(**g)
+        kw["counts"] = {k: MetricCounts(**v) for k, v in (kw.get("counts") or {}).items()}
+        kw["last_results"] = tuple(MetricResult.from_json(r) for r in kw.get("last_results") or ())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in kw.items() if k in known})
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Phase | Outcome | Command):
+        return value.value
+    if isinstance(value, MetricResult):
+        return value.to_json()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_encode(v) for v in value]
+    return value

@@ -1,0 +1,97 @@
+"""HTTP adapter: for routers that expose the split as a small JSON resource.
+
+``PUT url`` with ``{"stable": N, "canary": N}`` changes the split; ``GET url`` returns the
+split in effect in the same shape. An optional bearer token is read from the environment
+variable named by ``tokenEnv`` when the router is built; the token is kept out of
+``repr`` and out of every error message (it is masked if a server echoes it back).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import httpx
+from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from canary.durations import parse_duration
+from canary.errors import InputError, RouterError
+from canary.model import Weights
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class Config(BaseModel):
+    """The ``spec.router`` block for ``type: http``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel,
+                              frozen=True)
+
+    url: AnyHttpUrl
+    token_env: str | None = None
+    timeout: Seconds = 5.0
+
+
+@dataclass(frozen=True)
+class HttpRouter:
+    """Reads and writes the split as JSON at one URL."""
+
+    url: str
+    token: str | None = field(default=None, repr=False)
+    timeout: float = 5.0
+
+    def describe(self) -> str:
+        return f"http {self.url}"
+
+    def ensure(self) -> None:
+        self.get_weights()
+
+    def get_weights(self) -> Weights:
+        response = self._request("GET")
+        try:
+            data: Any = response.json()
+            stable, canary = data["stable"], data["canary"]
+            if not all(type(v) is int for v in (stable, canary)) or stable + canary != 100 \
+                    or not 0 <= canary <= 100:
+                raise ValueError("not a split of 100%")
+            return Weights(canary=canary)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RouterError(f"GET {self.url} answered {self._mask(response.text[:200])!r}; "
+                              'expected {"stable": N, "canary": N} summing to 100') from exc
+
+    def set_weights(self, weights: Weights) -> None:
+        self._request("PUT", json={"stable": weights.stable, "canary": weights.canary})
+
+    def reset(self) -> None:
+        self.set_weights(Weights(canary=0))
+
+    def _request(self, method: str, *, json: dict[str, int] | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            with httpx.Client(timeout=self.timeout) as client:
+                response = client.request(method, self.url, json=json, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise RouterError(f"{method} {self.url} timed out after {self.timeout}s") from exc
+        except httpx.HTTPError as exc:
+            raise RouterError(f"{method} {self.url} failed: {self._mask(str(exc))}; check the "
+                              "url and that the router service is running") from exc
+        if response.is_error:
+            hint = " (check the token in tokenEnv)" if response.status_code in (401, 403) else ""
+            raise RouterError(f"{method} {self.url} answered HTTP {response.status_code}{hint}: "
+                              f"{self._mask(response.text.strip()[:200])}")
+        return response
+
+    def _mask(self, text: str) -> str:
+        return text.replace(self.token, "***") if self.token else text
+
+
+def from_config(config: Config) -> HttpRouter:
+    token = None
+    if config.token_env is not None:
+        token = os.environ.get(config.token_env)
+        if not token:
+            raise InputError(f"environment variable {config.token_env} (named in tokenEnv) "
+                             "is not set", field="router.tokenEnv")
+    return HttpRouter(url=str(config.url), token=token, timeout=config.timeout)

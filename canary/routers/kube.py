@@ -1,0 +1,355 @@
+"""What the Kubernetes routers share: client setup, guarded writes, error translation.
+
+The gateway-api, istio and smi adapters all do one thing to different custom objects:
+find two weighted entries in a list (stable and canary) and rewrite their weights. This
+module holds the rest, so each adapter is its Config plus a ``locate`` function.
+
+Writes are JSON patches that start with a ``test`` of ``metadata.resourceVersion``: a
+change made by anyone between our read and our write fails the patch instead of being
+overwritten. A real API server answers a failed ``test`` with 422 (and a stale
+resourceVersion elsewhere with 409); both mean "read again and retry".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from canary.durations import parse_duration
+from canary.errors import RouterError
+from canary.model import Weights
+
+JSON_PATCH = "application/json-patch+json"
+Patch = list[dict[str, Any]]
+
+
+class KubeConnection(BaseModel):
+    """How to reach the cluster; the base of every Kubernetes adapter's Config."""
+
+    model_config = ConfigDict(
+        extra="forbid", populate_by_name=True, frozen=True, alias_generator=to_camel
+    )
+
+    namespace: str = Field(default="default", min_length=1)
+    # Neither kubeconfig nor context: in-cluster credentials inside a pod, else the
+    # default kubeconfig ($KUBECONFIG or ~/.kube/config), as kubectl does.
+    kubeconfig: str | None = None
+    context: str | None = None
+    timeout: float = Field(default=10.0, gt=0)  # per request; a duration like 10s
+    field_manager: str = Field(default="canary", min_length=1, max_length=128)
+    conflict_retries: int = Field(default=5, ge=0, le=50)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """One namespaced custom object, named the way error messages name it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def connect(conn: KubeConnection) -> CustomObjectsApi:
+    """A client from the kubeconfig or the pod's service account; RouterError if neither."""
+    cfg = Configuration()
+    in_cluster = (
+        conn.kubeconfig is None and conn.context is None
+        and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    )
+    try:
+        if in_cluster:
+            kube_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        else:
+            kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=conn.kubeconfig, context=conn.context,
+                client_configuration=cfg, persist_config=False,
+            )
+    # The loaders raise ConfigException, OSError, yaml and exec-plugin errors alike; all
+    # of them mean the same thing to the user.
+    except Exception as exc:
+        source = "in-cluster service account" if in_cluster else (
+            f"kubeconfig {conn.kubeconfig or '(default)'}"
+            + (f", context {conn.context}" if conn.context else ""))
+        raise RouterError(f"cannot load Kubernetes credentials from {source}: {exc}") from exc
+    return api_for(cfg)
+
+
+def api_for(cfg: Configuration) -> CustomObjectsApi:
+    """A CustomObjectsApi on ``cfg`` with urllib3's silent retries off.
+
+    canary's runner retries router errors with backoff; urllib3 retrying underneath would
+    multiply every timeout by four before anyone heard of it.
+    """
+    cfg.retries = False  # urllib3 takes False as: no retries, raise the first error
+    return CustomObjectsApi(ApiClient(cfg))
+
+
+class KubeObjects:
+    """Reads custom objects and writes them with a resourceVersion guard.
+
+    The client is built on first use, so a rollout file can be loaded and validated on a
+    machine without cluster credentials.
+    """
+
+    def __init__(self, conn: KubeConnection, *, api: CustomObjectsApi | None = None) -> None:
+        self._conn = conn
+        self._api = api
+
+    @property
+    def api(self) -> CustomObjectsApi:
+        if self._api is None:
+            self._api = connect(self._conn)
+        return self._api
+
+    def close(self) -> None:
+        if self._api is not None:
+            self._api.api_client.close()
+
+    def get(self, ref: ObjectRef) -> dict[str, Any]:
+        def call() -> object:
+            return self.api.get_namespaced_custom_object(
+                ref.group, ref.version, ref.namespace, ref.plural, ref.name,
+                _request_timeout=self._conn.timeout,
+            )
+
+        obj = self._call(call, ref, "read")
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
+            raise RouterError(f"unexpected answer reading {ref}: {str(obj)[:200]}")
+        return obj
+
+    def update(self, ref: ObjectRef, plan: Callable[[dict[str, Any]], Patch]) -> None:
+        """Read, ask ``plan`` for the JSON patch ops, write them guarded; retry on conflict.
+
+        ``plan`` sees the freshly read object each time, so a retry recomputes the indices
+        too (a rule inserted meanwhile shifts them). No ops: nothing is written.
+        """
+        attempts = self._conn.conflict_retries + 1
+        rejected: tuple[str, ApiException] | None = None
+        for _ in range(attempts):
+            obj = self.get(ref)
+            version = str(obj["metadata"].get("resourceVersion", ""))
+            if rejected is not None and rejected[0] == version:
+                # Nobody wrote in between, so the 422 was about the patch itself.
+                raise translate(rejected[1], ref, "update", host=self._host())
+            ops = plan(obj)
+            if not ops:
+                return
+            body = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}, *ops]
+            try:
+                self.api.patch_namespaced_custom_object(
+                    ref.group, ref.version, ref.namespace, ref.plural, ref.name, body,
+                    field_manager=self._conn.field_manager, _content_type=JSON_PATCH,
+                    _request_timeout=self._conn.timeout,
+                )
+                return
+            except ApiException as exc:
+                if exc.status == 409:
+                    rejected = None
+                    continue
+                if exc.status == 422:  # a failed test, or an invalid patch: the next read tells
+                    rejected = (version, exc)
+                    continue
+                raise translate(exc, ref, "update", host=self._host()) from exc
+            except urllib3.exceptions.HTTPError as exc:
+                raise unreachable(exc, ref, "update", host=self._host(),
+                                  timeout=self._conn.timeout) from exc
+        raise RouterError(
+            f"conflict: {ref} changed under every one of {attempts} attempts to update it; "
+            "is another controller (Flagger, Argo Rollouts, a GitOps sync) writing it too?"
+        )
+
+    def _call(self, call: Callable[[], object], ref: ObjectRef, action: str) -> object:
+        try:
+            return call()
+        except ApiException as exc:
+            raise translate(exc, ref, action, host=self._host()) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise unreachable(exc, ref, action, host=self._host(),
+                              timeout=self._conn.timeout) from exc
+
+    def _host(self) -> str:
+        return str(self.api.api_client.configuration.host)
+
+
+def status_of(exc: ApiException) -> dict[str, Any]:
+    """The Kubernetes Status object in an error answer, or {} when there is none."""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def translate(exc: ApiException, ref: ObjectRef, action: str, *, host: str) -> RouterError:
+    """One RouterError saying what failed and what to check, from an API error answer."""
+    status = status_of(exc)
+    message = str(status.get("message") or exc.reason or "no message")
+    code = exc.status
+    if code == 404:
+        details = status.get("details") or {}
+        if details.get("name") == ref.name:
+            return RouterError(f"{ref} not found: check the namespace and name ({message})")
+        return RouterError(
+            f"{ref.plural}.{ref.group}/{ref.version} is not served by the cluster at {host}: "
+            f"is the {ref.kind} CRD installed, at version {ref.version}? ({message})"
+        )
+    if code in (401, 403):
+        what = "not authenticated" if code == 401 else "permission denied"
+        return RouterError(
+            f"{what} ({code}) trying to {action} {ref}: canary needs RBAC verbs get and "
+            f"patch on {ref.plural}.{ref.group} in namespace {ref.namespace}; check the "
+            f"credentials and role bindings ({message})"
+        )
+    if code == 429:
+        retry = exc.headers.get("Retry-After") if exc.headers else None
+        delay = float(retry) if retry and str(retry).isdigit() else 1.0
+        return RouterError(f"Kubernetes API throttled {action} of {ref}: {message}",
+                           retry_after=delay)
+    if code in (409, 422):
+        return RouterError(f"the API server rejected the {action} of {ref} ({code}): {message}")
+    return RouterError(f"Kubernetes API at {host} answered {code} to the {action} of {ref}: "
+                       f"{message}")
+
+
+def unreachable(exc: urllib3.exceptions.HTTPError, ref: ObjectRef, action: str, *,
+                host: str, timeout: float) -> RouterError:
+    """A RouterError for a request that got no answer at all."""
+    # NewConnectionError subclasses ConnectTimeoutError, but a refused connection is no timeout.
+    if (isinstance(exc, urllib3.exceptions.TimeoutError)
+            and not isinstance(exc, urllib3.exceptions.NewConnectionError)):
+        return RouterError(f"Kubernetes API at {host} did not answer within {timeout:g}s "
+                           f"({action} {ref})")
+    return RouterError(f"cannot reach the Kubernetes API at {host} ({action} {ref}): {exc}")
+
+
+@dataclass(frozen=True)
+class WeightedPair:
+    """Where the stable and canary weights live in an object, and what they hold now.
+
+    ``stable_raw``/``canary_raw`` are the values as stored (None when the field is
+    absent); ``default`` is what the API takes for an absent weight.
+    """
+
+    pointer: str  # JSON pointer of the list holding both entries
+    stable_index: int
+    canary_index: int
+    stable_raw: int | None
+    canary_raw: int | None
+    default: int
+    where: str  # e.g. "HTTPRoute shop/checkout rule 0", for messages
+
+    def split(self) -> Weights:
+        stable = self.default if self.stable_raw is None else self.stable_raw
+        canary = self.default if self.canary_raw is None else self.canary_raw
+        if stable + canary <= 0:
+            raise RouterError(f"{self.where}: stable and canary both have weight 0, so the "
+                              "route sends traffic nowhere; set a split before a rollout")
+        return Weights(canary=round(100 * canary / (stable + canary)))
+
+    def ops(self, weights: Weights) -> Patch:
+        """The ``add`` ops that make the stored weights ``weights`` (none if they already are)."""
+        out: Patch = []
+        for index, raw, want in ((self.stable_index, self.stable_raw, weights.stable),
+                                 (self.canary_index, self.canary_raw, weights.canary)):
+            if raw != want:  # "add" replaces an existing member and creates a missing one
+                out.append({"op": "add", "path": f"{self.pointer}/{index}/weight", "value": want})
+        return out
+
+
+def find_pair(entries: Any, *, pointer: str, where: str, default: int,
+              is_stable: Callable[[dict[str, Any]], bool],
+              is_canary: Callable[[dict[str, Any]], bool],
+              label: Callable[[dict[str, Any]], str],
+              stable_name: str, canary_name: str) -> WeightedPair:
+    """Find exactly one stable and one canary entry in ``entries``; RouterError otherwise.
+
+    Any other entry must carry weight 0: a third weighted backend would take a share of
+    traffic canary does not control, and the percentages it reports would be false.
+    """
+    items = [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+    found = ", ".join(label(e) for e in items) or "none"
+    stable = [i for i, e in enumerate(items) if is_stable(e)]
+    canary = [i for i, e in enumerate(items) if is_canary(e)]
+    for name, hits in ((stable_name, stable), (canary_name, canary)):
+        if not hits:
+            raise RouterError(f"{where}: no entry for {name} (found: {found}); check the "
+                              "names in the router block against the object")
+        if len(hits) > 1:
+            raise RouterError(f"{where}: {name} appears {len(hits)} times; canary needs "
+                              "exactly one entry for it")
+    for i, entry in enumerate(items):
+        if i not in (stable[0], canary[0]) and weight_of(entry, default) > 0:
+            raise RouterError(f"{where}: {label(entry)} also takes traffic; canary can only "
+                              f"split between {stable_name} and {canary_name}")
+    return WeightedPair(
+        pointer=pointer, stable_index=stable[0], canary_index=canary[0],
+        stable_raw=raw_weight(items[stable[0]], where),
+        canary_raw=raw_weight(items[canary[0]], where), default=default, where=where,
+    )
+
+
+def raw_weight(entry: dict[str, Any], where: str) -> int | None:
+    value = entry.get("weight")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RouterError(f"{where}: weight {value!r} is not a non-negative integer")
+    return value
+
+
+def weight_of(entry: dict[str, Any], default: int) -> int:
+    value = entry.get("weight", default)
+    return value if isinstance(value, int) else default
+
+
+
+class WeightedObjectRouter:
+    """The Router methods, for an adapter that supplies ``ref`` and ``locate``.
+
+    Every method reads the live object: get_weights reports what the cluster holds, and
+    set_weights recomputes its patch from a fresh read on each attempt.
+    """
+
+    def __init__(self, ref: ObjectRef, objects: KubeObjects) -> None:
+        self.ref = ref
+        self._objects = objects
+
+    def locate(self, obj: dict[str, Any]) -> WeightedPair:
+        raise NotImplementedError
+
+    def ensure(self) -> None:
+        self.locate(self._objects.get(self.ref))
+
+    def set_weights(self, weights: Weights) -> None:
+        self._objects.update(self.ref, lambda obj: self.locate(obj).ops(weights))
+
+    def get_weights(self) -> Weights:
+        return self.locate(self._objects.get(self.ref)).split()
+
+    def reset(self) -> None:
+        self.set_weights(Weights(canary=0))
+
+    def close(self) -> None:
+        """Release the client's connections (not part of the Router port)."""
+        self._objects.close()

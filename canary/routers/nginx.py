@@ -1,0 +1,297 @@
+"""nginx adapter: moves traffic by rewriting one marked upstream block and reloading.
+
+Open-source nginx has no runtime weight API, so the split lives in the config file. canary
+owns only the lines between two markers inside the user's upstream block and never
+touches anything else in the file::
+
+    upstream checkout {
+        keepalive 16;                      # yours, left alone
+        # canary:begin checkout
+        server 10.0.0.1:8080 weight=19;    # rewritten by canary
+        server 10.0.0.2:8080 weight=1;
+        # canary:end checkout
+    }
+
+A change is written to a temporary file beside the config, checked with ``nginx -t``
+against that file, moved into place with ``os.replace`` and applied with ``nginx -s
+reload``. Testing the temporary file (rather than the live one, then restoring) means the
+file on disk is never a config nginx refused, even if canary is killed half-way. If the
+reload itself fails, the previous file is put back so the file keeps matching what nginx
+serves. ``get_weights`` therefore reads the split from the file.
+
+Weights: every stable server gets ``stable% * len(canary)`` and every canary server
+``canary% * len(stable)``, reduced by their common divisor, so each side's share is exact
+(95/5 over one server each renders ``weight=19`` / ``weight=1``). nginx rejects
+``weight=0``, so a side at 0% is rendered ``down``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from canary.durations import parse_duration
+from canary.errors import RouterError
+from canary.model import Weights
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+# host:port, [v6]:port or unix:/path; no spaces, ";" or braces that could escape the block.
+_ADDRESS = re.compile(r"^(unix:/[^\s;{}#]+|[A-Za-z0-9.\-]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5})$")
+_UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_UPSTREAM_OPEN = re.compile(r"\bupstream\s+([^\s{]+)\s*\{")
+_SERVER_LINE = re.compile(r"^\s*server\s+(\S+?)((?:\s+[^;]*)?);\s*(#.*)?$")
+
+
+def _addresses(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+class Config(BaseModel):
+    """The ``spec.router`` block for ``type: nginx``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, alias_generator=to_camel,
+                              frozen=True)
+
+    config: str
+    upstream: str
+    stable: Annotated[list[str], BeforeValidator(_addresses), Field(min_length=1)]
+    canary: Annotated[list[str], BeforeValidator(_addresses), Field(min_length=1)]
+    prefix: str | None = None
+    error_log: str | None = None
+    nginx_binary: str = "nginx"
+    timeout: Seconds = 10.0
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, v: str) -> str:
+        if not _UPSTREAM_NAME.match(v):
+            raise ValueError(f"{v!r} is not an nginx upstream name (letters, digits, -_.)")
+        return v
+
+    @field_validator("stable", "canary")
+    @classmethod
+    def _servers(cls, v: list[str]) -> list[str]:
+        for address in v:
+            if not _ADDRESS.match(address):
+                raise ValueError(f"{address!r} is not host:port, [v6]:port or unix:/path")
+        if len(set(v)) != len(v):
+            raise ValueError("a server is listed twice")
+        return v
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> Config:
+        both = set(self.stable) & set(self.canary)
+        if both:
+            raise ValueError(f"servers on both sides: {', '.join(sorted(both))}")
+        return self
+
+
+def render_servers(split: Weights, *, stable: Sequence[str], canary: Sequence[str],
+                   indent: str = "") -> list[str]:
+    """The server lines of the managed block for ``split`` (see module docstring)."""
+    raw = {**{a: split.stable * len(canary) for a in stable},
+           **{a: split.canary * len(stable) for a in canary}}
+    divisor = math.gcd(*raw.values())  # > 0: one side always has a share
+    return [f"{indent}server {a} weight={w // divisor};" if w else f"{indent}server {a} down;"
+            for a, w in raw.items()]
+
+
+def split_from(block: Sequence[str], *, stable: Sequence[str], canary: Sequence[str],
+               where: str) -> Weights | None:
+    """The split the managed block's server lines produce; None if no server takes traffic.
+
+    A configured server missing from the block gets no traffic; a server in the block that
+    is on neither side cannot be classified and is an error.
+    """
+    totals = {"stable": 0, "canary": 0}
+    side = {**{a: "stable" for a in stable}, **{a: "canary" for a in canary}}
+    for number, line in enumerate(block, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        match = _SERVER_LINE.match(line)
+        if match is None:
+            raise RouterError(f"{where}: line {number} of the managed block is not a server "
+                              f"line ({text!r}); canary rewrites that block, so keep other "
+                              "directives outside the markers")
+        address, params = match.group(1), match.group(2).split()
+        if address not in side:
+            raise RouterError(f"{where}: server {address} in the managed block is neither a "
+                              "stable nor a canary server of the router config")
+        weight = 1
+        for param in params:
+            if param in ("down", "backup"):  # no share of normal traffic
+                weight = 0
+                break
+            if param.startswith("weight="):
+                try:
+                    weight = int(param.removeprefix("weight="))
+                except ValueError as exc:
+                    raise RouterError(f"{where}: bad {param!r} for server {address}") from exc
+        totals[side[address]] += weight
+    s, c = totals["stable"], totals["canary"]
+    total = s + c
+    if total == 0:
+        return None
+    pct = (200 * c + total) // (2 * total)  # round half up
+    if c > 0:
+        pct = max(pct, 1)  # a canary that gets anything is never reported as 0%
+    if s > 0:
+        pct = min(pct, 99)
+    return Weights(canary=pct)
+
+
+@dataclass(frozen=True)
+class _Block:
+    start: int  # index of the first line after the begin marker
+    end: int  # index of the end marker line
+    indent: str
+
+
+@dataclass(frozen=True)
+class NginxRouter:
+    """Drives one managed upstream block of an nginx config file."""
+
+    config: str  # absolute path
+    upstream: str
+    stable: tuple[str, ...]
+    canary: tuple[str, ...]
+    prefix: str | None = None
+    error_log: str | None = None
+    nginx_binary: str = "nginx"
+    timeout: float = 10.0
+
+    def describe(self) -> str:
+        return f"nginx upstream {self.upstream} in {self.config}"
+
+    def ensure(self) -> None:
+        lines = self._read()
+        block = self._locate(lines)
+        split_from(lines[block.start:block.end], stable=self.stable, canary=self.canary,
+                   where=self.config)
+        self._nginx("-t", config=self.config)
+
+    def get_weights(self) -> Weights:
+        lines = self._read()
+        block = self._locate(lines)
+        split = split_from(lines[block.start:block.end], stable=self.stable,
+                           canary=self.canary, where=self.config)
+        if split is None:
+            raise RouterError(f"{self.config}: no server in upstream {self.upstream}'s managed "
+                              "block takes traffic (all down or missing); no split to report")
+        return split
+
+    def set_weights(self, weights: Weights) -> None:
+        lines = self._read()
+        block = self._locate(lines)
+        servers = render_servers(weights, stable=self.stable, canary=self.canary,
+                                 indent=block.indent)
+        new = [*lines[:block.start], *(s + "\n" for s in servers), *lines[block.end:]]
+        if new == lines:
+            return  # already the file nginx was last reloaded with
+        old_text, new_text = "".join(lines), "".join(new)
+        candidate = self._write_temp(new_text)
+        try:
+            self._nginx("-t", config=candidate)
+            os.replace(candidate, self.config)
+        finally:
+            if os.path.exists(candidate):
+                os.unlink(candidate)
+        try:
+            self._nginx("-s", "reload", config=self.config)
+        except RouterError:
+            # nginx still serves the previous config: put its file back so they agree.
+            os.replace(self._write_temp(old_text), self.config)
+            raise
+
+    def reset(self) -> None:
+        self.set_weights(Weights(canary=0))
+
+    def _read(self) -> list[str]:
+        try:
+            with open(self.config, encoding="utf-8") as f:
+                return f.readlines()
+        except OSError as exc:
+            raise RouterError(f"cannot read nginx config {self.config}: {exc.strerror}; check "
+                              "the router's config path") from exc
+
+    def _locate(self, lines: Sequence[str]) -> _Block:
+        begin = [i for i, line in enumerate(lines)
+                 if line.split() == ["#", "canary:begin", self.upstream]]
+        end = [i for i, line in enumerate(lines)
+               if line.split() == ["#", "canary:end", self.upstream]]
+        if len(begin) != 1 or len(end) != 1 or end[0] < begin[0]:
+            raise RouterError(
+                f"{self.config}: expected one `# canary:begin {self.upstream}` line followed "
+                f"by one `# canary:end {self.upstream}` line inside upstream {self.upstream}; "
+                f"found {len(begin)} begin and {len(end)} end markers")
+        before = "".join(lines[:begin[0]])
+        opened = list(_UPSTREAM_OPEN.finditer(before))
+        if not opened or opened[-1].group(1) != self.upstream or "}" in before[opened[-1].end():]:
+            raise RouterError(f"{self.config}: the canary markers for {self.upstream} are not "
+                              f"inside `upstream {self.upstream} {{ ... }}`")
+        marker = lines[begin[0]]
+        return _Block(start=begin[0] + 1, end=end[0],
+                      indent=marker[:len(marker) - len(marker.lstrip())])
+
+    def _write_temp(self, text: str) -> str:
+        directory = os.path.dirname(self.config)
+        try:
+            mode = os.stat(self.config).st_mode & 0o7777
+            fd, path = tempfile.mkstemp(dir=directory, prefix=".canary-", suffix=".conf")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(path, mode)
+        except OSError as exc:
+            raise RouterError(f"cannot write a new nginx config beside {self.config}: "
+                              f"{exc.strerror}; check the directory is writable") from exc
+        return path
+
+    def _nginx(self, *args: str, config: str) -> None:
+        argv = [self.nginx_binary]
+        if self.prefix is not None:
+            argv += ["-p", self.prefix]
+        if self.error_log is not None:
+            argv += ["-e", self.error_log]
+        argv += ["-c", config, *args]
+        what = " ".join(argv)
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout,
+                                  check=False)
+        except FileNotFoundError as exc:
+            raise RouterError(f"nginx binary {self.nginx_binary!r} not found; set nginxBinary "
+                              "to its path") from exc
+        except subprocess.TimeoutExpired as exc:
+            raise RouterError(f"`{what}` did not finish within {self.timeout}s") from exc
+        except OSError as exc:
+            raise RouterError(f"cannot run `{what}`: {exc}") from exc
+        if done.returncode != 0:
+            tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-5:])
+            raise RouterError(f"`{what}` failed (exit {done.returncode}): {tail}")
+
+
+def from_config(config: Config) -> NginxRouter:
+    path = config.config
+    if not os.path.isabs(path):  # nginx reads a relative -c from its prefix
+        path = os.path.join(config.prefix or os.getcwd(), path)
+    return NginxRouter(
+        config=os.path.abspath(path),
+        upstream=config.upstream,
+        stable=tuple(config.stable),
+        canary=tuple(config.canary),
+        prefix=config.prefix,
+        error_log=config.error_log,
+        nginx_binary=config.nginx_binary,
+        timeout=config.timeout,
+    )

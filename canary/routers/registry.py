@@ -1,0 +1,76 @@
+"""Which router types exist, and how a ``spec.router`` block becomes a Router.
+
+Adapter modules are imported only when their type is used, so the Kubernetes client is
+not loaded for an HAProxy rollout. An unknown type is an input error naming the known
+ones, never a fallback to a default: a typo must not route traffic somewhere else.
+Every adapter module defines ``Config`` (pydantic, the block minus ``type``) and
+``from_config(config) -> Router``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from canary.errors import InputError
+from canary.model import RouterSpec
+from canary.routers.base import Router
+
+ROUTER_TYPES: dict[str, str] = {
+    "command": "canary.routers.command",
+    "gateway-api": "canary.routers.gateway_api",
+    "haproxy": "canary.routers.haproxy",
+    "http": "canary.routers.http",
+    "istio": "canary.routers.istio",
+    "nginx": "canary.routers.nginx",
+    "null": "canary.routers.null",
+    "smi": "canary.routers.smi",
+}
+
+
+def _module(type_name: str) -> ModuleType:
+    path = ROUTER_TYPES.get(type_name)
+    if path is None:
+        raise InputError(f"unknown router type {type_name!r}; known types: "
+                         f"{', '.join(sorted(ROUTER_TYPES))}", field="router.type")
+    try:
+        return importlib.import_module(path)
+    except ModuleNotFoundError as exc:
+        missing = "its adapter module" if exc.name == path else f"the Python package {exc.name}"
+        raise InputError(f"router type {type_name!r} cannot be used: {missing} is not "
+                         "installed", field="router.type") from exc
+
+
+def router_config_model(type_name: str) -> type[BaseModel]:
+    """The pydantic model that validates a ``spec.router`` block (without ``type``)."""
+    model = getattr(_module(type_name), "Config", None)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise TypeError(f"{ROUTER_TYPES[type_name]} defines no pydantic Config model")
+    return model
+
+
+def build_router(spec: RouterSpec) -> Router:
+    """A Router for ``spec``; InputError naming the field when an option is invalid."""
+    model = router_config_model(spec.type)
+    try:
+        config = model.model_validate(dict(spec.options))
+    except ValidationError as exc:
+        raise _input_error(spec.type, exc) from exc
+    factory: Any = _module(spec.type).from_config
+    router = factory(config)
+    if not isinstance(router, Router):
+        raise TypeError(f"{ROUTER_TYPES[spec.type]}.from_config returned {router!r}, "
+                        "not a Router")
+    return router
+
+
+def _input_error(type_name: str, exc: ValidationError) -> InputError:
+    errors = exc.errors()
+    first = errors[0]
+    path = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return InputError(f"{first['msg']} for router type {type_name!r}{more}",
+                      field=f"router.{path}" if path else "router")

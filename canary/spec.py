@@ -1,0 +1,298 @@
+"""Rollout and policy files (DESIGN A.2, A.3): YAML in, validated frozen values out.
+
+Pydantic validates at this edge only; every error names file, line, field and what was
+expected. Unknown fields are refused. The rest of canary sees canary.model values.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import model_validator
+
+from canary.durations import parse_duration
+from canary.errors import InputError
+from canary.model import (
+    MetricSpec,
+    MigrationSpec,
+    NotificationSpec,
+    PolicySpec,
+    RolloutSpec,
+    RouterSpec,
+    SequentialSpec,
+    Stage,
+)
+from canary.yamlsource import Document, interpolate, load_file, load_text
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+DEFAULT_STAGES = (5, 25, 50, 100)
+DEFAULT_PAUSE = 600.0
+BUILTINS = ("error-rate", "latency", "request-rate")
+PACKAGE_POLICIES = Path(__file__).resolve().parent.parent / "policies"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class _Metadata(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$", max_length=63)
+
+
+class _Stage(_Model):
+    weight: int = Field(ge=1, le=100)
+    pause: Duration | None = None
+
+
+class _Migration(_Model):
+    command: list[str] = Field(min_length=1)
+    timeout: Duration = 600.0
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+    idempotent: bool = False
+
+
+class _Notification(_Model):
+    type: Literal["slack", "webhook"]
+    webhook_url: str = Field(alias="webhookUrl", min_length=1)
+    events: list[str] = Field(default_factory=list)
+
+
+class _AnalysisRef(_Model):
+    policy: str = "default"
+
+
+class _RolloutSpec(_Model):
+    service: str = Field(min_length=1)
+    version: str | None = None
+    stable_version: str | None = Field(default=None, alias="stableVersion")
+    router: dict[str, Any]
+    migration: _Migration | None = None
+    stages: list[_Stage | int] | None = None
+    pause: Duration | None = None
+    analysis: _AnalysisRef = _AnalysisRef()
+    notifications: list[_Notification] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> _RolloutSpec:
+        weights = [s if isinstance(s, int) else s.weight for s in self.stages or ()]
+        if any(not 1 <= w <= 100 for w in weights):
+            raise ValueError("stage weights must be between 1 and 100")
+        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
+            raise ValueError(f"stage weights must go up, got {weights}")
+        return self
+
+
+class _Rollout(_Model):
+    api_version: Literal["canary/v1"] = Field(alias="apiVersion")
+    kind: Literal["Rollout"]
+    metadata: _Metadata
+    spec: _RolloutSpec
+
+
+class _Metric(_Model):
+    name: str = Field(min_length=1)
+    builtin: Literal["error-rate", "latency", "request-rate"] | None = None
+    query: str | None = None
+    min: float | None = None
+    max: float | None = None
+    quantile: float = Field(default=0.99, gt=0, lt=1)
+    relative_max: float | None = Field(default=None, alias="relativeMax", ge=0)
+    relative_ratio: float | None = Field(default=None, alias="relativeRatio", gt=0)
+    failure_limit: int = Field(default=0, alias="failureLimit", ge=0)
+    consecutive_failure_limit: int | None = Field(default=None, alias="consecutiveFailureLimit",
+                                                  ge=0)
+    inconclusive_limit: int = Field(default=0, alias="inconclusiveLimit", ge=0)
+    consecutive_error_limit: int = Field(default=4, alias="consecutiveErrorLimit", ge=1)
+    initial_delay: Duration = Field(default=0.0, alias="initialDelay")
+    min_requests: float | None = Field(default=None, alias="minRequests", ge=0)
+    on_no_data: Literal["inconclusive", "fail"] = Field(default="inconclusive", alias="onNoData")
+    dry_run: bool = Field(default=False, alias="dryRun")
+
+    @model_validator(mode="after")
+    def _check(self) -> _Metric:
+        if (self.builtin is None) == (self.query is None):
+            raise ValueError("give exactly one of 'builtin' or 'query'")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if (self.min is None and self.max is None and self.relative_max is None
+                and self.relative_ratio is None):
+            raise ValueError("a metric needs a threshold: min, max, relativeMax or relativeRatio")
+        return self
+
+
+class _Prometheus(_Model):
+    url: str = Field(pattern=r"^https?://")
+
+
+class _Sequential(_Model):
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    tolerance: float = Field(default=1.5, ge=1)
+    latency_edges: list[float] = Field(default_factory=list, alias="latencyEdges")
+    errors: bool = True
+    interval_cap: float | None = Field(default=None, alias="intervalCap", gt=0)
+    early_promotion: bool = Field(default=False, alias="earlyPromotion")
+    min_stage_requests: float = Field(default=0.0, alias="minStageRequests", ge=0)
+
+
+class _PolicySpec(_Model):
+    prometheus: _Prometheus = _Prometheus(url="http://127.0.0.1:9090")
+    interval: Duration = 60.0
+    window: Duration = 60.0
+    labels: dict[Literal["service", "version", "code", "le"], str] = Field(default_factory=dict)
+    requests_metric: str = Field(default="http_requests_total", alias="requestsMetric")
+    duration_metric: str = Field(default="http_request_duration_seconds", alias="durationMetric")
+    metrics: list[_Metric] = Field(default_factory=list)
+    sequential: _Sequential | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> _PolicySpec:
+        names = [m.name for m in self.metrics]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"metric names must be unique: {', '.join(dupes)}")
+        if self.interval <= 0 or self.window <= 0:
+            raise ValueError("interval and window must be positive")
+        return self
+
+
+class _Policy(_Model):
+    api_version: Literal["canary/v1"] = Field(alias="apiVersion")
+    kind: Literal["AnalysisPolicy"]
+    metadata: _Metadata
+    spec: _PolicySpec
+
+
+def _validate(model: type[BaseModel], doc: Document, data: Any, prefix: tuple[str | int, ...] = ()
+              ) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = tuple(p for p in (*prefix, *err["loc"]) if not _is_union_tag(p))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "literal_error":
+            msg = f"expected {err.get('ctx', {}).get('expected', 'another value')}"
+        raise doc.error(msg.removeprefix("Value error, "), loc) from None
+
+
+def _is_union_tag(p: str | int) -> bool:
+    return isinstance(p, str) and (p in ("int", "_Stage") or p.startswith("function-"))
+
+
+def load_rollout(path: str, *, version: str | None = None,
+                 env: Mapping[str, str] | None = None) -> RolloutSpec:
+    return parse_rollout(load_file(path), version=version, env=env)
+
+
+def parse_rollout(raw: Document, *, version: str | None = None,
+                  env: Mapping[str, str] | None = None) -> RolloutSpec:
+    if not isinstance(raw.data, dict):
+        raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
+    doc = interpolate(raw, env)
+    m: _Rollout = _validate(_Rollout, doc, doc.data)
+    spec = m.spec
+    router = _router(doc, spec.router)
+    pause = spec.pause if spec.pause is not None else DEFAULT_PAUSE
+    stages = tuple(Stage(weight=s, pause=pause) if isinstance(s, int)
+                   else Stage(weight=s.weight, pause=s.pause if s.pause is not None else pause)
+                   for s in (spec.stages or DEFAULT_STAGES))
+    final_version = version or spec.version
+    if not final_version:
+        raise doc.error("no version: set spec.version or pass --version", ("spec", "version"))
+    mig = spec.migration
+    return RolloutSpec(
+        name=m.metadata.name, service=spec.service, version=final_version,
+        stable_version=spec.stable_version, router=router, stages=stages,
+        policy=spec.analysis.policy,
+        migration=None if mig is None else MigrationSpec(
+            command=tuple(mig.command), timeout=mig.timeout, env=dict(mig.env),
+            workdir=mig.workdir, idempotent=mig.idempotent),
+        notifications=tuple(NotificationSpec(type=n.type, url=n.webhook_url,
+                                             events=tuple(n.events))
+                            for n in spec.notifications),
+        source=raw.file, base_dir=os.path.dirname(os.path.abspath(raw.file)))
+
+
+def _router(doc: Document, block: dict[str, Any]) -> RouterSpec:
+    from canary.routers.registry import router_config_model
+
+    path: tuple[str | int, ...] = ("spec", "router")
+    kind = block.get("type")
+    if not isinstance(kind, str):
+        raise doc.error("required field 'type' is missing or not a string", (*path, "type"))
+    try:
+        config = router_config_model(kind)
+    except InputError as exc:
+        raise doc.error(exc.message, (*path, "type")) from None
+    options = {k: v for k, v in block.items() if k != "type"}
+    _validate(config, doc, options, path)
+    return RouterSpec(type=kind, options=options)
+
+
+def load_policy(path: str, *, env: Mapping[str, str] | None = None) -> PolicySpec:
+    raw = load_file(path)
+    if not isinstance(raw.data, dict):
+        raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
+    doc = interpolate(raw, env)
+    m: _Policy = _validate(_Policy, doc, doc.data)
+    s = m.spec
+    labels = {"service": "service", "version": "version", "code": "code", "le": "le"}
+    labels.update({str(k): v for k, v in s.labels.items()})
+    seq = s.sequential
+    return PolicySpec(
+        name=m.metadata.name, prometheus_url=s.prometheus.url, interval=s.interval,
+        window=s.window, labels=labels, requests_metric=s.requests_metric,
+        duration_metric=s.duration_metric, source=path,
+        metrics=tuple(MetricSpec(**x.model_dump(by_alias=False)) for x in s.metrics),
+        sequential=None if seq is None else SequentialSpec(
+            alpha=seq.alpha, tolerance=seq.tolerance, latency_edges=tuple(seq.latency_edges),
+            errors=seq.errors, min_errors_per_interval_cap=seq.interval_cap,
+            early_promotion=seq.early_promotion, min_stage_requests=seq.min_stage_requests))
+
+
+def resolve_policy_path(ref: str, *, base_dir: str) -> str:
+    """A path (relative to the rollout file), or the name of a policy shipped in policies/."""
+    candidates = [Path(base_dir) / ref, Path(ref)]
+    if "/" not in ref and not ref.endswith((".yaml", ".yml")):
+        for root in (Path(base_dir) / "policies", Path.cwd() / "policies", PACKAGE_POLICIES):
+            candidates.append(root / f"{ref}.yaml")
+    for c in candidates:
+        if c.is_file():
+            return str(c)
+    raise InputError(f"analysis policy {ref!r} not found (looked in "
+                     f"{', '.join(str(c) for c in candidates)})", field="spec.analysis.policy")
+
+
+def load_any(path: str) -> str:
+    """Validate a rollout or policy file by its kind; returns the kind."""
+    raw = load_file(path)
+    kind = raw.data.get("kind") if isinstance(raw.data, dict) else None
+    if kind == "Rollout":
+        spec = parse_rollout(raw, version=None if _has_version(raw) else "unset")
+        policy_path = resolve_policy_path(spec.policy, base_dir=spec.base_dir)
+        load_policy(policy_path)
+        return "Rollout"
+    if kind == "AnalysisPolicy":
+        load_policy(path)
+        return "AnalysisPolicy"
+    raise raw.error("expected kind: Rollout or kind: AnalysisPolicy", ("kind",))
+
+
+def _has_version(raw: Document) -> bool:
+    spec = raw.data.get("spec") if isinstance(raw.data, dict) else None
+    return isinstance(spec, dict) and bool(spec.get("version"))
+
+
+def parse_rollout_text(text: str, *, file: str, version: str | None = None,
+                       env: Mapping[str, str] | None = None) -> RolloutSpec:
+    return parse_rollout(load_text(text, file=file), version=version, env=env)
+
