@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlglot
-from sqlglot.dialects.dialect import Dialect
+from sqlglot import Dialect, Token, TokenType
 from sqlglot.errors import ParseError, SqlglotError
-from sqlglot.tokens import Token, TokenType
 
 from canary.errors import InputError
 from canary.gate.rules import RULES, Hit, Severity, TableKey, check, created_table
@@ -296,10 +295,10 @@ def _target(prev: Token | None, nxt: Token | None, line: int, owner: dict[int, i
             lines: _LineIndex) -> int | None:
     """A comment belongs to the statement it sits in, to the one whose ``;`` ends its
     line (a trailing comment), or else to the next statement."""
-    if prev is not None and (prev.token_type != TokenType.SEMICOLON
-                             or lines.line_of(prev.end) == line):
-        if id(prev) in owner:
-            return owner[id(prev)]
+    trailing = prev is not None and (prev.token_type != TokenType.SEMICOLON
+                                     or lines.line_of(prev.end) == line)
+    if trailing and id(prev) in owner:
+        return owner[id(prev)]
     return owner.get(id(nxt)) if nxt is not None else None
 
 

@@ -43,11 +43,10 @@ _PG = frozenset({"postgres"})
 RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("drop-column", Severity.ERROR,
          "the old version still reads or writes it and fails",
-         "stop using the column in one release, drop it in a later one (opt out with a "
-         "reason then)"),
+         "stop using the column in one release, drop it in a later one with an opt-out"),
     Rule("drop-table", Severity.ERROR,
          "the old version still queries it and fails",
-         "stop using it in one release, drop it in a later one (opt out with a reason then)"),
+         "stop using it in one release, drop it in a later one with an opt-out"),
     Rule("rename-column", Severity.ERROR,
          "the old version still uses the old name and fails",
          "add the new column, write both, backfill, switch reads, drop the old one later"),
@@ -81,7 +80,7 @@ RULES: dict[str, Rule] = {r.id: r for r in (
          "ADD CONSTRAINT ... CHECK (...) NOT VALID, then VALIDATE CONSTRAINT separately"),
     Rule("create-index-without-concurrently", Severity.WARNING,
          "blocks every write to the table while the index builds",
-         "CREATE INDEX CONCURRENTLY (outside a transaction block)", dialects=_PG),
+         "CREATE INDEX CONCURRENTLY, outside a transaction block", dialects=_PG),
     Rule("unparsable-statement", Severity.ERROR,
          "canary could not parse it, so it cannot tell whether the old version survives",
          "fix the syntax or the --dialect, or opt out with a reason after a review"),
@@ -112,7 +111,7 @@ def table_key(table: exp.Table) -> TableKey:
     return (table.db.lower(), table.name.lower())
 
 
-def created_table(stmt: exp.Expression) -> TableKey | None:
+def created_table(stmt: exp.Expr) -> TableKey | None:
     """The table a CREATE TABLE statement makes; changes to it in the same file are free."""
     if isinstance(stmt, exp.Create) and str(stmt.args.get("kind", "")).upper() == "TABLE":
         target = stmt.this.this if isinstance(stmt.this, exp.Schema) else stmt.this
@@ -121,7 +120,7 @@ def created_table(stmt: exp.Expression) -> TableKey | None:
     return None
 
 
-def check(stmt: exp.Expression, *, sql: str, dialect: str,
+def check(stmt: exp.Expr, *, sql: str, dialect: str,
           new_tables: set[TableKey]) -> list[Hit]:
     """The rules ``stmt`` breaks. ``new_tables`` were created earlier in the same file:
     no old version knows them and they hold no rows, so nothing done to them is checked."""
@@ -134,7 +133,7 @@ def _applies(rule_id: str, dialect: str) -> bool:
     return dialects is None or dialect in dialects
 
 
-def _check(stmt: exp.Expression, *, sql: str, dialect: str,
+def _check(stmt: exp.Expr, *, sql: str, dialect: str,
            new_tables: set[TableKey]) -> Iterator[Hit]:
     if isinstance(stmt, exp.Alter):
         if isinstance(stmt.this, exp.Table) and table_key(stmt.this) in new_tables:

@@ -260,9 +260,11 @@ def _advance(step: _Step, plan: Plan) -> None:
     if nxt < len(plan.stages) and plan.stages[nxt].weight > step.state.desired_weight:
         _enter_stage(step, nxt, plan)
     else:
+        already = step.state.desired_weight == 100
         step.set(phase=Phase.PROMOTING, desired_weight=100, message="promoting")
         step.event("promoting", "all stages passed: promoting")
-        step.actions.append(SetWeights(100))
+        if not already:
+            step.actions.append(SetWeights(100))
 
 
 def _enter_stage(step: _Step, index: int, plan: Plan) -> None:

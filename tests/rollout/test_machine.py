@@ -124,7 +124,7 @@ def test_no_metrics_at_all_advances_on_time() -> None:
 def test_last_stage_passing_promotes_then_succeeds() -> None:
     s = in_stage(3, 100, stage_outcome=Outcome.PASSED)
     d = decide(s, obs(61, 100), plan())
-    assert d.state.phase is Phase.PROMOTING and weights_asked(d) == [100]
+    assert d.state.phase is Phase.PROMOTING and weights_asked(d) == []  # already at 100
     done = decide(d.state, obs(62, 100), plan())
     assert done.state.phase is Phase.SUCCEEDED
     assert done.state.stable_version == "2.0.0"

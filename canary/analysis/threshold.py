@@ -1,0 +1,223 @@
+"""The threshold judge: each metric's query, one number, compared with the policy's bounds.
+
+Providers only fetch; judging happens here, once, for every provider. A check keeps
+Argo's distinction: FAILED means the canary is measurably bad, ERROR that it could not be
+measured (Prometheus down, a query returning several series), INCONCLUSIVE that there is
+nothing to judge yet (no series, NaN from 0/0, too few requests). Only FAILED is evidence
+against the canary, and neither ERROR nor INCONCLUSIVE ever promotes it. Messages name the
+metric, the observed value, the threshold and the query, so an alert says why.
+
+The pure part (``evaluate``) takes samples and is tested without Prometheus; ``measure``
+runs the queries. Limits across checks (failure_limit, consecutive errors, initial delay)
+belong to the caller, which sees every check.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from canary.analysis.queries import render_metric_query, request_count_query
+from canary.durations import format_duration
+from canary.errors import CanaryError
+from canary.metrics.base import MetricsProvider, Sample
+from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec, Verdict
+
+NO_SERIES = "the query returned no series (no traffic yet, or no such series or labels)"
+NAN = "the query returned NaN (no traffic in the window: 0/0)"
+
+
+def fmt(value: float) -> str:
+    """A number as people read it: 0.4, 0.0123457, 1.5e+06, +Inf."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:.6g}"
+
+
+def threshold_text(metric: MetricSpec) -> str:
+    """The bounds in human form, e.g. ``<= 0.01`` or ``>= 0.9 and <= stable x 1.5``."""
+    parts = []
+    if metric.min is not None:
+        parts.append(f">= {fmt(metric.min)}")
+    if metric.max is not None:
+        parts.append(f"<= {fmt(metric.max)}")
+    if metric.relative_max is not None:
+        parts.append(f"<= stable + {fmt(metric.relative_max)}")
+    if metric.relative_ratio is not None:
+        parts.append(f"<= stable x {fmt(metric.relative_ratio)}")
+    return " and ".join(parts)
+
+
+def single_value(samples: Sequence[Sample]) -> float | str:
+    """The one number in ``samples``, or why there is none (a message, NaN counts as none).
+
+    A several-series answer is reported, never reduced here: which series matters is the
+    query author's decision (Flagger silently keeps the last one).
+    """
+    if not samples:
+        return NO_SERIES
+    if len(samples) > 1:
+        shown = ", ".join(_labels(s) for s in samples[:3])
+        more = f" and {len(samples) - 3} more" if len(samples) > 3 else ""
+        return (f"the query returned {len(samples)} series ({shown}{more}); it must return"
+                " one: aggregate it, e.g. wrap it in sum(...) or max(...)")
+    value = samples[0].value
+    return NAN if math.isnan(value) else value
+
+
+def evaluate(
+    metric: MetricSpec,
+    samples: Sequence[Sample],
+    query: str,
+    *,
+    stable: Sequence[Sample] | None = None,
+) -> MetricResult:
+    """Judge one metric from the samples its query returned.
+
+    ``stable`` holds the same query's samples for the stable version; it is needed only
+    when the metric has a relative bound.
+    """
+    value = single_value(samples)
+    if isinstance(value, str):
+        several = len(samples) > 1
+        outcome = Outcome.ERROR if several else _no_data_outcome(metric)
+        return _result(metric, outcome, None, query, f"{metric.name}: {value}")
+    failure = _absolute_failure(metric, value)
+    if failure is None and (metric.relative_max is not None
+                            or metric.relative_ratio is not None):
+        if stable is None:
+            return _result(metric, Outcome.INCONCLUSIVE, value, query,
+                           f"{metric.name} = {fmt(value)}, but there is no stable version"
+                           " to compare it with")
+        base = single_value(stable)
+        if isinstance(base, str):
+            return _result(metric, Outcome.INCONCLUSIVE, value, query,
+                           f"{metric.name} = {fmt(value)}, but for the stable version {base}")
+        failure = _relative_failure(metric, value, base)
+    if failure is not None:
+        return _result(metric, Outcome.FAILED, value, query,
+                       f"{metric.name} = {fmt(value)} {failure} (query: {query})")
+    within = f" (within {threshold_text(metric)})" if threshold_text(metric) else ""
+    return _result(metric, Outcome.PASSED, value, query, f"{metric.name} = {fmt(value)}{within}")
+
+
+def low_traffic(metric: MetricSpec, count: float, *, value: float | None, query: str,
+                version: str, window: float) -> MetricResult | None:
+    """INCONCLUSIVE when ``version`` served fewer than ``metric.min_requests``, else None."""
+    if metric.min_requests is None or count >= metric.min_requests:
+        return None
+    shown = "" if value is None else f"{metric.name} = {fmt(value)}, but "
+    return _result(metric, Outcome.INCONCLUSIVE, value, query,
+                   f"{shown}only {fmt(count)} requests to {version} in the last "
+                   f"{format_duration(window)}; {fmt(metric.min_requests)} needed to judge")
+
+
+def measure(
+    policy: PolicySpec,
+    provider: MetricsProvider,
+    *,
+    service: str,
+    version: str,
+    stable_version: str | None,
+    at: datetime,
+) -> Verdict:
+    """Run every metric of ``policy`` for the canary ``version`` and judge it.
+
+    A query Prometheus cannot answer (MetricsError) or rejects (InputError) makes that
+    metric ERROR, never the whole check: the other metrics still count. Queries are
+    rendered first, so a policy that cannot be rendered raises InputError before any query.
+    """
+    queries = [render_metric_query(m, policy, service=service, version=version,
+                                   stable_version=stable_version) for m in policy.metrics]
+    run = _memoized(provider)
+    results = []
+    for metric, query in zip(policy.metrics, queries, strict=True):
+        results.append(_measure_one(metric, query, run, policy=policy, service=service,
+                                    version=version, stable_version=stable_version))
+    return Verdict.combine(tuple(results), at)
+
+
+def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpec,
+                 service: str, version: str, stable_version: str | None) -> MetricResult:
+    try:
+        samples = run(query)
+        stable = None
+        if stable_version is not None and (metric.relative_max is not None
+                                           or metric.relative_ratio is not None):
+            stable = run(render_metric_query(metric, policy, service=service,
+                                             version=stable_version,
+                                             stable_version=stable_version))
+        count = None
+        if metric.min_requests is not None:
+            counted = single_value(run(request_count_query(policy, service=service,
+                                                           version=version)))
+            count = counted if isinstance(counted, float) else 0.0
+    except CanaryError as exc:
+        return _result(metric, Outcome.ERROR, None, query,
+                       f"{metric.name}: could not measure: {exc}")
+    result = evaluate(metric, samples, query, stable=stable)
+    if count is not None and result.outcome is not Outcome.ERROR:
+        guarded = low_traffic(metric, count, value=result.value, query=query,
+                              version=version, window=policy.window)
+        if guarded is not None:
+            return guarded
+    return result
+
+
+_Run = Callable[[str], list[Sample]]
+
+
+def _memoized(provider: MetricsProvider) -> _Run:
+    """One answer per distinct query within a check (the request count is shared)."""
+    seen: dict[str, list[Sample] | CanaryError] = {}
+
+    def run(query: str) -> list[Sample]:
+        if query not in seen:
+            try:
+                seen[query] = provider.query(query)
+            except CanaryError as exc:
+                seen[query] = exc
+        answer = seen[query]
+        if isinstance(answer, CanaryError):
+            raise answer
+        return answer
+
+    return run
+
+
+def _no_data_outcome(metric: MetricSpec) -> Outcome:
+    return Outcome.FAILED if metric.on_no_data == "fail" else Outcome.INCONCLUSIVE
+
+
+def _absolute_failure(metric: MetricSpec, value: float) -> str | None:
+    if metric.max is not None and value > metric.max:
+        return f"is above the maximum {fmt(metric.max)}"
+    if metric.min is not None and value < metric.min:
+        return f"is below the minimum {fmt(metric.min)}"
+    return None
+
+
+def _relative_failure(metric: MetricSpec, value: float, base: float) -> str | None:
+    if metric.relative_max is not None and value - base > metric.relative_max:
+        return (f"is more than {fmt(metric.relative_max)} above the stable version's "
+                f"{fmt(base)}")
+    if metric.relative_ratio is not None:
+        # 0 against 0 is equal; anything against 0 is infinitely worse.
+        ratio = 1.0 if value == base else (math.inf if base == 0 else value / base)
+        if ratio > metric.relative_ratio:
+            return (f"is {fmt(ratio)} times the stable version's {fmt(base)}"
+                    f" (at most {fmt(metric.relative_ratio)} allowed)")
+    return None
+
+
+def _result(metric: MetricSpec, outcome: Outcome, value: float | None, query: str,
+            message: str) -> MetricResult:
+    return MetricResult(name=metric.name, outcome=outcome, value=value, query=query,
+                        threshold=threshold_text(metric), message=message,
+                        dry_run=metric.dry_run)
+
+
+def _labels(sample: Sample) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+    return "{" + inner + "}"

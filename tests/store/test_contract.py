@@ -1,0 +1,103 @@
+"""What every StateStore must do: CAS saves, one active rollout per name, keyed events,
+leases that stop a second owner but not a rerun after the first owner died."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+
+from canary.errors import ConflictError, NotFoundError
+from canary.model import Command, Event, Phase
+from canary.store.base import LeaseOwner, StateStore
+from tests.rollout.helpers import T0, at, new_state
+
+
+def test_create_get_roundtrip(store: StateStore) -> None:
+    s = store.create(new_state(revision=0, command=Command.PAUSE))
+    assert s.revision == 1
+    got = store.get("checkout")
+    assert got == s
+
+
+def test_get_unknown_is_not_found(store: StateStore) -> None:
+    with pytest.raises(NotFoundError):
+        store.get("nope")
+
+
+def test_save_is_compare_and_set(store: StateStore) -> None:
+    s = store.create(new_state(revision=0))
+    s2 = store.save(s.replace(desired_weight=5))
+    assert s2.revision == 2 and store.get("checkout").desired_weight == 5
+    with pytest.raises(ConflictError):
+        store.save(s.replace(desired_weight=25))  # stale revision
+    assert store.get("checkout").desired_weight == 5
+
+
+def test_one_active_rollout_per_name(store: StateStore) -> None:
+    s = store.create(new_state(revision=0))
+    with pytest.raises(ConflictError):
+        store.create(new_state(id="r2", revision=0))
+    store.save(s.replace(phase=Phase.SUCCEEDED))
+    second = store.create(new_state(id="r2", revision=0, created_at=at(100)))
+    assert store.get("checkout").id == second.id
+    assert [x.id for x in store.list_active()] == ["r2"]
+    assert [x.id for x in store.history("checkout")] == ["r2", "r1"]
+
+
+def test_events_saved_with_state_and_keys_are_unique(store: StateStore) -> None:
+    s = store.create(new_state(revision=0), events=[Event(at=T0, kind="created", message="c")])
+    store.save(s, events=[Event(at=at(1), kind="stage", message="5%", data={"w": 5})])
+    assert store.append_event(s.id, Event(at=at(2), kind="notified", message="x", key="k1"))
+    assert not store.append_event(s.id, Event(at=at(3), kind="notified", message="x", key="k1"))
+    assert store.has_event_key("k1") and not store.has_event_key("k2")
+    evs = store.events(s.id)
+    assert [e.kind for e in evs] == ["created", "stage", "notified"]
+    assert evs[1].data == {"w": 5}
+    assert [e.kind for e in store.events(s.id, limit=1)] == ["notified"]
+
+
+def test_failed_save_appends_no_events(store: StateStore) -> None:
+    s = store.create(new_state(revision=0))
+    store.save(s)
+    with pytest.raises(ConflictError):
+        store.save(s, events=[Event(at=at(1), kind="ghost", message="never")])
+    assert [e.kind for e in store.events(s.id)] == []
+
+
+def test_promotion_records_the_stable_version(store: StateStore) -> None:
+    s = store.create(new_state(revision=0))
+    assert store.last_stable_version("checkout") is None
+    store.save(s.replace(phase=Phase.SUCCEEDED))
+    assert store.last_stable_version("checkout") == "2.0.0"
+
+
+def test_lease_blocks_a_live_owner_and_allows_renewal(store: StateStore) -> None:
+    me, other = LeaseOwner.here(), LeaseOwner.here()
+    store.acquire_lease("checkout", me, ttl=30, now=T0)
+    store.acquire_lease("checkout", me, ttl=30, now=at(10))  # heartbeat
+    with pytest.raises(ConflictError, match="another controller"):
+        store.acquire_lease("checkout", other, ttl=30, now=at(20))
+    store.acquire_lease("checkout", other, ttl=30, now=at(41))  # expired: taken over
+    store.release_lease("checkout", other)
+    store.acquire_lease("checkout", me, ttl=30, now=at(42))
+
+
+def test_lease_of_a_dead_process_is_taken_over_at_once(store: StateStore) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead = LeaseOwner(id="dead", host=LeaseOwner.here().host, pid=child.pid)
+    assert dead.provably_gone()
+    store.acquire_lease("checkout", dead, ttl=3600, now=T0)
+    store.acquire_lease("checkout", LeaseOwner.here(), ttl=30, now=T0 + timedelta(seconds=1))
+
+
+def test_lease_of_another_host_is_not_assumed_dead(store: StateStore) -> None:
+    remote = LeaseOwner(id="remote", host="elsewhere.example", pid=os.getpid() + 10**6)
+    assert not remote.provably_gone()
+    store.acquire_lease("checkout", remote, ttl=30, now=T0)
+    with pytest.raises(ConflictError):
+        store.acquire_lease("checkout", LeaseOwner.here(), ttl=30, now=at(1))
