@@ -6,17 +6,21 @@ Exit codes (DESIGN A.1): 0 promoted/succeeded, 1 rolled back or rejected, 2 inva
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
 import time
 from enum import Enum
-from typing import Annotated, NoReturn
+from collections.abc import Callable
+from typing import Annotated, NoReturn, ParamSpec
 
 import typer
 
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
 from canary.model import Command, Phase
+
+P = ParamSpec("P")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="canary: progressive delivery with automatic analysis and rollback.")
@@ -32,12 +36,28 @@ StoreOpt = Annotated[str | None, typer.Option("--store", help="state store URL "
 OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text or json")]
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    typer.echo(f"canary: {message}", err=True)
-    raise typer.Exit(code)
+EXIT_CODES: tuple[tuple[type[CanaryError], int], ...] = (
+    (InputError, 2), (NotFoundError, 2), (ConflictError, 2), (TemporaryError, 4),
+    (CanaryError, 4))
+
+
+def handled(fn: Callable[P, None]) -> Callable[P, None]:
+    """The one place the error tree becomes exit codes; never a traceback for our errors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except CanaryError as exc:
+            code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
+            typer.echo(f"canary: {exc}", err=True)
+            raise typer.Exit(code) from None
+
+    return wrapper
 
 
 @app.command()
+@handled
 def deploy(
     file: Annotated[str, typer.Option("-f", "--file", help="rollout file")],
     version: Annotated[str | None, typer.Option("--version", help="overrides spec.version")] = None,
@@ -86,6 +106,7 @@ def deploy(
 
 
 @app.command()
+@handled
 def status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text,
            events: Annotated[int, typer.Option("--events", help="recent events shown")] = 20,
            ) -> None:
@@ -103,6 +124,7 @@ def status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text,
 
 
 @app.command()
+@handled
 def history(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
             output: OutputOpt = Output.text,
             limit: Annotated[int, typer.Option("--limit")] = 20) -> None:
@@ -148,24 +170,28 @@ def _command(name: str, command: Command, store: str | None) -> None:
 
 
 @app.command()
+@handled
 def abort(name: str, store: StoreOpt = None) -> None:
     """Roll back: all traffic to stable."""
     _command(name, Command.ABORT, store)
 
 
 @app.command()
+@handled
 def pause(name: str, store: StoreOpt = None) -> None:
     """Hold the current stage (the pause clock stops)."""
     _command(name, Command.PAUSE, store)
 
 
 @app.command()
+@handled
 def resume(name: str, store: StoreOpt = None) -> None:
     """Continue a paused or held rollout."""
     _command(name, Command.RESUME, store)
 
 
 @app.command()
+@handled
 def promote(name: str, store: StoreOpt = None,
             full: Annotated[bool, typer.Option("--full", help="skip every remaining stage")]
             = False) -> None:
@@ -174,12 +200,14 @@ def promote(name: str, store: StoreOpt = None,
 
 
 @app.command()
+@handled
 def retry(name: str, store: StoreOpt = None) -> None:
     """Start a failed or aborted rollout again from its first stage."""
     _command(name, Command.RETRY, store)
 
 
 @app.command()
+@handled
 def validate(files: Annotated[list[str], typer.Argument(help="rollout or policy files")]) -> None:
     """Check rollout and policy files (exit 0 or 2)."""
     from canary.spec import load_any
@@ -202,16 +230,6 @@ def main() -> None:
         app(standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except InputError as exc:
-        _safe_exit(str(exc), 2)
-    except NotFoundError as exc:
-        _safe_exit(str(exc), 2)
-    except ConflictError as exc:
-        _safe_exit(str(exc), 2)
-    except TemporaryError as exc:
-        _safe_exit(str(exc), 4)
-    except CanaryError as exc:
-        _safe_exit(str(exc), 4)
     except KeyboardInterrupt:
         _safe_exit("interrupted; the rollout's state is kept: rerun to resume", 5)
     except Exception as exc:  # click usage errors and anything unexpected

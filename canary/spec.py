@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 
 from canary.durations import parse_duration
 from canary.errors import InputError
@@ -77,14 +77,15 @@ class _RolloutSpec(_Model):
     analysis: _AnalysisRef = _AnalysisRef()
     notifications: list[_Notification] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _ascending(self) -> _RolloutSpec:
-        weights = [s if isinstance(s, int) else s.weight for s in self.stages or ()]
+    @field_validator("stages")
+    @classmethod
+    def _ascending(cls, stages: list[_Stage | int] | None) -> list[_Stage | int] | None:
+        weights = [s if isinstance(s, int) else s.weight for s in stages or ()]
         if any(not 1 <= w <= 100 for w in weights):
             raise ValueError("stage weights must be between 1 and 100")
         if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
             raise ValueError(f"stage weights must go up, got {weights}")
-        return self
+        return stages
 
 
 class _Rollout(_Model):
@@ -172,7 +173,8 @@ def _validate(model: type[BaseModel], doc: Document, data: Any, prefix: tuple[st
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # An unknown field first: a typo also makes the intended field look missing.
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
         loc = tuple(p for p in (*prefix, *err["loc"]) if not _is_union_tag(p))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
