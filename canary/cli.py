@@ -227,7 +227,9 @@ def validate(files: Annotated[list[str], typer.Argument(help="rollout or policy 
 def main() -> None:
     """Console entry point: one place maps the error tree to exit codes."""
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a typer.Exit's code instead of exiting.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:

@@ -31,7 +31,8 @@ from sqlglot.errors import ParseError, SqlglotError
 from canary.errors import InputError
 from canary.gate.rules import RULES, Hit, Severity, TableKey, check, created_table
 
-__all__ = ["DIALECTS", "Finding", "LintReport", "expand_paths", "lint_paths", "lint_sql"]
+__all__ = ["DIALECTS", "Finding", "LintReport", "SqlStatement", "expand_paths", "lint_paths",
+           "lint_sql", "split_sql"]
 
 DIALECTS: dict[str, str] = {"postgres": "postgres", "postgresql": "postgres",
                             "mysql": "mysql", "sqlite": "sqlite"}
@@ -100,12 +101,29 @@ class LintReport:
                 "findings": [f.to_json() for f in self.findings]}
 
 
+@dataclass(frozen=True)
+class SqlStatement:
+    line: int
+    sql: str  # without its terminating ``;``
+
+
+def split_sql(text: str, *, dialect: str) -> list[SqlStatement]:
+    """The statements of a migration, cut the way the lint sees them; for runners that
+    must send them one by one (CREATE INDEX CONCURRENTLY refuses a multi-statement query)."""
+    try:
+        tokens = _tokenize(text, _dialect(dialect))
+    except SqlglotError as exc:
+        raise InputError(f"cannot tokenize SQL: {exc}") from exc
+    lines = _LineIndex(text)
+    return [SqlStatement(line=lines.line_of(s.start), sql=s.text(text)) for s in _split(tokens)]
+
+
 def lint_sql(text: str, *, dialect: str, file: str = "<string>") -> list[Finding]:
     """Every finding in one migration's SQL text, in line order."""
     dialect = _dialect(dialect)
     lines = _LineIndex(text)
     try:
-        tokens = Dialect.get_or_raise(dialect).tokenize(text)
+        tokens = _tokenize(text, dialect)
     except SqlglotError as exc:
         # Without tokens there are no statements to tell apart: the whole file is unread.
         first = next(iter(str(exc).splitlines()), "")
@@ -117,9 +135,8 @@ def lint_sql(text: str, *, dialect: str, file: str = "<string>") -> list[Finding
     new_tables: set[TableKey] = set()
     findings: list[Finding] = []
     for index, stmt in enumerate(statements):
-        sql = text[stmt.tokens[0].start:stmt.tokens[-1].end + 1]
-        line = lines.line_of(stmt.tokens[0].start)
-        hits = _judge(sql, dialect=dialect, new_tables=new_tables)
+        line = lines.line_of(stmt.start)
+        hits = _judge(stmt.text(text), dialect=dialect, new_tables=new_tables)
         mine = [o for o in opt_outs if o.statement == index]
         allowed = {rule: o.reason for o in mine if o.valid for rule in o.rules}
         used: set[str] = set()
@@ -155,6 +172,7 @@ def expand_paths(paths: Sequence[str]) -> list[str]:
     if not paths:
         raise InputError("no migration files given")
     out: list[str] = []
+    seen: set[str] = set()
     for path in paths:
         if os.path.isdir(path):
             found = sorted(glob.glob(os.path.join(glob.escape(path), "*.sql")), key=_natural)
@@ -168,7 +186,10 @@ def expand_paths(paths: Sequence[str]) -> list[str]:
                 raise InputError("pattern matches no files", file=path)
         else:
             raise InputError("no such file or directory", file=path)
-        out.extend(p for p in found if p not in out)
+        for p in found:
+            if os.path.realpath(p) not in seen:
+                seen.add(os.path.realpath(p))
+                out.append(p)
     return out
 
 
@@ -223,10 +244,21 @@ def _quiet_sqlglot() -> Iterator[None]:
         logger.disabled = previous
 
 
+def _tokenize(text: str, dialect: str) -> list[Token]:
+    return Dialect.get_or_raise(dialect).tokenize(text)
+
+
 @dataclass(frozen=True)
 class _Statement:
     tokens: list[Token]
     semicolon: Token | None  # the ``;`` that ends it, if any
+
+    @property
+    def start(self) -> int:
+        return self.tokens[0].start
+
+    def text(self, source: str) -> str:
+        return source[self.start:self.tokens[-1].end + 1]
 
 
 def _split(tokens: list[Token]) -> list[_Statement]:

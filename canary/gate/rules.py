@@ -104,11 +104,17 @@ class Hit:
     subject: str
 
 
-TableKey = tuple[str, str]  # (schema, table), lower-cased; schema "" when unqualified
+TableKey = tuple[str, str]  # (schema, table), folded as the database folds them
 
 
 def table_key(table: exp.Table) -> TableKey:
-    return (table.db.lower(), table.name.lower())
+    """Unquoted names are case-insensitive, quoted ones are not (``"Orders"`` is not
+    ``orders``); schema is "" when unqualified."""
+    def fold(part: object) -> str:
+        if isinstance(part, exp.Identifier):
+            return part.name if part.quoted else part.name.lower()
+        return ""
+    return (fold(table.args.get("db")), fold(table.this))
 
 
 def created_table(stmt: exp.Expr) -> TableKey | None:
@@ -145,6 +151,10 @@ def _check(stmt: exp.Expr, *, sql: str, dialect: str,
         yield from _check_create_index(stmt, dialect=dialect, new_tables=new_tables)
     elif isinstance(stmt, exp.Command):
         yield from _check_command(stmt, sql=sql)
+    elif isinstance(stmt, exp.Condition | exp.Alias):
+        # sqlglot reads an unknown leading word as a column or alias: not a statement.
+        yield Hit("unparsable-statement", f"cannot parse ({sql.split()[0]!r} starts no "
+                  "statement canary knows)")
 
 
 _DROPPED_RELATIONS = {"TABLE", "VIEW", "SCHEMA", "DATABASE"}
@@ -189,10 +199,11 @@ def _check_alter(stmt: exp.Alter, *, dialect: str) -> Iterator[Hit]:
                 continue  # renaming an index or sequence is invisible to queries
             yield Hit("unrecognized-schema-change", f"ALTER {kind} {table}")
             continue
-        yield from _check_action(action, table=table, not_valid=not_valid)
+        yield from _check_action(action, table=table, dialect=dialect, not_valid=not_valid)
 
 
-def _check_action(action: exp.Expression, *, table: str, not_valid: bool) -> Iterator[Hit]:
+def _check_action(action: exp.Expression, *, table: str, dialect: str,
+                  not_valid: bool) -> Iterator[Hit]:
     if isinstance(action, exp.ColumnDef):
         yield from _check_add_column(action, table=table)
     elif isinstance(action, exp.AddConstraint):
@@ -215,18 +226,20 @@ def _check_action(action: exp.Expression, *, table: str, not_valid: bool) -> Ite
     elif isinstance(action, exp.AlterRename):
         yield Hit("rename-table", f"table {table} to {action.this.sql()}")
     elif isinstance(action, exp.AlterColumn):
-        yield from _check_alter_column(action, table=table)
+        yield from _check_alter_column(action, table=table, dialect=dialect)
     elif isinstance(action, exp.ModifyColumn):
         yield from _check_modify_column(action, table=table)
     else:
         yield Hit("unrecognized-schema-change", f"{type(action).__name__} on {table}")
 
 
-def _check_alter_column(action: exp.AlterColumn, *, table: str) -> Iterator[Hit]:
+def _check_alter_column(action: exp.AlterColumn, *, table: str,
+                        dialect: str) -> Iterator[Hit]:
     column = f"{table}.{action.name}"
     args = {k for k, v in action.args.items() if v not in (None, False) and k != "this"}
-    if action.args.get("dtype") is not None:
-        yield Hit("change-column-type", f"column {column} to {action.args['dtype'].sql()}")
+    dtype = action.args.get("dtype")
+    if isinstance(dtype, exp.Expression):
+        yield Hit("change-column-type", f"column {column} to {dtype.sql(dialect=dialect)}")
     elif action.args.get("allow_null") is False:
         yield Hit("add-not-null-without-default", f"SET NOT NULL on {column}")
     elif args <= {"default", "drop", "allow_null", "exists"}:

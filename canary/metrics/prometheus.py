@@ -21,6 +21,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3.exceptions
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
@@ -52,7 +53,7 @@ class PrometheusProvider:
                              field="prometheus.url")
         if timeout <= 0:
             raise InputError(f"timeout must be positive, got {timeout}", field="timeout")
-        self.url = redact_url(url)
+        self.url = redact_url(url.rstrip("/"))
         self.timeout = timeout
         self._client = PrometheusConnect(
             url=url.rstrip("/"),
@@ -92,15 +93,32 @@ class PrometheusProvider:
             return self._client.custom_query(promql)
         except PrometheusApiClientException as exc:
             raise _translate_status(str(exc), where=where, promql=promql) from exc
-        except requests.Timeout as exc:
-            raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
         except requests.ConnectionError as exc:
+            if _timed_out(exc):
+                raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
             reason = "connection refused" if "refused" in str(exc) else "could not connect"
             raise MetricsError(f"{where} is unreachable: {reason}") from exc
+        except requests.Timeout as exc:  # a read timeout outside urllib3's retry wrapper
+            raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
         except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
             # ValueError: a 200 answer that is not JSON; Key/TypeError: JSON of another shape.
             raise MetricsError(f"{where} did not give a Prometheus API answer: "
                                f"{type(exc).__name__}") from exc
+
+
+def _timed_out(exc: requests.ConnectionError) -> bool:
+    """Whether a ConnectionError is really a timeout.
+
+    With retries off, urllib3 wraps a read timeout in MaxRetryError, which requests reports
+    as a ConnectionError; a connect timeout arrives as ConnectTimeout (also a
+    ConnectionError). A refused connection is a NewConnectionError, which urllib3 derives
+    from its timeout class for compatibility, hence the exclusion.
+    """
+    if isinstance(exc, requests.Timeout):
+        return True
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    return isinstance(reason, urllib3.exceptions.TimeoutError) and not isinstance(
+        reason, urllib3.exceptions.NewConnectionError)
 
 
 def _translate_status(text: str, *, where: str, promql: str) -> CanaryError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import httpx
 
@@ -140,7 +141,7 @@ def _fallback_text(n: Notification, bad: list[MetricResult]) -> str:
     return truncate(escape(text), MAX_TEXT)
 
 
-def slack_message(n: Notification) -> dict[str, object]:
+def slack_message(n: Notification) -> dict[str, Any]:
     """The incoming-webhook payload for one notification: ``text`` plus ``blocks``."""
     bad = failing(n.results)
     fields = [

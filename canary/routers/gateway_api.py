@@ -26,6 +26,7 @@ from canary.routers.kube import (
 GROUP = "gateway.networking.k8s.io"
 PLURAL = "httproutes"
 DEFAULT_WEIGHT = 1  # the Gateway API default for a backendRef without a weight
+DEFAULT_MATCH = [{"path": {"type": "PathPrefix", "value": "/"}}]  # a rule without matches
 
 
 class Config(KubeConnection):
@@ -95,7 +96,7 @@ class GatewayAPIRouter(WeightedObjectRouter):
             what = f"named {c.rule_name!r}"
         elif c.match is not None:
             hits = [i for i, r in enumerate(rules)
-                    if any(_contains(m, c.match) for m in r.get("matches") or [{}])]
+                    if any(_contains(m, c.match) for m in r.get("matches") or DEFAULT_MATCH)]
             what = f"with a match containing {c.match}"
         else:
             hits = [i for i, r in enumerate(rules)
@@ -112,7 +113,7 @@ class GatewayAPIRouter(WeightedObjectRouter):
         return (
             ref.get("name") == service
             and ref.get("kind", "Service") == "Service"
-            and ref.get("group", "") in ("", "core")
+            and ref.get("group", "") == ""
             and ref.get("namespace", self.config.namespace) == self.config.namespace
             and (self.config.port is None or ref.get("port") == self.config.port)
         )

@@ -12,6 +12,7 @@ resourceVersion elsewhere with 409); both mean "read again and retry".
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 from collections.abc import Callable
@@ -127,25 +128,26 @@ class KubeObjects:
             self._api.api_client.close()
 
     def get(self, ref: ObjectRef) -> dict[str, Any]:
-        def call() -> object:
-            return self.api.get_namespaced_custom_object(
+        try:
+            obj = self.api.get_namespaced_custom_object(
                 ref.group, ref.version, ref.namespace, ref.plural, ref.name,
-                _request_timeout=self._conn.timeout,
-            )
-
-        obj = self._call(call, ref, "read")
+                _request_timeout=self._conn.timeout)
+        except ApiException as exc:
+            raise translate(exc, ref, "read", host=self._host()) from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise self._unreachable(exc, ref, "read") from exc
         if not isinstance(obj, dict) or not isinstance(obj.get("metadata"), dict):
             raise RouterError(f"unexpected answer reading {ref}: {str(obj)[:200]}")
         return obj
 
     def update(self, ref: ObjectRef, plan: Callable[[dict[str, Any]], Patch]) -> None:
-        """Read, ask ``plan`` for the JSON patch ops, write them guarded; retry on conflict.
+        """Read, ask ``plan`` for JSON patch ops, write them guarded; retry on conflict.
 
         ``plan`` sees the freshly read object each time, so a retry recomputes the indices
         too (a rule inserted meanwhile shifts them). No ops: nothing is written.
         """
         attempts = self._conn.conflict_retries + 1
-        rejected: tuple[str, ApiException] | None = None
+        rejected: tuple[str, ApiException] | None = None  # a 422 and the version it tested
         for _ in range(attempts):
             obj = self.get(ref)
             version = str(obj["metadata"].get("resourceVersion", ""))
@@ -155,41 +157,38 @@ class KubeObjects:
             ops = plan(obj)
             if not ops:
                 return
-            body = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}, *ops]
+            guard = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
             try:
                 self.api.patch_namespaced_custom_object(
-                    ref.group, ref.version, ref.namespace, ref.plural, ref.name, body,
-                    field_manager=self._conn.field_manager, _content_type=JSON_PATCH,
-                    _request_timeout=self._conn.timeout,
-                )
+                    ref.group, ref.version, ref.namespace, ref.plural, ref.name,
+                    [guard, *ops], field_manager=self._conn.field_manager,
+                    _content_type=JSON_PATCH, _request_timeout=self._conn.timeout)
                 return
             except ApiException as exc:
-                if exc.status == 409:
-                    rejected = None
-                    continue
-                if exc.status == 422:  # a failed test, or an invalid patch: the next read tells
-                    rejected = (version, exc)
-                    continue
-                raise translate(exc, ref, "update", host=self._host()) from exc
+                if exc.status not in (409, 422):
+                    raise translate(exc, ref, "update", host=self._host()) from exc
+                rejected = (version, exc) if exc.status == 422 else None
             except urllib3.exceptions.HTTPError as exc:
-                raise unreachable(exc, ref, "update", host=self._host(),
-                                  timeout=self._conn.timeout) from exc
+                raise self._unreachable(exc, ref, "update") from exc
+        if rejected is not None and self.get(ref)["metadata"].get("resourceVersion") == rejected[0]:
+            raise translate(rejected[1], ref, "update", host=self._host())
         raise RouterError(
             f"conflict: {ref} changed under every one of {attempts} attempts to update it; "
-            "is another controller (Flagger, Argo Rollouts, a GitOps sync) writing it too?"
-        )
-
-    def _call(self, call: Callable[[], object], ref: ObjectRef, action: str) -> object:
-        try:
-            return call()
-        except ApiException as exc:
-            raise translate(exc, ref, action, host=self._host()) from exc
-        except urllib3.exceptions.HTTPError as exc:
-            raise unreachable(exc, ref, action, host=self._host(),
-                              timeout=self._conn.timeout) from exc
+            "is another controller (Flagger, Argo Rollouts, a GitOps sync) writing it too?")
 
     def _host(self) -> str:
         return str(self.api.api_client.configuration.host)
+
+    def _unreachable(self, exc: urllib3.exceptions.HTTPError, ref: ObjectRef,
+                     action: str) -> RouterError:
+        """A RouterError for a request that got no answer at all."""
+        # NewConnectionError subclasses ConnectTimeoutError; a refused connection is no timeout.
+        if (isinstance(exc, urllib3.exceptions.TimeoutError)
+                and not isinstance(exc, urllib3.exceptions.NewConnectionError)):
+            return RouterError(f"Kubernetes API at {self._host()} did not answer within "
+                               f"{self._conn.timeout:g}s ({action} {ref})")
+        return RouterError(f"cannot reach the Kubernetes API at {self._host()} "
+                           f"({action} {ref}): {exc}")
 
 
 def status_of(exc: ApiException) -> dict[str, Any]:
@@ -230,17 +229,6 @@ def translate(exc: ApiException, ref: ObjectRef, action: str, *, host: str) -> R
         return RouterError(f"the API server rejected the {action} of {ref} ({code}): {message}")
     return RouterError(f"Kubernetes API at {host} answered {code} to the {action} of {ref}: "
                        f"{message}")
-
-
-def unreachable(exc: urllib3.exceptions.HTTPError, ref: ObjectRef, action: str, *,
-                host: str, timeout: float) -> RouterError:
-    """A RouterError for a request that got no answer at all."""
-    # NewConnectionError subclasses ConnectTimeoutError, but a refused connection is no timeout.
-    if (isinstance(exc, urllib3.exceptions.TimeoutError)
-            and not isinstance(exc, urllib3.exceptions.NewConnectionError)):
-        return RouterError(f"Kubernetes API at {host} did not answer within {timeout:g}s "
-                           f"({action} {ref})")
-    return RouterError(f"cannot reach the Kubernetes API at {host} ({action} {ref}): {exc}")
 
 
 @dataclass(frozen=True)
@@ -299,7 +287,8 @@ def find_pair(entries: Any, *, pointer: str, where: str, default: int,
             raise RouterError(f"{where}: {name} appears {len(hits)} times; canary needs "
                               "exactly one entry for it")
     for i, entry in enumerate(items):
-        if i not in (stable[0], canary[0]) and weight_of(entry, default) > 0:
+        weight = raw_weight(entry, where)
+        if i not in (stable[0], canary[0]) and (default if weight is None else weight) > 0:
             raise RouterError(f"{where}: {label(entry)} also takes traffic; canary can only "
                               f"split between {stable_name} and {canary_name}")
     return WeightedPair(
@@ -311,21 +300,14 @@ def find_pair(entries: Any, *, pointer: str, where: str, default: int,
 
 def raw_weight(entry: dict[str, Any], where: str) -> int | None:
     value = entry.get("weight")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                              or value < 0):
         raise RouterError(f"{where}: weight {value!r} is not a non-negative integer")
     return value
 
 
-def weight_of(entry: dict[str, Any], default: int) -> int:
-    value = entry.get("weight", default)
-    return value if isinstance(value, int) else default
-
-
-
-class WeightedObjectRouter:
-    """The Router methods, for an adapter that supplies ``ref`` and ``locate``.
+class WeightedObjectRouter(abc.ABC):
+    """The Router methods, for an adapter that supplies ``ref``, ``locate`` and ``describe``.
 
     Every method reads the live object: get_weights reports what the cluster holds, and
     set_weights recomputes its patch from a fresh read on each attempt.
@@ -335,8 +317,12 @@ class WeightedObjectRouter:
         self.ref = ref
         self._objects = objects
 
+    @abc.abstractmethod
     def locate(self, obj: dict[str, Any]) -> WeightedPair:
-        raise NotImplementedError
+        """The stable and canary entries in ``obj``; RouterError saying what is missing."""
+
+    @abc.abstractmethod
+    def describe(self) -> str: ...
 
     def ensure(self) -> None:
         self.locate(self._objects.get(self.ref))

@@ -83,7 +83,8 @@ class SlackReceiver:
         self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever,
+        # a short poll interval: shutdown() waits for it, and tests stop a receiver each
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.02,),
                                         name=f"slack-receiver:{self.port}", daemon=True)
         self._thread.start()
         return self
@@ -146,7 +147,8 @@ class SlackReceiver:
         except ValueError:
             reply = scripted or Reply(400, "invalid_payload")
         else:
-            empty = not (isinstance(payload, dict) and (payload.get("text") or payload.get("blocks")))
+            has_text = isinstance(payload, dict) and (payload.get("text") or payload.get("blocks"))
+            empty = not has_text
             slack_path = path.startswith("/services/")
             reply = scripted or (Reply(400, "no_text") if empty and slack_path else Reply())
         with self._lock:

@@ -11,6 +11,7 @@ from examples.lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_PATH
 
+
 @pytest.fixture
 def receiver() -> Iterator[SlackReceiver]:
     r = SlackReceiver(echo=io.StringIO()).start()

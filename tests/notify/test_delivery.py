@@ -48,16 +48,17 @@ def assert_no_secret(exc: BaseException) -> None:
 
 
 def test_429_waits_for_retry_after_then_delivers(receiver: SlackReceiver, secret_url: str) -> None:
-    receiver.fail_next(2, status=429, retry_after=1)
+    receiver.fail_next(1, status=429, retry_after=1)
     started = time.monotonic()
     SlackNotifier(secret_url, backoff=0.05).send(rollback())
     took = time.monotonic() - started
 
-    assert [r.status for r in receiver.requests] == [429, 429, 200]
+    assert [r.status for r in receiver.requests] == [429, 200]
     assert len(receiver.payloads) == 1
     # Retry-After (1 s) was honoured, not the 0.05 s backoff
-    assert all(1.0 <= g < 1.5 for g in gaps(receiver)), gaps(receiver)
-    assert 2.0 <= took < 3.0
+    [gap] = gaps(receiver)
+    assert 1.0 <= gap < 1.5
+    assert 1.0 <= took < 1.5
 
 
 def test_retry_after_schedule_exact(receiver: SlackReceiver, secret_url: str) -> None:

@@ -1,0 +1,112 @@
+"""Benchmark of canary judges: false rollbacks, detection, time to detect, cost.
+
+Run ``.venv/bin/python -m bench.judge`` (add ``--quick`` for a smoke run). It simulates
+every scenario of bench/scenarios.py, runs the judges of bench/judges.py side by side,
+and writes bench/results/judge.md, bench/results/judge.png and bench/results/manifest.json
+(each scenario's parameters, seed, run count and correct answer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from bench.report import write_report
+from bench.scenarios import BAD, DT, EDGES, HEALTHY, STEPS, Scenario
+from bench.simulate import Outcome, run_early, run_fixed
+from canary.analysis.sequential import JudgeTuning, SequentialJudge
+from canary.model import SequentialSpec
+
+SEED = 20260520
+ALPHA = 0.05
+ALPHAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
+FLAGGER = [(m, t) for m in (1.5, 2.0, 3.0) for t in (1, 2, 3, 5, 10)]
+FLAGGER_DEFAULT = "flagger@2.0x/5"
+KAYENTA = (0.001, 0.01, 0.05)
+OUT = os.path.join(os.path.dirname(__file__), "results")
+
+
+def judge_for(*, early: bool) -> SequentialJudge:
+    spec = SequentialSpec(alpha=ALPHA, tolerance=1.0, latency_edges=EDGES,
+                          early_promotion=early, min_stage_requests=500.0)
+    return SequentialJudge(spec, tuning=JudgeTuning())
+
+
+def one(args: tuple[Scenario, int, int]) -> tuple[str, dict[str, Any]]:
+    sc, runs, seed = args
+    fixed = run_fixed(sc, runs, seed, judge_for(early=False), alphas=ALPHAS,
+                      flagger=FLAGGER, kayenta=KAYENTA)
+    early = run_early(sc, runs, seed + 1, judge_for(early=True))
+    return sc.name, {"fixed": score(sc, fixed), "early": score(sc, early)}
+
+
+def score(sc: Scenario, out: Outcome) -> dict[str, Any]:
+    """Per judge configuration: rollback rate, times to detect, extra errors, promotion."""
+    assert out.excess is not None and out.start is not None
+    res: dict[str, Any] = {"checked": out.checked, "mismatches": out.mismatches}
+    runs = out.excess.shape[0]
+    for name, first in out.first.items():
+        hit = first >= 0
+        t = np.where(hit, (first + 1) * DT - out.start, np.inf)
+        t = np.where(hit, np.maximum(t, 0.0), np.inf)
+        idx = np.where(hit, first, STEPS - 1)
+        extra = out.excess[np.arange(runs), idx]
+        entry = {"rate": float(hit.mean()), "rolled": int(hit.sum()), "runs": runs,
+                 "median": _q(t, 0.5), "p90": _q(t, 0.9), "extra": float(extra.mean())}
+        if out.promoted_at is not None:
+            ok = ~hit & ~np.isnan(out.promoted_at)
+            entry["promote"] = float(np.median(out.promoted_at[ok])) if ok.any() else None
+        res[name] = entry
+    return res
+
+
+def _q(t: np.ndarray, q: float) -> float | None:
+    v = float(np.quantile(t, q))
+    return v if math.isfinite(v) else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="few runs: a smoke test")
+    ap.add_argument("--healthy-runs", type=int, default=4000)
+    ap.add_argument("--bad-runs", type=int, default=1000)
+    ap.add_argument("--only", nargs="*", default=None, help="scenario names")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--out", default=OUT)
+    a = ap.parse_args()
+    if a.quick:
+        a.healthy_runs, a.bad_runs = 400, 200
+    scenarios = [s for s in HEALTHY + BAD if a.only is None or s.name in a.only]
+    jobs = []
+    for i, sc in enumerate(HEALTHY + BAD):
+        if sc in scenarios:
+            jobs.append((sc, a.bad_runs if sc.bad else a.healthy_runs, SEED + 1000 * i))
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=a.workers) as pool:
+        results = dict(pool.map(one, sorted(jobs, key=lambda j: -j[1])))
+    elapsed = time.perf_counter() - t0
+    os.makedirs(a.out, exist_ok=True)
+    manifest = [{"scenario": sc.name, "expected": "rollback" if sc.bad else "promote",
+                 "runs": runs, "seed": seed, "early_seed": seed + 1,
+                 "params": {k: v for k, v in asdict(sc).items() if k not in ("name",)}}
+                for sc, runs, seed in jobs]
+    with open(os.path.join(a.out, "manifest.json"), "w") as f:
+        json.dump({"alpha": ALPHA, "interval_seconds": DT, "steps": STEPS,
+                   "scenarios": manifest}, f, indent=1)
+    with open(os.path.join(a.out, "raw.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    write_report(results, scenarios, out=a.out, elapsed=elapsed, alpha=ALPHA,
+                 alphas=ALPHAS, flagger_default=FLAGGER_DEFAULT, workers=a.workers)
+    print(f"wrote {a.out}/judge.md in {elapsed:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The arithmetic of the sequential judge, on arrays, so one implementation serves all.
+
+The controller advances it one interval at a time, ``canary backtest`` a whole recording
+at once and the benchmark thousands of simulated rollouts side by side; all three call
+these functions, so what the benchmark measures is what the controller runs.
+
+The test (notes/statistics.md): per interval the canary served ``c`` requests with ``x``
+"events" (errors, or requests slower than a latency edge) and the stable version ``s``
+with ``y``. With ``rho = c / (c + s)`` each of the ``n = x + y`` events is a canary event
+with probability ``theta(r) = r rho / (r rho + 1 - rho)`` when the canary's event rate is
+``r`` times the stable's, so any rate both versions share cancels. The log likelihood
+ratio of an alternative ``r`` against the null ``r0`` for one interval is::
+
+    x log(r / r0) - n [log(1 + rho (r - 1)) - log(1 + rho (r0 - 1))]
+
+which needs no special case at rho = 0 (no canary traffic) or rho = 1 (no stable traffic):
+both give 0, no evidence either way. A mixture over a grid of alternatives, summed in log
+space, is an e-process for "canary <= r0 x stable"; the mirror image (alternatives below
+``r_tol``) is the early-promotion test of "canary >= r_tol x stable".
+
+Every per-interval increment is capped. A burst that lands on the canary in one interval
+(a retry storm, one bad host) breaks the Poisson assumption; the cap bounds what a single
+interval can contribute and keeps the process a supermartingale (E[min(LR, e^cap)] <=
+E[LR] <= 1), at the price of needing a few intervals to reach any verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Alternatives (natural logs of rate ratios) and their prior log-weights, one test."""
+
+    log_null: float
+    log_alternatives: FloatArray  # shape (J,)
+    log_prior: FloatArray  # shape (J,), logsumexp == 0
+
+    @staticmethod
+    def above(null: float, multiples: FloatArray, log_prior: FloatArray) -> Mixture:
+        """Rollback side: alternatives ``null x m`` for each multiple ``m > 1``."""
+        return Mixture(float(np.log(null)), np.log(null) + np.log(multiples), log_prior)
+
+    @staticmethod
+    def below(null: float, multiples: FloatArray, log_prior: FloatArray) -> Mixture:
+        """Promotion side: alternatives ``null / m`` for each multiple ``m > 1``."""
+        return Mixture(float(np.log(null)), np.log(null) - np.log(multiples), log_prior)
+
+
+def geometric_grid(low: float, high: float, points: int) -> FloatArray:
+    """``points`` multiples from ``low`` to ``high``, evenly spaced on a log scale."""
+    if points == 1:
+        return np.array([low], dtype=np.float64)
+    return np.geomspace(low, high, points).astype(np.float64)
+
+
+def prior(multiples: FloatArray, *, decay: float = 0.0) -> FloatArray:
+    """Log prior weights, proportional to ``(1 + log m / log m[0]) ** -decay``, summing to 1.
+
+    ``decay = 0`` is uniform over the (log-spaced) grid; a positive decay leans towards
+    small effects, which are the slow ones to detect.
+    """
+    raw = -decay * np.log(np.log(multiples) / np.log(multiples[0]) + 1.0)
+    return np.asarray(raw - logsumexp(raw), dtype=np.float64)
+
+
+def logsumexp(a: FloatArray, axis: int = -1) -> FloatArray:
+    """log(sum(exp(a))) along ``axis`` without overflow."""
+    top = np.max(a, axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    out = np.log(np.sum(np.exp(a - top), axis=axis, keepdims=True)) + top
+    return np.asarray(np.squeeze(out, axis=axis), dtype=np.float64)
+
+
+def increments(
+    events: FloatArray,
+    total_events: FloatArray,
+    share: FloatArray,
+    mixture: Mixture,
+    *,
+    cap: float,
+    count_cap: float | None = None,
+    phi: FloatArray | None = None,
+) -> FloatArray:
+    """Per-interval log likelihood ratios, shape ``events.shape + (J,)``, each <= ``cap``.
+
+    ``events`` are the canary's (x), ``total_events`` both versions' (n = x + y), ``share``
+    the canary's share of requests (rho). ``count_cap`` scales x and n down so that n never
+    exceeds it: raising a likelihood ratio to a power below one keeps it an e-value.
+    """
+    x = events
+    n = total_events
+    if count_cap is not None:
+        scale = np.minimum(1.0, count_cap / np.maximum(n, 1e-300))
+        x = x * scale
+        n = n * scale
+    la = mixture.log_alternatives
+    rho = share[..., None]
+    drift = np.log1p(rho * np.expm1(la)) - np.log1p(rho * np.expm1(mixture.log_null))
+    inc = x[..., None] * (la - mixture.log_null) - n[..., None] * drift
+    if phi is not None:
+        inc = inc / phi[..., None]
+    return np.asarray(np.minimum(inc, cap), dtype=np.float64)
+
+
+def dispersion_terms(totals_before: FloatArray, x: FloatArray, n: FloatArray,
+                     rho: FloatArray) -> FloatArray:
+    """One interval's (squared deviation, binomial variance) of the canary's events (..., 2).
+
+    Errors that come in clusters (retries, one bad host) vary more between intervals than
+    the binomial split allows, and an e-process that believes each error independent
+    then overshoots. Summed over intervals, deviations over variances (a pooled Pearson
+    ratio) estimate that excess ``phi``. The deviations are taken from the canary/stable
+    ratio fitted on earlier intervals, shrunk towards 1, so a steady regression or a rate
+    both versions share (an incident, a daily cycle) does not look like dispersion.
+    """
+    c, xs, s, ys = (totals_before[..., i] for i in range(4))
+    stable_rate = (ys + 0.5) / (s + 1.0)
+    ratio = (xs + 2.0) / (c * stable_rate + 2.0)
+    theta = ratio * rho / (1.0 + rho * (ratio - 1.0))
+    return np.asarray(np.stack([(x - n * theta) ** 2, n * theta * (1.0 - theta)], axis=-1),
+                      dtype=np.float64)
+
+
+def phi(sums_before: FloatArray, *, pseudo: float) -> FloatArray:
+    """max(1, pooled Pearson ratio), starting at 1 with ``pseudo`` units of variance.
+
+    Dividing an interval's log likelihood ratio by ``phi >= 1`` computed from earlier
+    intervals only keeps the process an e-process (a power below one of a likelihood
+    ratio has expectation at most one), and makes it count clusters, not errors.
+    """
+    ratio = (pseudo + sums_before[..., 0]) / (pseudo + sums_before[..., 1])
+    return np.asarray(np.maximum(ratio, 1.0), dtype=np.float64)
+
+
+def paths(start: FloatArray, inc: FloatArray) -> FloatArray:
+    """Running sums of ``inc`` (shape (..., T, J)) from ``start`` (shape (..., J)).
+
+    Added one interval at a time, in order, so a judge stepped interval by interval and
+    one fed the whole series reach bit-identical sums.
+    """
+    stacked = np.concatenate([start[..., None, :], inc], axis=-2)
+    return np.cumsum(stacked, axis=-2)[..., 1:, :]
+
+
+def log_evidence(cumulative: FloatArray, mixture: Mixture) -> FloatArray:
+    """log of the mixture e-value for cumulative log likelihood ratios (..., J) -> (...)."""
+    return logsumexp(cumulative + mixture.log_prior, axis=-1)
+
+
+def share_of(canary: FloatArray, stable: FloatArray) -> FloatArray:
+    """rho = c / (c + s), 0 where neither version served anything."""
+    total = canary + stable
+    return np.divide(canary, total, out=np.zeros_like(total, dtype=np.float64),
+                     where=total > 0)

@@ -1,0 +1,194 @@
+"""The threshold judge without Prometheus: outcomes, messages, and how measure() runs queries."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from canary.analysis.queries import render_metric_query, request_count_query
+from canary.analysis.threshold import evaluate, measure, threshold_text
+from canary.errors import InputError, MetricsError
+from canary.metrics.base import MetricsProvider, Sample
+from canary.model import MetricSpec, Outcome, PolicySpec
+
+Q = "sum(rate(x[1m]))"
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+NAN, INF = math.nan, math.inf
+
+
+def one(value: float) -> list[Sample]:
+    return [Sample(labels={}, value=value)]
+
+
+# (metric options, canary samples, stable samples, outcome, value, words in the message)
+CASES: list[tuple[dict[str, Any], list[Sample], list[Sample] | None, Outcome, float | None,
+                  tuple[str, ...]]] = [
+    ({"max": 0.01}, one(0.004), None, Outcome.PASSED, 0.004, ("m = 0.004", "<= 0.01")),
+    ({"max": 0.01}, one(0.01), None, Outcome.PASSED, 0.01, ()),
+    ({"max": 0.01}, one(0.4), None, Outcome.FAILED, 0.4,
+     ("m = 0.4", "above the maximum 0.01", Q)),
+    ({"min": 0.99}, one(0.95), None, Outcome.FAILED, 0.95, ("below the minimum 0.99", Q)),
+    ({"min": 0.5, "max": 2}, one(1.0), None, Outcome.PASSED, 1.0, (">= 0.5 and <= 2",)),
+    ({"max": 0.5}, one(INF), None, Outcome.FAILED, INF, ("+Inf", "above the maximum 0.5")),
+    ({"max": 0.01}, [], None, Outcome.INCONCLUSIVE, None, ("no series",)),
+    ({"max": 0.01, "on_no_data": "fail"}, [], None, Outcome.FAILED, None, ("no series",)),
+    ({"max": 0.01}, one(NAN), None, Outcome.INCONCLUSIVE, None, ("NaN",)),
+    ({"max": 0.01, "on_no_data": "fail"}, one(NAN), None, Outcome.FAILED, None, ("NaN",)),
+    ({"max": 0.01}, [Sample({"version": "1"}, 0.0), Sample({"version": "2"}, 0.3)], None,
+     Outcome.ERROR, None, ("2 series", 'version="1"', 'version="2"', "sum(...)")),
+    ({"max": 1}, [Sample({"i": str(i)}, 0.0) for i in range(5)], None, Outcome.ERROR, None,
+     ("5 series", "and 2 more")),
+    ({"relative_max": 0.01}, one(0.015), one(0.01), Outcome.PASSED, 0.015, ()),
+    ({"relative_max": 0.01}, one(0.05), one(0.01), Outcome.FAILED, 0.05,
+     ("more than 0.01 above the stable version's 0.01",)),
+    ({"relative_ratio": 1.5}, one(0.03), one(0.01), Outcome.FAILED, 0.03,
+     ("3 times the stable version's 0.01",)),
+    ({"relative_ratio": 1.5}, one(0.0), one(0.0), Outcome.PASSED, 0.0, ()),
+    ({"relative_ratio": 1.5}, one(0.001), one(0.0), Outcome.FAILED, 0.001, ("+Inf times",)),
+    ({"relative_ratio": 1.5}, one(0.01), None, Outcome.INCONCLUSIVE, 0.01,
+     ("no stable version",)),
+    ({"relative_ratio": 1.5}, one(0.01), [], Outcome.INCONCLUSIVE, 0.01,
+     ("for the stable version the query returned no series",)),
+    # An absolute failure needs no comparison, so a missing stable side cannot hide it.
+    ({"max": 0.1, "relative_ratio": 1.5}, one(0.2), [], Outcome.FAILED, 0.2, ("maximum",)),
+]
+
+
+@pytest.mark.parametrize(("options", "samples", "stable", "outcome", "value", "words"), CASES)
+def test_evaluate(options: dict[str, Any], samples: list[Sample], stable: list[Sample] | None,
+                  outcome: Outcome, value: float | None, words: tuple[str, ...]) -> None:
+    metric = MetricSpec(name="m", query=Q, **options)
+    result = evaluate(metric, samples, Q, stable=stable)
+    assert (result.outcome, result.value) == (outcome, value)
+    assert (result.name, result.query, result.threshold) == ("m", Q, threshold_text(metric))
+    for word in words:
+        assert word in result.message
+
+
+@pytest.mark.parametrize(("options", "text"), [
+    ({"max": 0.01}, "<= 0.01"),
+    ({"min": 0.9}, ">= 0.9"),
+    ({"min": 0.9, "max": 1}, ">= 0.9 and <= 1"),
+    ({"relative_max": 0.005}, "<= stable + 0.005"),
+    ({"max": 0.5, "relative_ratio": 1.5}, "<= 0.5 and <= stable x 1.5"),
+    ({}, ""),
+])
+def test_threshold_text(options: dict[str, Any], text: str) -> None:
+    assert threshold_text(MetricSpec(name="m", **options)) == text
+
+
+def test_a_metric_without_bounds_is_measured_and_passes() -> None:
+    result = evaluate(MetricSpec(name="m", query=Q), one(7.0), Q)
+    assert (result.outcome, result.value, result.message) == (Outcome.PASSED, 7.0, "m = 7")
+
+
+def test_dry_run_is_kept_on_every_outcome() -> None:
+    metric = MetricSpec(name="m", query=Q, max=0.01, dry_run=True)
+    for samples in (one(0.0), one(1.0), [], one(NAN)):
+        assert evaluate(metric, samples, Q).dry_run
+
+
+class Scripted:
+    """A MetricsProvider answering from a table; an exception in the table is raised."""
+
+    def __init__(self, answers: Mapping[str, Sequence[Sample] | Exception]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def query(self, promql: str) -> list[Sample]:
+        self.asked.append(promql)
+        answer = self.answers.get(promql, [])
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+
+def policy(*metrics: MetricSpec) -> PolicySpec:
+    return PolicySpec(name="p", prometheus_url="http://127.0.0.1:9090", interval=60,
+                      window=60, metrics=metrics)
+
+
+def q(metric: MetricSpec, p: PolicySpec, version: str = "2.0.0") -> str:
+    return render_metric_query(metric, p, service="checkout", version=version)
+
+
+def run(p: PolicySpec, provider: MetricsProvider) -> Any:
+    return measure(p, provider, service="checkout", version="2.0.0", stable_version="1.0.0",
+                   at=AT)
+
+
+def test_measure_judges_every_metric_and_combines() -> None:
+    errors = MetricSpec(name="error-rate", builtin="error-rate", max=0.01)
+    latency = MetricSpec(name="latency", builtin="latency", max=0.5)
+    p = policy(errors, latency)
+    provider = Scripted({q(errors, p): one(0.4), q(latency, p): one(0.02)})
+    verdict = run(p, provider)
+    assert verdict.outcome is Outcome.FAILED and verdict.at == AT
+    assert [r.outcome for r in verdict.results] == [Outcome.FAILED, Outcome.PASSED]
+    assert 'version="2.0.0"' in verdict.results[0].query
+    assert q(errors, p) in verdict.results[0].message
+
+
+@pytest.mark.parametrize("exc", [MetricsError("Prometheus at http://h:9090 is unreachable"),
+                                 InputError("Prometheus rejected the query")])
+def test_a_query_that_cannot_run_is_an_error_for_that_metric_only(exc: Exception) -> None:
+    broken = MetricSpec(name="broken", query="up", max=1)
+    fine = MetricSpec(name="fine", query="vector(0)", max=1)
+    verdict = run(policy(broken, fine), Scripted({"up": exc, "vector(0)": one(0.0)}))
+    assert verdict.outcome is Outcome.ERROR
+    assert verdict.results[0].outcome is Outcome.ERROR
+    assert str(exc) in verdict.results[0].message
+    assert verdict.results[1].outcome is Outcome.PASSED
+
+
+def test_a_policy_that_cannot_be_rendered_raises_before_any_query() -> None:
+    provider = Scripted({})
+    with pytest.raises(InputError, match="unknown builtin"):
+        run(policy(MetricSpec(name="ok", query="up", max=1),
+                   MetricSpec(name="bad", builtin="nope", max=1)), provider)
+    assert provider.asked == []
+
+
+def test_min_requests_makes_low_traffic_inconclusive_and_asks_the_count_once() -> None:
+    a = MetricSpec(name="a", builtin="error-rate", max=0.01, min_requests=100)
+    b = MetricSpec(name="b", builtin="latency", max=0.5, min_requests=100)
+    p = policy(a, b)
+    count = request_count_query(p, service="checkout", version="2.0.0")
+    provider = Scripted({q(a, p): one(0.5), q(b, p): one(0.1), count: one(12.0)})
+    verdict = run(p, provider)
+    assert verdict.outcome is Outcome.INCONCLUSIVE
+    first = verdict.results[0]
+    assert (first.outcome, first.value) == (Outcome.INCONCLUSIVE, 0.5)
+    assert "only 12 requests to 2.0.0 in the last 1m; 100 needed" in first.message
+    assert provider.asked.count(count) == 1
+
+
+@pytest.mark.parametrize(("count", "outcome"), [([], Outcome.INCONCLUSIVE),
+                                                (one(100.0), Outcome.FAILED)])
+def test_min_requests_counts_no_series_as_zero_and_enough_as_judgeable(
+        count: list[Sample], outcome: Outcome) -> None:
+    a = MetricSpec(name="a", builtin="error-rate", max=0.01, min_requests=100)
+    p = policy(a)
+    counted = request_count_query(p, service="checkout", version="2.0.0")
+    verdict = run(p, Scripted({q(a, p): one(0.5), counted: count}))
+    assert verdict.results[0].outcome is outcome
+
+
+def test_relative_bounds_compare_with_the_stable_version() -> None:
+    m = MetricSpec(name="e", builtin="error-rate", relative_ratio=1.5)
+    p = policy(m)
+    verdict = run(p, Scripted({q(m, p): one(0.02), q(m, p, version="1.0.0"): one(0.01)}))
+    assert verdict.outcome is Outcome.FAILED
+    assert "2 times the stable version's 0.01" in verdict.results[0].message
+
+
+def test_a_failing_dry_run_metric_does_not_fail_the_verdict() -> None:
+    shadow = MetricSpec(name="shadow", query="a", max=0.01, dry_run=True)
+    real = MetricSpec(name="real", query="b", max=0.01)
+    verdict = run(policy(shadow, real), Scripted({"a": one(1.0), "b": one(0.0)}))
+    assert verdict.outcome is Outcome.PASSED
+    assert verdict.results[0].outcome is Outcome.FAILED and verdict.results[0].dry_run
