@@ -11,8 +11,8 @@ import json
 import signal
 import sys
 import time
-from enum import Enum
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, NoReturn, ParamSpec
 
 import typer
@@ -26,7 +26,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="canary: progressive delivery with automatic analysis and rollback.")
 
 
-class Output(str, Enum):
+class Output(StrEnum):
     text = "text"
     json = "json"
 

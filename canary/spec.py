@@ -11,8 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic import field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from canary.durations import parse_duration
 from canary.errors import InputError
@@ -265,7 +272,9 @@ def resolve_policy_path(ref: str, *, base_dir: str) -> str:
     """A path (relative to the rollout file), or the name of a policy shipped in policies/."""
     candidates = [Path(base_dir) / ref, Path(ref)]
     if "/" not in ref and not ref.endswith((".yaml", ".yml")):
-        for root in (Path(base_dir) / "policies", Path.cwd() / "policies", PACKAGE_POLICIES):
+        extra = [Path(p) for p in os.environ.get("CANARY_POLICY_PATH", "").split(":") if p]
+        for root in (Path(base_dir) / "policies", Path.cwd() / "policies", *extra,
+                     PACKAGE_POLICIES):
             candidates.append(root / f"{ref}.yaml")
     for c in candidates:
         if c.is_file():

@@ -296,7 +296,7 @@ def _paused(step: _Step, obs: Observation, plan: Plan) -> None:
 
 def _promoting(step: _Step, obs: Observation, plan: Plan) -> None:
     if obs.weights is not None and obs.weights.canary == 100:
-        step.set(phase=Phase.SUCCEEDED, finished_at=step.now, stable_version=step.state.version,
+        step.set(phase=Phase.SUCCEEDED, finished_at=step.now,
                  message=f"promoted {step.state.version}")
         step.event("promoted", f"{step.state.version} promoted: 100% of traffic")
         step.notify("promoted")

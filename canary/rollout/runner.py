@@ -8,6 +8,7 @@ recorded once sent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -174,10 +175,8 @@ class Runner:
                     wait = min(wait, max(0.0, timeout - (now - start).total_seconds()))
                 self.clock.sleep(max(wait, 0.01))
         finally:
-            try:
+            with contextlib.suppress(CanaryError):
                 self.store.release_lease(self.name, self.owner)
-            except CanaryError:
-                pass
 
 
 def notification_for(state: RolloutState, action: Notify) -> Notification:

