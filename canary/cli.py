@@ -224,6 +224,20 @@ def validate(files: Annotated[list[str], typer.Argument(help="rollout or policy 
         raise typer.Exit(2)
 
 
+@app.command("lint-migrations")
+@handled
+def lint_migrations(
+    paths: Annotated[list[str], typer.Argument(help="SQL files, directories or globs")],
+    dialect: Annotated[str, typer.Option("--dialect", help="postgres, mysql or sqlite")]
+    = "postgres",
+    output: OutputOpt = Output.text,
+) -> None:
+    """Check SQL migrations stay compatible with the running version (exit 0, 1, or 2)."""
+    from canary.gate.lint_cli import run_lint
+
+    raise typer.Exit(run_lint(paths, dialect, output.value))
+
+
 def main() -> None:
     """Console entry point: one place maps the error tree to exit codes."""
     try:

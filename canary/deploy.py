@@ -6,6 +6,7 @@ type, store URL, a conflicting active rollout), so bad input changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Callable
@@ -14,8 +15,8 @@ from datetime import datetime
 
 from canary.clock import Clock, SystemClock
 from canary.errors import InputError, NotFoundError
-from canary.gate.migration import run_migration
-from canary.model import GateResult, Event, PolicySpec, RolloutSpec
+from canary.gate.migration import lint_step, run_migration
+from canary.model import Event, GateResult, MigrationSpec, PolicySpec, RolloutSpec
 from canary.rollout.machine import MetricLimits, Plan
 from canary.rollout.runner import Analyzer, Reporter, Runner
 from canary.rollout.state import RolloutState
@@ -39,7 +40,7 @@ def plan_for(spec: RolloutSpec, policy: PolicySpec) -> Plan:
     if policy.sequential is not None:
         limits["sequential"] = MetricLimits(failure_limit=0, inconclusive_limit=10**6)
     return Plan(stages=spec.stages, interval=policy.interval,
-                has_gate=spec.migration is not None,
+                gate_steps=spec.migration.steps if spec.migration else (),
                 gate_idempotent=bool(spec.migration and spec.migration.idempotent),
                 limits=limits, analysis=bool(policy.metrics) or policy.sequential is not None)
 
@@ -49,9 +50,20 @@ class MigrationGate:
     spec: RolloutSpec
     on_line: Callable[[str], None] | None = None
 
-    def run(self, state: RolloutState) -> GateResult:
-        assert self.spec.migration is not None
-        return run_migration(self.spec.migration, cwd=self.spec.base_dir, on_line=self.on_line)
+    def run(self, state: RolloutState, step: str) -> GateResult:
+        mig = self.spec.migration
+        assert mig is not None
+        cwd = self.spec.base_dir
+        if step == "lint":
+            return lint_step(mig, cwd=cwd, on_line=self.on_line)
+        if step == "compat":
+            check = MigrationSpec(command=mig.compat_command, timeout=mig.compat_timeout,
+                                  env=mig.env, workdir=mig.workdir)
+            result = run_migration(check, cwd=cwd, on_line=self.on_line)
+            return dataclasses.replace(result, step="compat",
+                                       message=result.message.replace("migration",
+                                                                      "compatibility check"))
+        return run_migration(mig, cwd=cwd, on_line=self.on_line)
 
 
 @dataclass(frozen=True)

@@ -80,11 +80,30 @@ class RouterSpec:
 
 @dataclass(frozen=True)
 class MigrationSpec:
-    command: tuple[str, ...]
+    """The gate: lint the SQL, run the migration, prove the old version still works."""
+
+    command: tuple[str, ...] = ()
     timeout: float = 600.0
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None
     idempotent: bool = False
+    lint_paths: tuple[str, ...] = ()  # files, directories or globs of .sql
+    lint_command: tuple[str, ...] = ()  # or a command printing the SQL (alembic --sql)
+    lint_dialect: str = "postgres"
+    compat_command: tuple[str, ...] = ()
+    compat_timeout: float = 600.0
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The gate's steps in order; each one is persisted as it completes."""
+        out = []
+        if self.lint_paths or self.lint_command:
+            out.append("lint")
+        if self.command:
+            out.append("migrate")
+        if self.compat_command:
+            out.append("compat")
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -217,6 +236,7 @@ class GateResult:
     message: str
     output: str = ""
     timed_out: bool = False
+    step: str = "migrate"  # lint | migrate | compat
 
 
 @dataclass(frozen=True)

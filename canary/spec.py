@@ -55,12 +55,38 @@ class _Stage(_Model):
     pause: Duration | None = None
 
 
-class _Migration(_Model):
+class _Lint(_Model):
+    paths: list[str] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list)
+    dialect: Literal["postgres", "postgresql", "mysql", "sqlite"] = "postgres"
+
+    @model_validator(mode="after")
+    def _one(self) -> _Lint:
+        if bool(self.paths) == bool(self.command):
+            raise ValueError("give exactly one of 'paths' (SQL files, directories, globs) or "
+                             "'command' (prints the SQL, e.g. alembic upgrade head --sql)")
+        return self
+
+
+class _Compat(_Model):
     command: list[str] = Field(min_length=1)
+    timeout: Duration = 600.0
+
+
+class _Migration(_Model):
+    command: list[str] = Field(default_factory=list)
     timeout: Duration = 600.0
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
     idempotent: bool = False
+    lint: _Lint | None = None
+    compat_check: _Compat | None = Field(default=None, alias="compatCheck")
+
+    @model_validator(mode="after")
+    def _something(self) -> _Migration:
+        if not (self.command or self.lint or self.compat_check):
+            raise ValueError("a migration gate needs a command, a lint or a compatCheck")
+        return self
 
 
 class _Notification(_Model):
@@ -224,7 +250,12 @@ def parse_rollout(raw: Document, *, version: str | None = None,
         policy=spec.analysis.policy,
         migration=None if mig is None else MigrationSpec(
             command=tuple(mig.command), timeout=mig.timeout, env=dict(mig.env),
-            workdir=mig.workdir, idempotent=mig.idempotent),
+            workdir=mig.workdir, idempotent=mig.idempotent,
+            lint_paths=tuple(mig.lint.paths) if mig.lint else (),
+            lint_command=tuple(mig.lint.command) if mig.lint else (),
+            lint_dialect=mig.lint.dialect if mig.lint else "postgres",
+            compat_command=tuple(mig.compat_check.command) if mig.compat_check else (),
+            compat_timeout=mig.compat_check.timeout if mig.compat_check else 600.0),
         notifications=tuple(NotificationSpec(type=n.type, url=n.webhook_url,
                                              events=tuple(n.events))
                             for n in spec.notifications),

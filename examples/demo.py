@@ -22,8 +22,8 @@ from pathlib import Path
 from examples.lab.app import start_app
 from examples.lab.haproxy import start_haproxy
 from examples.lab.load import Load
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
 from examples.lab.proc import Server
+from examples.lab.prometheus import start_prometheus, wait_for_targets_up
 from examples.lab.slack_receiver import SlackReceiver
 
 REPO = Path(__file__).resolve().parents[1]

@@ -56,3 +56,46 @@ def run_migration(spec: MigrationSpec, *, cwd: str,
         return GateResult(ok=False, output=output,
                           message=f"migration exited with status {code}: {tail[0][:300]}")
     return GateResult(ok=True, output=output, message=f"migration succeeded in {took:.1f}s")
+
+
+def lint_step(spec: MigrationSpec, *, cwd: str,
+              on_line: Callable[[str], None] | None = None) -> GateResult:
+    """The gate's first step: the static backward-compatibility check of the SQL."""
+    import tempfile
+
+    from canary.errors import InputError
+    from canary.gate.lint import lint_paths
+
+    def show(lines: list[str]) -> str:
+        for line in lines:
+            if on_line is not None:
+                on_line(line)
+        return "\n".join(lines)
+
+    try:
+        if spec.lint_command:
+            sql = subprocess.run(list(spec.lint_command), cwd=cwd, capture_output=True,
+                                 text=True, timeout=spec.timeout, check=False,
+                                 env={**os.environ, **dict(spec.env)})
+            if sql.returncode != 0:
+                return GateResult(ok=False, step="lint", output=sql.stderr[-MAX_KEPT:],
+                                  message=f"lint command exited with status {sql.returncode}")
+            with tempfile.TemporaryDirectory() as tmp:
+                printed = os.path.join(tmp, "printed-by-lint-command.sql")
+                with open(printed, "w") as f:
+                    f.write(sql.stdout)
+                report = lint_paths([printed], dialect=spec.lint_dialect)
+        else:
+            paths = [os.path.join(cwd, p) for p in spec.lint_paths]  # absolute paths stay
+            report = lint_paths(paths, dialect=spec.lint_dialect)
+    except (InputError, OSError, subprocess.TimeoutExpired) as exc:
+        return GateResult(ok=False, step="lint", message=f"lint could not run: {exc}")
+    output = show(report.render_text())
+    if not report.ok:
+        n = len(report.errors)
+        return GateResult(ok=False, step="lint", output=output,
+                          message=f"lint found {n} backward-incompatible change"
+                                  f"{'s' if n != 1 else ''}: "
+                                  + "; ".join(f"{e.rule}" for e in report.errors[:5]))
+    return GateResult(ok=True, step="lint", output=output,
+                      message=f"lint passed ({len(report.warnings)} warning(s))")

@@ -43,8 +43,8 @@ class Plan:
 
     stages: tuple[Stage, ...]
     interval: float = 60.0
-    has_gate: bool = False
-    gate_idempotent: bool = False
+    gate_steps: tuple[str, ...] = ()  # lint | migrate | compat, in order
+    gate_idempotent: bool = False  # the migration may run again after a crash
     limits: Mapping[str, MetricLimits] = field(default_factory=dict)
     analysis: bool = True  # False: no metrics at all, stages advance on time alone
     rollback_router_failure_limit: int = 5
@@ -66,6 +66,7 @@ class SetWeights:
 
 @dataclass(frozen=True)
 class RunGate:
+    step: str
     attempt: int
 
 
@@ -139,29 +140,38 @@ def _command_applies(state: RolloutState, command: Command) -> bool:
 
 
 def _pending(step: _Step, obs: Observation, plan: Plan) -> None:
-    if plan.has_gate and step.state.gate.status != "succeeded":
-        _start_gate(step)
+    if _next_gate_step(step.state, plan) is not None:
+        _start_gate(step, plan)
     else:
         _enter_stage(step, 0, plan)
 
 
-def _start_gate(step: _Step) -> None:
+def _next_gate_step(state: RolloutState, plan: Plan) -> str | None:
+    return next((g for g in plan.gate_steps if g not in state.gate.done), None)
+
+
+def _start_gate(step: _Step, plan: Plan) -> None:
     gate = step.state.gate
-    attempt = gate.attempts + 1
-    step.set(phase=Phase.GATING, message="running the migration gate",
-             gate=GateProgress(status="running", attempts=attempt, started_at=step.now))
-    step.event("gate-started", f"migration gate started (attempt {attempt})")
-    step.actions.append(RunGate(attempt))
+    name = _next_gate_step(step.state, plan)
+    assert name is not None
+    attempt = gate.attempts + 1 if gate.step == name else 1
+    step.set(phase=Phase.GATING, message=f"migration gate: {name}",
+             gate=GateProgress(status="running", attempts=attempt, started_at=step.now,
+                               step=name, done=gate.done))
+    step.event("gate-started", f"gate step {name} started (attempt {attempt})", step=name)
+    step.actions.append(RunGate(name, attempt))
 
 
 def _gating(step: _Step, obs: Observation, plan: Plan) -> None:
     gate, result = step.state.gate, obs.gate
     if result is None:
-        # The gate was running when the previous controller died: only an idempotent
-        # migration may run again; otherwise a human must see what half-ran.
-        if plan.gate_idempotent:
-            step.event("gate-resumed", "the gate was interrupted; it is idempotent: rerunning")
-            _start_gate(step)
+        # The step was running when the previous controller died. Lint and compat checks
+        # only read, so they run again; a migration only when declared idempotent, since
+        # only a human knows what a half-applied migration did.
+        if gate.step != "migrate" or plan.gate_idempotent:
+            step.event("gate-resumed", f"gate step {gate.step} was interrupted: running it "
+                                       "again")
+            _start_gate(step, plan)
         else:
             step.set(phase=Phase.FAILED, needs_human=True, finished_at=step.now,
                      failure_kind="gate", gate=_gate_done(gate, step.now, "interrupted"),
@@ -172,19 +182,28 @@ def _gating(step: _Step, obs: Observation, plan: Plan) -> None:
             step.notify("needs-human")
         return
     if result.ok:
-        step.set(gate=_gate_done(gate, step.now, "succeeded", result.message))
-        step.event("gate-succeeded", result.message, output=result.output[-4000:])
-        _enter_stage(step, 0, plan)
+        done = (*gate.done, gate.step)
+        step.set(gate=GateProgress(status="running", attempts=gate.attempts,
+                                   started_at=gate.started_at, finished_at=step.now,
+                                   message=result.message, step=gate.step, done=done))
+        step.event("gate-succeeded", result.message, step=gate.step,
+                   output=result.output[-4000:])
+        if _next_gate_step(step.state, plan) is not None:
+            _start_gate(step, plan)
+        else:
+            step.set(gate=_gate_done(step.state.gate, step.now, "succeeded", result.message))
+            _enter_stage(step, 0, plan)
     else:
         step.set(gate=_gate_done(gate, step.now, "failed", result.message))
-        step.event("gate-failed", result.message, output=result.output[-4000:])
-        _rollback(step, kind="gate", reason=f"migration gate failed: {result.message}",
-                  notice="gate-failed")
+        step.event("gate-failed", result.message, step=gate.step, output=result.output[-4000:])
+        _rollback(step, kind="gate", reason=f"migration gate ({gate.step}) failed: "
+                                            f"{result.message}", notice="gate-failed")
 
 
 def _gate_done(gate: GateProgress, now: datetime, status: str, message: str = "") -> GateProgress:
     return GateProgress(status=status, attempts=gate.attempts, started_at=gate.started_at,
-                        finished_at=now, message=message)
+                        finished_at=now, message=message or gate.message, step=gate.step,
+                        done=gate.done)
 
 
 def _progressing(step: _Step, obs: Observation, plan: Plan) -> None:
@@ -375,7 +394,7 @@ def _cmd_retry(step: _Step, obs: Observation, plan: Plan) -> None:
              stage_started_at=None, pause_until=None, next_analysis_at=None, counts={},
              stage_outcome=None, last_results=(), judge_memory=None, reason="",
              failure_kind="", needs_human=False, finished_at=None, paused_remaining=None,
-             gate=s.gate if s.gate.status == "succeeded" else GateProgress(),
+             gate=GateProgress(done=s.gate.done),  # completed gate steps never run again
              message="retry requested")
 
 

@@ -50,7 +50,7 @@ class Analyzer(Protocol):
 
 
 class Gate(Protocol):
-    def run(self, state: RolloutState) -> GateResult: ...
+    def run(self, state: RolloutState, step: str) -> GateResult: ...
 
 
 class Reporter(Protocol):
@@ -118,9 +118,10 @@ class Runner:
                 self._set_weights(state, action.canary)
             elif isinstance(action, RunGate):
                 if self.gate is None:
-                    self._gate_result = GateResult(ok=True, message="no migration configured")
+                    self._gate_result = GateResult(ok=False, step=action.step,
+                                                   message="no gate runner configured")
                 else:
-                    self._gate_result = self.gate.run(state)
+                    self._gate_result = self.gate.run(state, action.step)
             elif isinstance(action, Notify):
                 self._notify(state, action)
 

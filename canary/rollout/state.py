@@ -39,10 +39,12 @@ class MetricCounts:
 @dataclass(frozen=True)
 class GateProgress:
     status: str = "pending"  # pending | running | succeeded | failed
-    attempts: int = 0
+    attempts: int = 0  # runs of the current step
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str = ""
+    step: str = ""  # the step running or last run
+    done: tuple[str, ...] = ()  # steps completed, never run again
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class RolloutState:
         kw["stage_outcome"] = Outcome(kw["stage_outcome"]) if kw.get("stage_outcome") else None
         g = dict(kw.get("gate") or {})
         g["started_at"], g["finished_at"] = _time(g.get("started_at")), _time(g.get("finished_at"))
+        g["done"] = tuple(g.get("done") or ())
         kw["gate"] = GateProgress(**g)
         kw["counts"] = {k: MetricCounts(**v) for k, v in (kw.get("counts") or {}).items()}
         kw["last_results"] = tuple(MetricResult.from_json(r) for r in kw.get("last_results") or ())

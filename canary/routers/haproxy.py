@@ -37,7 +37,6 @@ from canary.errors import RouterError
 from canary.model import Weights
 
 SCALE = 2  # weight units per percent on each side; 100% -> 200 <= 256
-MAX_WEIGHT = 256
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 # HAProxy proxy and server names: letters, digits and "-_.:" (no spaces, no ";" that
@@ -157,10 +156,14 @@ class HAProxyRouter:
 
     def ensure(self) -> None:
         level = self._command("show cli level").strip()
-        if level != "admin":
+        if level in ("user", "operator"):
             raise RouterError(
                 f"HAProxy runtime API at {self.endpoint} runs at level {level!r}; changing "
                 "weights needs `level admin` on the `stats socket` line in haproxy.cfg")
+        if level != "admin":
+            raise RouterError(
+                f"HAProxy runtime API at {self.endpoint} answered `show cli level` with "
+                f"{level[:80]!r}; canary needs HAProxy 2.0 or later on a stats socket")
         self._current()  # every server of the backend answers `get weight`
 
     def get_weights(self) -> Weights:

@@ -201,7 +201,12 @@ class NginxRouter:
         old_text, new_text = "".join(lines), "".join(new)
         candidate = self._write_temp(new_text)
         try:
-            self._nginx("-t", config=candidate)
+            try:
+                self._nginx("-t", config=candidate)
+            except RouterError as exc:
+                raise RouterError(f"nginx refused the new weights for upstream {self.upstream} "
+                                  f"(tested as a copy of {self.config}, which is unchanged): "
+                                  f"{exc}") from exc
             os.replace(candidate, self.config)
         finally:
             if os.path.exists(candidate):

@@ -46,6 +46,12 @@ class _NamedServer(ThreadingHTTPServer):
         self.name = name
         super().__init__(("127.0.0.1", port), _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A proxy that stops or reloads resets its idle keep-alive connections; that is
+        # expected here and not worth a traceback on stderr.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
 
 @dataclass
 class Backend:

@@ -114,7 +114,8 @@ def wait_for_reload(server: Server, before: set[int], *, timeout: float = 5.0) -
         now = workers(server)
         return bool(now - before) and not now & before
 
-    wait_until(reloaded, timeout=timeout, what="nginx to replace its workers after a reload")
+    wait_until(reloaded, timeout=timeout, interval=0.005,
+               what="nginx to replace its workers after a reload")
     return time.monotonic() - start
 
 

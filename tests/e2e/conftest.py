@@ -16,8 +16,8 @@ import pytest
 from examples.lab.app import start_app
 from examples.lab.haproxy import runtime_command, start_haproxy
 from examples.lab.load import Load
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
 from examples.lab.proc import Server
+from examples.lab.prometheus import start_prometheus, wait_for_targets_up
 from examples.lab.slack_receiver import SlackReceiver
 
 REPO = Path(__file__).resolve().parents[2]

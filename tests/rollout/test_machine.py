@@ -42,9 +42,9 @@ def test_pending_without_gate_starts_first_stage() -> None:
 
 
 def test_pending_with_gate_runs_gate_before_any_traffic() -> None:
-    d = decide(new_state(), obs(0, 0), plan(has_gate=True))
+    d = decide(new_state(), obs(0, 0), plan(gate_steps=("migrate",)))
     assert d.state.phase is Phase.GATING
-    assert d.actions == (RunGate(1),)
+    assert d.actions == (RunGate("migrate", 1),)
     assert d.state.gate.status == "running"
 
 
@@ -53,8 +53,9 @@ def test_pending_with_gate_runs_gate_before_any_traffic() -> None:
     (False, Phase.ROLLING_BACK, [0], ["gate-failed"]),
 ])
 def test_gate_result(ok: bool, phase: Phase, asked: list[int], notice: list[str]) -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1))
-    d = decide(s, obs(1, 0, gate=GateResult(ok=ok, message="m")), plan(has_gate=True))
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+                                                        step="migrate"))
+    d = decide(s, obs(1, 0, gate=GateResult(ok=ok, message="m")), plan(gate_steps=("migrate",)))
     assert d.state.phase is phase
     assert weights_asked(d) == asked
     assert notices(d) == notice
@@ -62,25 +63,57 @@ def test_gate_result(ok: bool, phase: Phase, asked: list[int], notice: list[str]
 
 
 def test_completed_gate_is_not_rerun_after_retry() -> None:
-    s = new_state(phase=Phase.PENDING, gate=GateProgress(status="succeeded", attempts=1))
-    d = decide(s, obs(0, 0), plan(has_gate=True))
+    s = new_state(phase=Phase.PENDING, gate=GateProgress(status="succeeded", attempts=1,
+                                                         done=("migrate",)))
+    d = decide(s, obs(0, 0), plan(gate_steps=("migrate",)))
     assert d.state.phase is Phase.PROGRESSING and not any(isinstance(a, RunGate)
                                                           for a in d.actions)
 
 
-@pytest.mark.parametrize(("idempotent", "phase", "human"), [
-    (True, Phase.GATING, False),
-    (False, Phase.FAILED, True),
+@pytest.mark.parametrize(("step", "idempotent", "phase", "human"), [
+    ("migrate", True, Phase.GATING, False),
+    ("migrate", False, Phase.FAILED, True),
+    ("lint", False, Phase.GATING, False),
+    ("compat", False, Phase.GATING, False),
 ])
-def test_gate_interrupted_by_a_crash(idempotent: bool, phase: Phase, human: bool) -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1))
-    d = decide(s, obs(5, 0), plan(has_gate=True, gate_idempotent=idempotent))
+def test_gate_interrupted_by_a_crash(step: str, idempotent: bool, phase: Phase,
+                                     human: bool) -> None:
+    steps = ("lint", "migrate", "compat")
+    done = steps[:steps.index(step)]
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+                                                        step=step, done=done))
+    d = decide(s, obs(5, 0), plan(gate_steps=steps, gate_idempotent=idempotent))
     assert d.state.phase is phase
     assert d.state.needs_human is human
-    if idempotent:
-        assert d.actions == (RunGate(2),)
+    if phase is Phase.GATING:
+        assert d.actions == (RunGate(step, 2),)
     else:
         assert notices(d) == ["needs-human"]
+
+
+def test_gate_steps_run_in_order_each_once() -> None:
+    p = plan(gate_steps=("lint", "migrate", "compat"))
+    d = decide(new_state(), obs(0, 0), p)
+    ran = []
+    for t in range(1, 4):
+        (action,) = d.actions
+        assert isinstance(action, RunGate)
+        ran.append(action.step)
+        d = decide(d.state, obs(t, 0, gate=GateResult(ok=True, message="ok",
+                                                      step=action.step)), p)
+    assert ran == ["lint", "migrate", "compat"]
+    assert d.state.phase is Phase.PROGRESSING and d.state.gate.status == "succeeded"
+    assert d.state.gate.done == ("lint", "migrate", "compat")
+
+
+def test_failed_compat_check_rejects_before_traffic() -> None:
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+                                                        step="compat", done=("migrate",)))
+    d = decide(s, obs(1, 0, gate=GateResult(ok=False, message="old version broke",
+                                            step="compat")),
+               plan(gate_steps=("migrate", "compat")))
+    assert d.state.phase is Phase.ROLLING_BACK and "compat" in d.state.reason
+    assert weights_asked(d) == [0] and notices(d) == ["gate-failed"]
 
 
 def test_stage_clock_starts_only_when_router_confirms() -> None:
@@ -223,9 +256,11 @@ def test_promote_skips_the_rest_of_the_stage_and_full_skips_all() -> None:
 
 
 def test_promote_never_skips_the_gate() -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1),
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+                                                        step="migrate"),
                   command=Command.PROMOTE_FULL)
-    d = decide(s, obs(1, 0, gate=GateResult(ok=False, message="boom")), plan(has_gate=True))
+    d = decide(s, obs(1, 0, gate=GateResult(ok=False, message="boom")),
+               plan(gate_steps=("migrate",)))
     assert d.state.phase is Phase.ROLLING_BACK
 
 

@@ -45,7 +45,7 @@ class Gate:
     def __init__(self, results: Sequence[GateResult]) -> None:
         self.results, self.runs = list(results), 0
 
-    def run(self, state: RolloutState) -> GateResult:
+    def run(self, state: RolloutState, step: str) -> GateResult:
         self.runs += 1
         return self.results[min(self.runs, len(self.results)) - 1]
 
@@ -159,7 +159,7 @@ def test_router_down_during_rollback_exits_needing_a_human(store: SQLiteStore) -
 def test_gate_runs_once_and_failure_means_no_canary_traffic(store: SQLiteStore) -> None:
     router, clock = FakeRouter(), ManualClock(T0)
     gate = Gate([GateResult(ok=False, message="exit 1")])
-    final = make(store, router, clock, p=plan(has_gate=True), gate=gate).run()
+    final = make(store, router, clock, p=plan(gate_steps=("migrate",)), gate=gate).run()
     assert final.phase is Phase.FAILED and final.failure_kind == "gate"
     assert gate.runs == 1 and 5 not in router.history
 
@@ -167,7 +167,7 @@ def test_gate_runs_once_and_failure_means_no_canary_traffic(store: SQLiteStore) 
 def test_gate_passed_then_rollout_proceeds(store: SQLiteStore) -> None:
     router, clock = FakeRouter(), ManualClock(T0)
     gate = Gate([GateResult(ok=True, message="ok")])
-    final = make(store, router, clock, p=plan(has_gate=True), gate=gate).run()
+    final = make(store, router, clock, p=plan(gate_steps=("migrate",)), gate=gate).run()
     assert final.phase is Phase.SUCCEEDED and gate.runs == 1
 
 
