@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +20,7 @@ from canary.model import Event, GateResult, MigrationSpec, PolicySpec, RolloutSp
 from canary.rollout.machine import MetricLimits, Plan
 from canary.rollout.runner import Analyzer, Reporter, Runner
 from canary.rollout.state import RolloutState
-from canary.spec import load_policy, load_rollout, resolve_policy_path
+from canary.spec import load_policy, parse_rollout_text, resolve_policy_path
 from canary.store.base import StateStore, open_store
 
 DEFAULT_STORE = "sqlite:///.canary/state.db"
@@ -42,7 +42,12 @@ def plan_for(spec: RolloutSpec, policy: PolicySpec) -> Plan:
     return Plan(stages=spec.stages, interval=policy.interval,
                 gate_steps=spec.migration.steps if spec.migration else (),
                 gate_idempotent=bool(spec.migration and spec.migration.idempotent),
-                limits=limits, analysis=bool(policy.metrics) or policy.sequential is not None)
+                limits=limits, analysis=bool(policy.metrics) or policy.sequential is not None,
+                hooks={p: tuple(h.name for h in spec.hooks if h.point == p)
+                       for p in {h.point for h in spec.hooks}},
+                compensable=frozenset((h.point, h.name) for h in spec.hooks if h.compensate),
+                progress_deadline=spec.progress_deadline, deadline=spec.deadline,
+                notify_stages=any("stage" in n.events for n in spec.notifications))
 
 
 @dataclass
@@ -75,26 +80,68 @@ class Prepared:
     resumed: bool
 
 
+def load_specs(text: str, *, file: str, version: str | None,
+               env: Mapping[str, str] | None = None) -> tuple[RolloutSpec, PolicySpec]:
+    """The rollout and its policy, validated; InputError names file, line and field."""
+    spec = parse_rollout_text(text, file=file, version=version, env=env)
+    policy = load_policy(resolve_policy_path(spec.policy, base_dir=spec.base_dir), env=env)
+    return spec, policy
+
+
+def build_runner(spec: RolloutSpec, policy: PolicySpec, *, store: StateStore,
+                 clock: Clock | None = None, reporter: Reporter | None = None,
+                 on_gate_line: Callable[[str], None] | None = None,
+                 analyzer_factory: Callable[[PolicySpec], Analyzer] | None = None,
+                 poll: float = 1.0) -> Runner:
+    from canary.notify.registry import build_notifier
+    from canary.routers.registry import build_router
+
+    runner = Runner(name=spec.name, spec=spec, plan=plan_for(spec, policy), store=store,
+                    router=build_router(spec.router), clock=clock or SystemClock(),
+                    analyzer=(analyzer_factory or default_analyzer)(policy),
+                    gate=MigrationGate(spec, on_gate_line) if spec.migration else None,
+                    notifiers=[build_notifier(n) for n in spec.notifications], poll=poll)
+    if reporter is not None:
+        runner.reporter = reporter
+    return runner
+
+
+def submit(text: str, *, file: str, version: str | None, store: StateStore,
+           now: datetime) -> tuple[RolloutSpec, PolicySpec, RolloutState, bool]:
+    """Validate a rollout document and create its rollout, or find the active one."""
+    spec, policy = load_specs(text, file=file, version=version)
+    from canary.routers.registry import build_router
+
+    build_router(spec.router)  # refuse bad router options before anything is stored
+    state, resumed = _find_or_create(spec, text, store, now)
+    return spec, policy, state, resumed
+
+
+def runner_for_state(state: RolloutState, *, store: StateStore, clock: Clock | None = None,
+                     reporter: Reporter | None = None, poll: float = 1.0,
+                     analyzer_factory: Callable[[PolicySpec], Analyzer] | None = None
+                     ) -> Runner:
+    """Rebuild a rollout's runner from the document stored with it (`canary serve`)."""
+    spec, policy = load_specs(state.document, file=state.source, version=state.version)
+    return build_runner(spec, policy, store=store, clock=clock, reporter=reporter, poll=poll,
+                        analyzer_factory=analyzer_factory)
+
+
 def prepare(path: str, *, version: str | None, store: StateStore, reporter: Reporter,
             clock: Clock | None = None, on_gate_line: Callable[[str], None] | None = None,
             analyzer_factory: Callable[[PolicySpec], Analyzer] | None = None,
             poll: float = 1.0) -> Prepared:
-    from canary.notify.registry import build_notifier
-    from canary.routers.registry import build_router
-
     clock = clock or SystemClock()
-    spec = load_rollout(path, version=version)
-    policy = load_policy(resolve_policy_path(spec.policy, base_dir=spec.base_dir))
-    router = build_router(spec.router)
-    notifiers = [build_notifier(n) for n in spec.notifications]
-    analyzer = (analyzer_factory or default_analyzer)(policy)
-    with open(path, encoding="utf-8") as f:
-        document = f.read()
-    state, resumed = _find_or_create(spec, document, store, clock.now())
-    runner = Runner(name=spec.name, spec=spec, plan=plan_for(spec, policy), store=store,
-                    router=router, clock=clock, analyzer=analyzer,
-                    gate=MigrationGate(spec, on_gate_line) if spec.migration else None,
-                    notifiers=notifiers, reporter=reporter, poll=poll)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror}", file=path) from exc
+    spec, policy, state, resumed = submit(text, file=path, version=version, store=store,
+                                          now=clock.now())
+    runner = build_runner(spec, policy, store=store, clock=clock, reporter=reporter,
+                          on_gate_line=on_gate_line, analyzer_factory=analyzer_factory,
+                          poll=poll)
     return Prepared(spec=spec, policy=policy, runner=runner, state=state, resumed=resumed)
 
 

@@ -106,11 +106,54 @@ class MigrationSpec:
         return tuple(out)
 
 
+HOOK_POINTS = ("preRollout", "preStage", "postStage", "confirmPromotion", "promote",
+               "postRollout", "rollback")
+
+
+@dataclass(frozen=True)
+class HookCall:
+    """What a hook runs: an argument list, or an HTTP request (headers may hold secrets)."""
+
+    command: tuple[str, ...] = ()
+    url: str = field(default="", repr=False)
+    method: str = "POST"
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    env: Mapping[str, str] = field(default_factory=dict)
+    workdir: str | None = None
+
+    def describe(self) -> str:
+        if self.command:
+            return " ".join(self.command)[:200]
+        host = self.url.split("/")[2] if self.url.count("/") >= 2 else "?"
+        return f"{self.method} {host}"
+
+
+@dataclass(frozen=True)
+class HookSpec:
+    name: str
+    point: str  # one of HOOK_POINTS
+    call: HookCall
+    timeout: float = 60.0
+    retries: int = 2
+    backoff: float = 1.0  # first retry delay; doubles each retry, with jitter
+    compensate: HookCall | None = None  # undoes this hook when the rollout fails later
+
+
+@dataclass(frozen=True)
+class HookResult:
+    key: str
+    ok: bool
+    message: str
+    output: str = ""
+    attempts: int = 1
+
+
 @dataclass(frozen=True)
 class NotificationSpec:
     type: str  # slack | webhook
     url: str = field(repr=False)  # a secret: never printed
-    events: tuple[str, ...] = ()  # empty: every event
+    events: tuple[str, ...] = ()  # empty: every event but stage progress
+    secret_env: str | None = None  # webhook: HMAC-SHA256 key read from this variable
 
 
 @dataclass(frozen=True)
@@ -124,6 +167,9 @@ class RolloutSpec:
     policy: str  # a path or the name of a shipped policy
     migration: MigrationSpec | None = None
     notifications: tuple[NotificationSpec, ...] = ()
+    hooks: tuple[HookSpec, ...] = ()
+    progress_deadline: float | None = None  # seconds a stage may take before rollback
+    deadline: float | None = None  # seconds the whole rollout may take
     source: str = ""  # the file it came from
     base_dir: str = "."  # relative paths (policy) resolve from here
 

@@ -24,6 +24,8 @@ from pydantic import (
 from canary.durations import parse_duration
 from canary.errors import InputError
 from canary.model import (
+    HookCall,
+    HookSpec,
     MetricSpec,
     MigrationSpec,
     NotificationSpec,
@@ -93,6 +95,53 @@ class _Notification(_Model):
     type: Literal["slack", "webhook"]
     webhook_url: str = Field(alias="webhookUrl", min_length=1)
     events: list[str] = Field(default_factory=list)
+    secret_env: str | None = Field(default=None, alias="secretEnv")
+
+
+class _Http(_Model):
+    url: str = Field(pattern=r"^https?://")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class _Call(_Model):
+    command: list[str] | None = Field(default=None, min_length=1)
+    http: _Http | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    workdir: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> _Call:
+        if (self.command is None) == (self.http is None):
+            raise ValueError("give exactly one of 'command' (an argument list) or 'http'")
+        return self
+
+
+class _Hook(_Call):
+    name: str = Field(min_length=1)
+    timeout: Duration = 60.0
+    retries: int = Field(default=2, ge=0, le=20)
+    backoff: Duration = 1.0
+    compensate: _Call | None = None
+
+
+class _Hooks(_Model):
+    pre_rollout: list[_Hook] = Field(default_factory=list, alias="preRollout")
+    pre_stage: list[_Hook] = Field(default_factory=list, alias="preStage")
+    post_stage: list[_Hook] = Field(default_factory=list, alias="postStage")
+    confirm_promotion: list[_Hook] = Field(default_factory=list, alias="confirmPromotion")
+    promote: list[_Hook] = Field(default_factory=list)
+    post_rollout: list[_Hook] = Field(default_factory=list, alias="postRollout")
+    rollback: list[_Hook] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> _Hooks:
+        for point in type(self).model_fields:
+            names = [h.name for h in getattr(self, point)]
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"hook names must be unique per point: {', '.join(dupes)}")
+        return self
 
 
 class _AnalysisRef(_Model):
@@ -109,6 +158,9 @@ class _RolloutSpec(_Model):
     pause: Duration | None = None
     analysis: _AnalysisRef = _AnalysisRef()
     notifications: list[_Notification] = Field(default_factory=list)
+    hooks: _Hooks = _Hooks()
+    progress_deadline: Duration | None = Field(default=None, alias="progressDeadline")
+    deadline: Duration | None = None
 
     @field_validator("stages")
     @classmethod
@@ -257,9 +309,29 @@ def parse_rollout(raw: Document, *, version: str | None = None,
             compat_command=tuple(mig.compat_check.command) if mig.compat_check else (),
             compat_timeout=mig.compat_check.timeout if mig.compat_check else 600.0),
         notifications=tuple(NotificationSpec(type=n.type, url=n.webhook_url,
-                                             events=tuple(n.events))
+                                             events=tuple(n.events), secret_env=n.secret_env)
                             for n in spec.notifications),
+        hooks=_hook_specs(spec.hooks), progress_deadline=spec.progress_deadline,
+        deadline=spec.deadline,
         source=raw.file, base_dir=os.path.dirname(os.path.abspath(raw.file)))
+
+
+def _call(c: _Call) -> HookCall:
+    return HookCall(command=tuple(c.command or ()), url=c.http.url if c.http else "",
+                    method=c.http.method if c.http else "POST",
+                    headers=dict(c.http.headers) if c.http else {}, env=dict(c.env),
+                    workdir=c.workdir)
+
+
+def _hook_specs(hooks: _Hooks) -> tuple[HookSpec, ...]:
+    out = []
+    for attr, info in type(hooks).model_fields.items():
+        point = info.alias or attr
+        for h in getattr(hooks, attr):
+            out.append(HookSpec(name=h.name, point=point, call=_call(h), timeout=h.timeout,
+                                retries=h.retries, backoff=h.backoff,
+                                compensate=_call(h.compensate) if h.compensate else None))
+    return tuple(out)
 
 
 def _router(doc: Document, block: dict[str, Any]) -> RouterSpec:

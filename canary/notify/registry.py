@@ -20,7 +20,7 @@ KNOWN_EVENTS: tuple[str, ...] = tuple(sorted(EVENTS))
 
 _BUILDERS: dict[str, Callable[[NotificationSpec], Notifier]] = {
     "slack": lambda spec: SlackNotifier(spec.url),
-    "webhook": lambda spec: WebhookNotifier(spec.url),
+    "webhook": lambda spec: WebhookNotifier(spec.url, secret_env=spec.secret_env),
 }
 KNOWN_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 
@@ -81,7 +81,10 @@ def build_notifier(spec: NotificationSpec) -> Notifier:
             field="notifications.events",
         )
     notifier = builder(spec)
-    return EventFilter(notifier, spec.events) if spec.events else notifier
+    # Without a filter a channel gets every event but per-stage progress, which only
+    # channels that ask for it ("stage") want.
+    events = spec.events or tuple(e for e in KNOWN_EVENTS if e != "stage")
+    return EventFilter(notifier, events)
 
 
 def build_notifiers(specs: Iterable[NotificationSpec]) -> Notifier:

@@ -12,9 +12,15 @@ Transitions (commands first, then the phase's own step):
                                                      else failed + needs a human)
     progressing  -> progressing (next stage) | promoting | paused (held) | rolling-back
     paused       -> progressing (resume/promote) | rolling-back (abort)
-    promoting    -> succeeded once the router confirms 100%
-    rolling-back -> failed | aborted once the router confirms 0% (alerting meanwhile)
+    promoting    -> succeeded once the router confirms the final split
+    rolling-back -> failed | aborted once the router confirms 0%, rollback hooks ran and
+                    the compensations of completed hooks ran in reverse order
     failed/aborted -(retry)-> pending
+
+Hooks run at their points (preRollout, preStage, postStage, confirmPromotion, promote,
+postRollout, rollback) one at a time as RunHook actions; each carries an idempotency key
+recorded in the state once it finished, so a hook is never run twice after it completed
+and is re-run with the same key if the controller died while it ran.
 """
 
 from __future__ import annotations
@@ -23,7 +29,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from canary.model import Command, GateResult, Outcome, Phase, Stage, Verdict, Weights
+from canary.model import (
+    Command,
+    GateResult,
+    HookResult,
+    Outcome,
+    Phase,
+    Stage,
+    Verdict,
+    Weights,
+)
 from canary.model import Event as _Event
 from canary.rollout.state import GateProgress, MetricCounts, RolloutState
 
@@ -48,6 +63,11 @@ class Plan:
     limits: Mapping[str, MetricLimits] = field(default_factory=dict)
     analysis: bool = True  # False: no metrics at all, stages advance on time alone
     rollback_router_failure_limit: int = 5
+    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # point -> names
+    compensable: frozenset[tuple[str, str]] = frozenset()  # (point, name) with compensate
+    progress_deadline: float | None = None
+    deadline: float | None = None
+    notify_stages: bool = False  # some channel asked for per-stage progress messages
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,7 @@ class Observation:
     router_error: str = ""
     gate: GateResult | None = None
     verdict: Verdict | None = None
+    hook: HookResult | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +97,15 @@ class Notify:
     key: str
 
 
-Action = SetWeights | RunGate | Notify
+@dataclass(frozen=True)
+class RunHook:
+    key: str  # the idempotency key: attempt/point/stage/name[#compensate]
+    point: str
+    name: str
+    compensate: bool = False
+
+
+Action = SetWeights | RunGate | Notify | RunHook
 
 
 @dataclass(frozen=True)
@@ -114,6 +143,8 @@ def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
         step.set(actual_weight=obs.weights.canary, router_failures=0)
     elif not state.phase.terminal and state.phase is not Phase.PENDING:
         step.set(router_failures=state.router_failures + 1)
+    if obs.hook is not None:
+        _record_hook(step, obs.hook)
     command = state.command
     if command is not None:
         step.set(command=None)
@@ -123,8 +154,96 @@ def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
             handler(step, obs, plan)
             return step.done()
         step.event("command-ignored", f"{command.value} does nothing while {state.phase.value}")
-    _PHASES[step.state.phase](step, obs, plan)
+    if not _deadline_passed(step, plan):
+        _PHASES[step.state.phase](step, obs, plan)
     return step.done()
+
+
+def _deadline_passed(step: _Step, plan: Plan) -> bool:
+    """A stage or rollout that cannot finish in time rolls back instead of hanging."""
+    s = step.state
+    if s.phase not in (Phase.GATING, Phase.PROGRESSING, Phase.PROMOTING):
+        return False
+    started = s.attempt_started_at or s.created_at
+    if plan.deadline is not None and (step.now - started).total_seconds() > plan.deadline:
+        why = f"the rollout did not finish within its deadline ({plan.deadline:g}s)"
+    elif (plan.progress_deadline is not None and s.phase is Phase.PROGRESSING
+          and s.stage_entered_at is not None
+          and (step.now - s.stage_entered_at).total_seconds() > plan.progress_deadline):
+        why = (f"stage {s.stage_index + 1} did not complete within its progressDeadline "
+               f"({plan.progress_deadline:g}s)")
+    else:
+        return False
+    _rollback(step, kind="deadline", reason=f"{why}; it was at: {s.message}",
+              notice="rolled-back")
+    return True
+
+
+# -- hooks --------------------------------------------------------------------------------
+
+
+def _hook_key(s: RolloutState, point: str, name: str) -> str:
+    return f"{s.attempt}/{point}/{s.stage_index + 1}/{name}"
+
+
+def _record_hook(step: _Step, result: HookResult) -> None:
+    done = dict(step.state.hooks_done)
+    done[result.key] = result.ok
+    step.set(hooks_done=done, hook_running=None)
+    kind = "hook-succeeded" if result.ok else "hook-failed"
+    step.event(kind, result.message, key=result.key, attempts=result.attempts,
+               output=result.output[-4000:])
+
+
+def _hooks(step: _Step, plan: Plan, point: str, *, stop_on_failure: bool = True) -> str:
+    """Run the hooks of ``point`` one by one: "running" (a RunHook was emitted), "failed"
+    (one failed; with stop_on_failure the rest do not run) or "done"."""
+    s = step.state
+    failed = False
+    for name in plan.hooks.get(point, ()):
+        key = _hook_key(s, point, name)
+        if key in s.hooks_done:
+            if not s.hooks_done[key]:
+                failed = True
+                if stop_on_failure:
+                    return "failed"
+            continue
+        _run_hook(step, RunHook(key, point, name))
+        return "running"
+    return "failed" if failed else "done"
+
+
+def _run_hook(step: _Step, action: RunHook) -> None:
+    step.set(hook_running=action.key,
+             message=f"running {action.point} hook {action.name}"
+                     + (" (compensation)" if action.compensate else ""))
+    step.event("hook-started", step.state.message, key=action.key)
+    step.actions.append(action)
+
+
+def _failed_hook(s: RolloutState, point: str) -> str:
+    return next((k.split("/", 3)[3] for k, ok in s.hooks_done.items()
+                 if not ok and k.split("/")[1] == point and k.startswith(f"{s.attempt}/")), "?")
+
+
+def _compensations(step: _Step, plan: Plan) -> str:
+    """Undo completed hooks in reverse order; "running", "failed" or "done"."""
+    s = step.state
+    prefix = f"{s.attempt}/"
+    completed = [k for k, ok in s.hooks_done.items()
+                 if ok and k.startswith(prefix) and not k.endswith("#compensate")
+                 and (k.split("/")[1], k.split("/", 3)[3]) in plan.compensable
+                 and k.split("/")[1] != "rollback"]
+    failed = False
+    for key in reversed(completed):
+        ckey = key + "#compensate"
+        if ckey in s.hooks_done:
+            failed = failed or not s.hooks_done[ckey]
+            continue
+        _, point, _, name = key.split("/", 3)
+        _run_hook(step, RunHook(ckey, point, name, compensate=True))
+        return "running"
+    return "failed" if failed else "done"
 
 
 def _command_applies(state: RolloutState, command: Command) -> bool:
@@ -140,10 +259,24 @@ def _command_applies(state: RolloutState, command: Command) -> bool:
 
 
 def _pending(step: _Step, obs: Observation, plan: Plan) -> None:
+    if step.state.attempt_started_at is None:
+        step.set(attempt_started_at=step.now)
     if _next_gate_step(step.state, plan) is not None:
         _start_gate(step, plan)
     else:
+        _before_traffic(step, plan)
+
+
+def _before_traffic(step: _Step, plan: Plan) -> None:
+    """After the gate: preRollout hooks, then the first stage."""
+    status = _hooks(step, plan, "preRollout")
+    if status == "done":
         _enter_stage(step, 0, plan)
+    elif status == "failed":
+        _rollback(step, kind="hook", notice="rolled-back",
+                  reason=f"preRollout hook {_failed_hook(step.state, 'preRollout')} failed")
+    else:
+        step.set(phase=Phase.PENDING)
 
 
 def _next_gate_step(state: RolloutState, plan: Plan) -> str | None:
@@ -192,7 +325,7 @@ def _gating(step: _Step, obs: Observation, plan: Plan) -> None:
             _start_gate(step, plan)
         else:
             step.set(gate=_gate_done(step.state.gate, step.now, "succeeded", result.message))
-            _enter_stage(step, 0, plan)
+            _before_traffic(step, plan)
     else:
         step.set(gate=_gate_done(gate, step.now, "failed", result.message))
         step.event("gate-failed", result.message, step=gate.step, output=result.output[-4000:])
@@ -208,6 +341,15 @@ def _gate_done(gate: GateProgress, now: datetime, status: str, message: str = ""
 
 def _progressing(step: _Step, obs: Observation, plan: Plan) -> None:
     s = step.state
+    if s.stage_started_at is None and s.desired_weight != s.actual_weight:
+        status = _hooks(step, plan, "preStage")  # before this stage's traffic moves
+        if status == "running":
+            return
+        if status == "failed":
+            _rollback(step, kind="hook", notice="rolled-back",
+                      reason=f"preStage hook {_failed_hook(s, 'preStage')} failed at stage "
+                             f"{s.stage_index + 1}")
+            return
     if obs.weights is None or obs.weights.canary != s.desired_weight:
         _apply_weight(step, obs)
         return
@@ -220,19 +362,30 @@ def _progressing(step: _Step, obs: Observation, plan: Plan) -> None:
                          "on the canary")
         step.event("stage-reached", f"{stage.weight}% of traffic on {s.version}",
                    stage=s.stage_index + 1, weight=stage.weight)
+        if plan.notify_stages:
+            step.notify("stage")
         return
     if obs.verdict is not None and _judge(step, obs.verdict, plan):
         return
     s = step.state
-    if s.pause_until is not None and now >= s.pause_until:
-        if not plan.analysis or s.stage_outcome is Outcome.PASSED:
-            _advance(step, plan)
-        elif _held_too_long(s, plan):
-            step.set(phase=Phase.PAUSED, paused_remaining=0.0,
-                     message="held: analysis stayed inconclusive past its limit; "
-                             "promote, resume or abort")
-            step.event("held", step.state.message)
-            step.notify("held")
+    passed = not plan.analysis or s.stage_outcome is Outcome.PASSED
+    if s.skip or (s.pause_until is not None and now >= s.pause_until and passed):
+        if s.skip != "full":
+            status = _hooks(step, plan, "postStage")
+            if status == "running":
+                return
+            if status == "failed":
+                _rollback(step, kind="hook", notice="rolled-back",
+                          reason=f"postStage hook {_failed_hook(s, 'postStage')} failed at "
+                                 f"stage {s.stage_index + 1}")
+                return
+        _advance(step, plan)
+    elif s.pause_until is not None and now >= s.pause_until and _held_too_long(s, plan):
+        step.set(phase=Phase.PAUSED, paused_remaining=0.0,
+                 message="held: analysis stayed inconclusive past its limit; "
+                         "promote, resume or abort")
+        step.event("held", step.state.message)
+        step.notify("held")
 
 
 def _held_too_long(s: RolloutState, plan: Plan) -> bool:
@@ -278,25 +431,42 @@ def _advance(step: _Step, plan: Plan) -> None:
     nxt = step.state.stage_index + 1
     if nxt < len(plan.stages) and plan.stages[nxt].weight > step.state.desired_weight:
         _enter_stage(step, nxt, plan)
-    else:
-        already = step.state.desired_weight == 100
-        step.set(phase=Phase.PROMOTING, desired_weight=100, message="promoting")
-        step.event("promoting", "all stages passed: promoting")
-        if not already:
-            step.actions.append(SetWeights(100))
+        return
+    if not step.state.promotion_confirmed:
+        status = _hooks(step, plan, "confirmPromotion")
+        if status == "running":
+            return
+        if status == "failed":
+            # A confirmation gate that says no waits for a human, it does not roll back.
+            step.set(phase=Phase.PAUSED, paused_remaining=0.0, skip="",
+                     message=f"confirmPromotion hook "
+                             f"{_failed_hook(step.state, 'confirmPromotion')} did not confirm: "
+                             "`canary promote` to promote anyway, `canary abort` to roll back")
+            step.event("held", step.state.message)
+            step.notify("held")
+            return
+    already = step.state.desired_weight == 100
+    step.set(phase=Phase.PROMOTING, desired_weight=100, message="promoting")
+    step.event("promoting", "all stages passed: promoting")
+    if not already:
+        step.actions.append(SetWeights(100))
 
 
 def _enter_stage(step: _Step, index: int, plan: Plan) -> None:
     weight = plan.stages[index].weight
     step.set(phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
              stage_started_at=None, pause_until=None, next_analysis_at=None,
-             paused_remaining=None, stage_outcome=None,
+             paused_remaining=None, stage_outcome=None, stage_entered_at=step.now,
+             skip="" if step.state.skip == "stage" else step.state.skip,
              counts={k: MetricCounts(consecutive_errors=v.consecutive_errors)
                      for k, v in step.state.counts.items()},  # failure limits are per stage
              message=f"shifting {weight}% of traffic to {step.state.version}")
     step.event("stage-started", f"stage {index + 1}/{len(plan.stages)}: setting {weight}%",
                stage=index + 1, weight=weight)
-    step.actions.append(SetWeights(weight))
+    if plan.hooks.get("preStage"):
+        _progressing(step, Observation(now=step.now), plan)  # preStage hooks first
+    else:
+        step.actions.append(SetWeights(weight))
 
 
 def _apply_weight(step: _Step, obs: Observation) -> None:
@@ -314,23 +484,58 @@ def _paused(step: _Step, obs: Observation, plan: Plan) -> None:
 
 
 def _promoting(step: _Step, obs: Observation, plan: Plan) -> None:
-    if obs.weights is not None and obs.weights.canary == 100:
-        step.set(phase=Phase.SUCCEEDED, finished_at=step.now,
-                 message=f"promoted {step.state.version}")
-        step.event("promoted", f"{step.state.version} promoted: 100% of traffic")
-        step.notify("promoted")
-    else:
+    # 100% on the canary first; promote hooks (e.g. upgrade the stable fleet) then send
+    # traffic back to the stable servers, now running the new version.
+    s = step.state
+    if plan.hooks.get("promote") and s.desired_weight == 100:
+        if obs.weights is None or obs.weights.canary != 100:
+            _apply_weight(step, obs)
+            return
+        status = _hooks(step, plan, "promote")
+        if status == "running":
+            return
+        if status == "failed":
+            _rollback(step, kind="hook", notice="rolled-back",
+                      reason=f"promote hook {_failed_hook(s, 'promote')} failed")
+            return
+        step.set(desired_weight=0, message="promote hooks done: draining the canary")
+    if obs.weights is None or obs.weights.canary != step.state.desired_weight:
         _apply_weight(step, obs)
+        return
+    post = _hooks(step, plan, "postRollout", stop_on_failure=False)
+    if post == "running":
+        return
+    note = ""
+    if post == "failed":
+        note = f" (postRollout hook {_failed_hook(s, 'postRollout')} failed)"
+    step.set(phase=Phase.SUCCEEDED, finished_at=step.now,
+             message=f"promoted {s.version}{note}")
+    step.event("promoted", f"{s.version} promoted{note}")
+    step.notify("promoted")
 
 
 def _rolling_back(step: _Step, obs: Observation, plan: Plan) -> None:
     s = step.state
     if obs.weights is not None and obs.weights.canary == 0:
+        # Traffic is on stable: only now run rollback hooks and compensations, so a
+        # hanging hook cannot keep users on the broken version.
+        hooks = _hooks(step, plan, "rollback", stop_on_failure=False)
+        if hooks == "running":
+            return
+        undo = _compensations(step, plan)
+        if undo == "running":
+            return
         aborted = s.failure_kind == "abort"
+        human = hooks == "failed" or undo == "failed"
         step.set(phase=Phase.ABORTED if aborted else Phase.FAILED, finished_at=step.now,
                  message=f"{'aborted' if aborted else 'rolled back'}: traffic is on "
                          f"{s.stable_version or 'stable'}")
         step.event("rolled-back", "router confirms 100% on stable", reason=s.reason)
+        if human:
+            step.set(needs_human=True, message=step.state.message + "; a rollback hook or "
+                     "compensation failed: a human must check")
+            step.event("needs-human", step.state.message)
+            step.notify("needs-human")
         return
     if s.router_failures >= plan.rollback_router_failure_limit and not s.needs_human:
         step.set(needs_human=True, message=f"cannot roll back: {obs.router_error}")
@@ -379,11 +584,17 @@ def _cmd_resume(step: _Step, obs: Observation, plan: Plan) -> None:
 
 
 def _cmd_promote(step: _Step, obs: Observation, plan: Plan) -> None:
-    _advance(step, plan)
+    # Promote means "this stage passed": its postStage hooks still run, then it advances.
+    last = step.state.stage_index >= len(plan.stages) - 1
+    step.set(phase=Phase.PROGRESSING, skip="stage", paused_remaining=None,
+             promotion_confirmed=step.state.promotion_confirmed or last)
+    if step.state.stage_started_at is not None:
+        _progressing(step, Observation(now=step.now, weights=obs.weights), plan)
 
 
 def _cmd_promote_full(step: _Step, obs: Observation, plan: Plan) -> None:
-    step.set(stage_index=len(plan.stages) - 1)
+    step.set(phase=Phase.PROGRESSING, skip="full", promotion_confirmed=True,
+             stage_index=len(plan.stages) - 1, paused_remaining=None)
     _advance(step, plan)
 
 
@@ -394,6 +605,8 @@ def _cmd_retry(step: _Step, obs: Observation, plan: Plan) -> None:
              stage_started_at=None, pause_until=None, next_analysis_at=None, counts={},
              stage_outcome=None, last_results=(), judge_memory=None, reason="",
              failure_kind="", needs_human=False, finished_at=None, paused_remaining=None,
+             skip="", promotion_confirmed=False, hook_running=None, stage_entered_at=None,
+             attempt_started_at=step.now,
              gate=GateProgress(done=s.gate.done),  # completed gate steps never run again
              message="retry requested")
 

@@ -9,6 +9,7 @@ recorded once sent.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ from typing import Protocol
 
 from canary.clock import Clock
 from canary.errors import CanaryError, ConflictError, NotifyError, RouterError
+from canary.hooks.executor import run_hook
 from canary.model import (
     Event,
     GateResult,
+    HookResult,
     Notification,
     Phase,
     RolloutSpec,
@@ -33,6 +36,7 @@ from canary.rollout.machine import (
     Observation,
     Plan,
     RunGate,
+    RunHook,
     SetWeights,
     analysis_due,
     decide,
@@ -80,6 +84,7 @@ class Runner:
     poll: float = 1.0
     lease_ttl: float = 30.0
     _gate_result: GateResult | None = None
+    _hook_result: HookResult | None = None
 
     def tick(self) -> RolloutState:
         state = self.store.get(self.name)
@@ -91,15 +96,15 @@ class Runner:
                 and weights.canary == state.desired_weight and analysis_due(state, now)):
             verdict = self.analyzer.measure(state, now)
         gate, self._gate_result = self._gate_result, None
+        hook, self._hook_result = self._hook_result, None
         obs = Observation(now=now, weights=weights, router_error=router_error, gate=gate,
-                          verdict=verdict)
+                          verdict=verdict, hook=hook)
         decision = decide(state, obs, self.plan)
         try:
             saved = self.store.save(decision.state, events=decision.events)
         except ConflictError:
             # An operator command landed first: nothing was acted on, decide again.
-            if gate is not None:
-                self._gate_result = gate
+            self._gate_result, self._hook_result = gate, hook
             return self.store.get(self.name)
         self.reporter.tick(saved, decision.events)
         self._act(saved, decision)
@@ -124,6 +129,26 @@ class Runner:
                     self._gate_result = self.gate.run(state, action.step)
             elif isinstance(action, Notify):
                 self._notify(state, action)
+            elif isinstance(action, RunHook):
+                self._hook_result = self._run_hook(state, action)
+
+    def _run_hook(self, state: RolloutState, action: RunHook) -> HookResult:
+        spec = next((h for h in self.spec.hooks
+                     if h.point == action.point and h.name == action.name), None)
+        call = None if spec is None else (spec.compensate if action.compensate else spec.call)
+        if spec is None or call is None:
+            return HookResult(key=action.key, ok=False,
+                              message=f"hook {action.point}/{action.name} is not in the "
+                                      "rollout file any more")
+        context = {"rollout": state.name, "service": state.service, "version": state.version,
+                   "stable_version": state.stable_version or "",
+                   "stage": str(state.stage_index + 1), "weight": str(state.desired_weight),
+                   "hook": action.name, "point": action.point, "attempt": str(state.attempt),
+                   "compensating": "true" if action.compensate else "false"}
+        result = run_hook(call, key=f"{state.id}/{action.key}", timeout=spec.timeout,
+                          retries=spec.retries, backoff=spec.backoff, context=context,
+                          cwd=self.spec.base_dir, sleep=self.clock.sleep)
+        return dataclasses.replace(result, key=action.key)  # the machine's own key
 
     def _set_weights(self, state: RolloutState, canary: int) -> None:
         try:
@@ -164,8 +189,8 @@ class Runner:
                 if state.phase.terminal or (state.needs_human
                                             and state.phase is Phase.ROLLING_BACK):
                     return state
-                if self._gate_result is not None:
-                    continue  # feed the gate's result back at once
+                if self._gate_result is not None or self._hook_result is not None:
+                    continue  # feed the gate's or hook's result back at once
                 now = self.clock.now()
                 if timeout is not None and (now - start).total_seconds() >= timeout:
                     return state

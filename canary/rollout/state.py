@@ -62,6 +62,7 @@ class RolloutState:
     attempt: int = 1
     stage_index: int = -1  # -1: no traffic moved yet
     desired_weight: int = 0
+    stage_entered_at: datetime | None = None  # when this stage began (deadline clock)
     stage_started_at: datetime | None = None  # when the router confirmed this stage
     pause_until: datetime | None = None
     next_analysis_at: datetime | None = None
@@ -72,6 +73,11 @@ class RolloutState:
     last_results: tuple[MetricResult, ...] = ()
     last_analysis_at: datetime | None = None
     judge_memory: Mapping[str, Any] | None = None
+    hooks_done: Mapping[str, bool] = field(default_factory=dict)  # key -> ok, in run order
+    hook_running: str | None = None
+    skip: str = ""  # "stage" | "full": an operator promoted past analysis
+    promotion_confirmed: bool = False  # an operator overrode a failed confirmPromotion
+    attempt_started_at: datetime | None = None
     command: Command | None = None
     reason: str = ""  # why it is rolling back / failed / aborted
     failure_kind: str = ""  # analysis | gate | abort | router | deadline | hook
@@ -95,7 +101,8 @@ class RolloutState:
     def from_json(cls, data: Mapping[str, Any]) -> RolloutState:
         kw: dict[str, Any] = dict(data)
         for name in ("created_at", "updated_at", "stage_started_at", "pause_until",
-                     "next_analysis_at", "last_analysis_at", "finished_at"):
+                     "next_analysis_at", "last_analysis_at", "finished_at", "stage_entered_at",
+                     "attempt_started_at"):
             kw[name] = _time(kw.get(name))
         kw["phase"] = Phase(kw["phase"])
         kw["command"] = Command(kw["command"]) if kw.get("command") else None

@@ -24,8 +24,12 @@ from .samples import SECRET_PATH, SECRET_TOKEN, rollback
 
 
 def test_known_types(secret_url: str) -> None:
-    assert isinstance(build_notifier(NotificationSpec("slack", secret_url)), SlackNotifier)
-    assert isinstance(build_notifier(NotificationSpec("webhook", secret_url)), WebhookNotifier)
+    slack = build_notifier(NotificationSpec("slack", secret_url))
+    hook = build_notifier(NotificationSpec("webhook", secret_url))
+    assert isinstance(slack, EventFilter) and isinstance(slack.notifier, SlackNotifier)
+    assert isinstance(hook, EventFilter) and isinstance(hook.notifier, WebhookNotifier)
+    # by default every event but per-stage progress
+    assert "stage" not in slack.events and {"promoted", "rolled-back"} <= slack.events
 
 
 @pytest.mark.parametrize("kind", ["slak", "Slack", "", "teams"])
