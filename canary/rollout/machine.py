@@ -25,126 +25,42 @@ and is re-run with the same key if the controller died while it ran.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from canary.model import (
     Command,
-    GateResult,
-    HookResult,
     Outcome,
     Phase,
-    Stage,
     Verdict,
-    Weights,
 )
-from canary.model import Event as _Event
+from canary.rollout import hookflow
 from canary.rollout.state import GateProgress, MetricCounts, RolloutState
+from canary.rollout.vocabulary import (
+    Action,
+    Decision,
+    MetricLimits,
+    Notify,
+    Observation,
+    Plan,
+    RunGate,
+    RunHook,
+    SetWeights,
+    Step,
+)
 
-
-@dataclass(frozen=True)
-class MetricLimits:
-    failure_limit: int = 0
-    consecutive_failure_limit: int | None = None
-    inconclusive_limit: int = 0
-    consecutive_error_limit: int = 4
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the spec and policy say, reduced to what decisions need."""
-
-    stages: tuple[Stage, ...]
-    interval: float = 60.0
-    gate_steps: tuple[str, ...] = ()  # lint | migrate | compat, in order
-    gate_idempotent: bool = False  # the migration may run again after a crash
-    limits: Mapping[str, MetricLimits] = field(default_factory=dict)
-    analysis: bool = True  # False: no metrics at all, stages advance on time alone
-    rollback_router_failure_limit: int = 5
-    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # point -> names
-    compensable: frozenset[tuple[str, str]] = frozenset()  # (point, name) with compensate
-    progress_deadline: float | None = None
-    deadline: float | None = None
-    notify_stages: bool = False  # some channel asked for per-stage progress messages
-
-
-@dataclass(frozen=True)
-class Observation:
-    now: datetime
-    weights: Weights | None = None  # None: the router could not be read
-    router_error: str = ""
-    gate: GateResult | None = None
-    verdict: Verdict | None = None
-    hook: HookResult | None = None
-
-
-@dataclass(frozen=True)
-class SetWeights:
-    canary: int
-
-
-@dataclass(frozen=True)
-class RunGate:
-    step: str
-    attempt: int
-
-
-@dataclass(frozen=True)
-class Notify:
-    event: str  # promoted | rolled-back | gate-failed | aborted | needs-human | held
-    key: str
-
-
-@dataclass(frozen=True)
-class RunHook:
-    key: str  # the idempotency key: attempt/point/stage/name[#compensate]
-    point: str
-    name: str
-    compensate: bool = False
-
-
-Action = SetWeights | RunGate | Notify | RunHook
-
-
-@dataclass(frozen=True)
-class Decision:
-    state: RolloutState
-    actions: tuple[Action, ...] = ()
-    events: tuple[_Event, ...] = ()
-
-
-class _Step:
-    """Accumulates one transition: the new state plus what to record and do."""
-
-    def __init__(self, state: RolloutState, now: datetime) -> None:
-        self.state, self.now = state, now
-        self.actions: list[Action] = []
-        self.events: list[_Event] = []
-
-    def set(self, **changes: object) -> None:
-        self.state = self.state.replace(**changes)
-
-    def event(self, kind: str, message: str, **data: object) -> None:
-        self.events.append(_Event(at=self.now, kind=kind, message=message, data=data))
-
-    def notify(self, event: str) -> None:
-        s = self.state
-        self.actions.append(Notify(event, f"{s.id}:{s.attempt}:{event}:{s.stage_index}"))
-
-    def done(self) -> Decision:
-        return Decision(self.state, tuple(self.actions), tuple(self.events))
+__all__ = ["Action", "Decision", "MetricLimits", "Notify", "Observation", "Plan", "RunGate",
+           "RunHook", "SetWeights", "analysis_due", "decide", "next_wakeup"]
 
 
 def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
-    step = _Step(state.replace(updated_at=obs.now), obs.now)
+    step = Step(state.replace(updated_at=obs.now), obs.now)
     if obs.weights is not None:
         step.set(actual_weight=obs.weights.canary, router_failures=0)
     elif not state.phase.terminal and state.phase is not Phase.PENDING:
         step.set(router_failures=state.router_failures + 1)
     if obs.hook is not None:
-        _record_hook(step, obs.hook)
+        hookflow.record_hook(step, obs.hook)
     command = state.command
     if command is not None:
         step.set(command=None)
@@ -159,7 +75,7 @@ def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
     return step.done()
 
 
-def _deadline_passed(step: _Step, plan: Plan) -> bool:
+def _deadline_passed(step: Step, plan: Plan) -> bool:
     """A stage or rollout that cannot finish in time rolls back instead of hanging."""
     s = step.state
     if s.phase not in (Phase.GATING, Phase.PROGRESSING, Phase.PROMOTING):
@@ -179,73 +95,6 @@ def _deadline_passed(step: _Step, plan: Plan) -> bool:
     return True
 
 
-# -- hooks --------------------------------------------------------------------------------
-
-
-def _hook_key(s: RolloutState, point: str, name: str) -> str:
-    return f"{s.attempt}/{point}/{s.stage_index + 1}/{name}"
-
-
-def _record_hook(step: _Step, result: HookResult) -> None:
-    done = dict(step.state.hooks_done)
-    done[result.key] = result.ok
-    step.set(hooks_done=done, hook_running=None)
-    kind = "hook-succeeded" if result.ok else "hook-failed"
-    step.event(kind, result.message, key=result.key, attempts=result.attempts,
-               output=result.output[-4000:])
-
-
-def _hooks(step: _Step, plan: Plan, point: str, *, stop_on_failure: bool = True) -> str:
-    """Run the hooks of ``point`` one by one: "running" (a RunHook was emitted), "failed"
-    (one failed; with stop_on_failure the rest do not run) or "done"."""
-    s = step.state
-    failed = False
-    for name in plan.hooks.get(point, ()):
-        key = _hook_key(s, point, name)
-        if key in s.hooks_done:
-            if not s.hooks_done[key]:
-                failed = True
-                if stop_on_failure:
-                    return "failed"
-            continue
-        _run_hook(step, RunHook(key, point, name))
-        return "running"
-    return "failed" if failed else "done"
-
-
-def _run_hook(step: _Step, action: RunHook) -> None:
-    step.set(hook_running=action.key,
-             message=f"running {action.point} hook {action.name}"
-                     + (" (compensation)" if action.compensate else ""))
-    step.event("hook-started", step.state.message, key=action.key)
-    step.actions.append(action)
-
-
-def _failed_hook(s: RolloutState, point: str) -> str:
-    return next((k.split("/", 3)[3] for k, ok in s.hooks_done.items()
-                 if not ok and k.split("/")[1] == point and k.startswith(f"{s.attempt}/")), "?")
-
-
-def _compensations(step: _Step, plan: Plan) -> str:
-    """Undo completed hooks in reverse order; "running", "failed" or "done"."""
-    s = step.state
-    prefix = f"{s.attempt}/"
-    completed = [k for k, ok in s.hooks_done.items()
-                 if ok and k.startswith(prefix) and not k.endswith("#compensate")
-                 and (k.split("/")[1], k.split("/", 3)[3]) in plan.compensable
-                 and k.split("/")[1] != "rollback"]
-    failed = False
-    for key in reversed(completed):
-        ckey = key + "#compensate"
-        if ckey in s.hooks_done:
-            failed = failed or not s.hooks_done[ckey]
-            continue
-        _, point, _, name = key.split("/", 3)
-        _run_hook(step, RunHook(ckey, point, name, compensate=True))
-        return "running"
-    return "failed" if failed else "done"
-
-
 def _command_applies(state: RolloutState, command: Command) -> bool:
     if command is Command.RETRY:
         return state.phase in (Phase.FAILED, Phase.ABORTED)
@@ -258,7 +107,7 @@ def _command_applies(state: RolloutState, command: Command) -> bool:
 # -- phases -------------------------------------------------------------------------------
 
 
-def _pending(step: _Step, obs: Observation, plan: Plan) -> None:
+def _pending(step: Step, obs: Observation, plan: Plan) -> None:
     if step.state.attempt_started_at is None:
         step.set(attempt_started_at=step.now)
     if _next_gate_step(step.state, plan) is not None:
@@ -267,14 +116,14 @@ def _pending(step: _Step, obs: Observation, plan: Plan) -> None:
         _before_traffic(step, plan)
 
 
-def _before_traffic(step: _Step, plan: Plan) -> None:
+def _before_traffic(step: Step, plan: Plan) -> None:
     """After the gate: preRollout hooks, then the first stage."""
-    status = _hooks(step, plan, "preRollout")
+    status = hookflow.hooks(step, plan, "preRollout")
     if status == "done":
         _enter_stage(step, 0, plan)
     elif status == "failed":
         _rollback(step, kind="hook", notice="rolled-back",
-                  reason=f"preRollout hook {_failed_hook(step.state, 'preRollout')} failed")
+                  reason=f"preRollout hook {hookflow.failed_hook(step.state, 'preRollout')} failed")
     else:
         step.set(phase=Phase.PENDING)
 
@@ -283,7 +132,7 @@ def _next_gate_step(state: RolloutState, plan: Plan) -> str | None:
     return next((g for g in plan.gate_steps if g not in state.gate.done), None)
 
 
-def _start_gate(step: _Step, plan: Plan) -> None:
+def _start_gate(step: Step, plan: Plan) -> None:
     gate = step.state.gate
     name = _next_gate_step(step.state, plan)
     assert name is not None
@@ -295,7 +144,7 @@ def _start_gate(step: _Step, plan: Plan) -> None:
     step.actions.append(RunGate(name, attempt))
 
 
-def _gating(step: _Step, obs: Observation, plan: Plan) -> None:
+def _gating(step: Step, obs: Observation, plan: Plan) -> None:
     gate, result = step.state.gate, obs.gate
     if result is None:
         # The step was running when the previous controller died. Lint and compat checks
@@ -339,15 +188,15 @@ def _gate_done(gate: GateProgress, now: datetime, status: str, message: str = ""
                         done=gate.done)
 
 
-def _progressing(step: _Step, obs: Observation, plan: Plan) -> None:
+def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
     if s.stage_started_at is None and s.desired_weight != s.actual_weight:
-        status = _hooks(step, plan, "preStage")  # before this stage's traffic moves
+        status = hookflow.hooks(step, plan, "preStage")  # before this stage's traffic moves
         if status == "running":
             return
         if status == "failed":
             _rollback(step, kind="hook", notice="rolled-back",
-                      reason=f"preStage hook {_failed_hook(s, 'preStage')} failed at stage "
+                      reason=f"preStage hook {hookflow.failed_hook(s, 'preStage')} failed at stage "
                              f"{s.stage_index + 1}")
             return
     if obs.weights is None or obs.weights.canary != s.desired_weight:
@@ -371,12 +220,12 @@ def _progressing(step: _Step, obs: Observation, plan: Plan) -> None:
     passed = not plan.analysis or s.stage_outcome is Outcome.PASSED
     if s.skip or (s.pause_until is not None and now >= s.pause_until and passed):
         if s.skip != "full":
-            status = _hooks(step, plan, "postStage")
+            status = hookflow.hooks(step, plan, "postStage")
             if status == "running":
                 return
             if status == "failed":
                 _rollback(step, kind="hook", notice="rolled-back",
-                          reason=f"postStage hook {_failed_hook(s, 'postStage')} failed at "
+                          reason=f"postStage hook {hookflow.failed_hook(s, 'postStage')} failed at "
                                  f"stage {s.stage_index + 1}")
                 return
         _advance(step, plan)
@@ -393,7 +242,7 @@ def _held_too_long(s: RolloutState, plan: Plan) -> bool:
                for name, lim in plan.limits.items() if not lim.dry_run)
 
 
-def _judge(step: _Step, verdict: Verdict, plan: Plan) -> bool:
+def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
     """Count the verdict per metric; roll back (and return True) when a limit is crossed."""
     s = step.state
     counts = dict(s.counts)
@@ -427,21 +276,21 @@ def _judge(step: _Step, verdict: Verdict, plan: Plan) -> bool:
     return True
 
 
-def _advance(step: _Step, plan: Plan) -> None:
+def _advance(step: Step, plan: Plan) -> None:
     nxt = step.state.stage_index + 1
     if nxt < len(plan.stages) and plan.stages[nxt].weight > step.state.desired_weight:
         _enter_stage(step, nxt, plan)
         return
     if not step.state.promotion_confirmed:
-        status = _hooks(step, plan, "confirmPromotion")
+        status = hookflow.hooks(step, plan, "confirmPromotion")
         if status == "running":
             return
         if status == "failed":
             # A confirmation gate that says no waits for a human, it does not roll back.
+            hook = hookflow.failed_hook(step.state, "confirmPromotion")
             step.set(phase=Phase.PAUSED, paused_remaining=0.0, skip="",
-                     message=f"confirmPromotion hook "
-                             f"{_failed_hook(step.state, 'confirmPromotion')} did not confirm: "
-                             "`canary promote` to promote anyway, `canary abort` to roll back")
+                     message=f"confirmPromotion hook {hook} did not confirm: `canary promote` "
+                             "to promote anyway, `canary abort` to roll back")
             step.event("held", step.state.message)
             step.notify("held")
             return
@@ -452,7 +301,7 @@ def _advance(step: _Step, plan: Plan) -> None:
         step.actions.append(SetWeights(100))
 
 
-def _enter_stage(step: _Step, index: int, plan: Plan) -> None:
+def _enter_stage(step: Step, index: int, plan: Plan) -> None:
     weight = plan.stages[index].weight
     step.set(phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
              stage_started_at=None, pause_until=None, next_analysis_at=None,
@@ -469,7 +318,7 @@ def _enter_stage(step: _Step, index: int, plan: Plan) -> None:
         step.actions.append(SetWeights(weight))
 
 
-def _apply_weight(step: _Step, obs: Observation) -> None:
+def _apply_weight(step: Step, obs: Observation) -> None:
     """Level-triggered: whatever the router says, ask again for the desired weight."""
     s = step.state
     if obs.weights is not None and s.stage_started_at is not None:
@@ -478,12 +327,12 @@ def _apply_weight(step: _Step, obs: Observation) -> None:
     step.actions.append(SetWeights(s.desired_weight))
 
 
-def _paused(step: _Step, obs: Observation, plan: Plan) -> None:
+def _paused(step: Step, obs: Observation, plan: Plan) -> None:
     if obs.weights is None or obs.weights.canary != step.state.desired_weight:
         _apply_weight(step, obs)
 
 
-def _promoting(step: _Step, obs: Observation, plan: Plan) -> None:
+def _promoting(step: Step, obs: Observation, plan: Plan) -> None:
     # 100% on the canary first; promote hooks (e.g. upgrade the stable fleet) then send
     # traffic back to the stable servers, now running the new version.
     s = step.state
@@ -491,38 +340,38 @@ def _promoting(step: _Step, obs: Observation, plan: Plan) -> None:
         if obs.weights is None or obs.weights.canary != 100:
             _apply_weight(step, obs)
             return
-        status = _hooks(step, plan, "promote")
+        status = hookflow.hooks(step, plan, "promote")
         if status == "running":
             return
         if status == "failed":
             _rollback(step, kind="hook", notice="rolled-back",
-                      reason=f"promote hook {_failed_hook(s, 'promote')} failed")
+                      reason=f"promote hook {hookflow.failed_hook(s, 'promote')} failed")
             return
         step.set(desired_weight=0, message="promote hooks done: draining the canary")
     if obs.weights is None or obs.weights.canary != step.state.desired_weight:
         _apply_weight(step, obs)
         return
-    post = _hooks(step, plan, "postRollout", stop_on_failure=False)
+    post = hookflow.hooks(step, plan, "postRollout", stop_on_failure=False)
     if post == "running":
         return
     note = ""
     if post == "failed":
-        note = f" (postRollout hook {_failed_hook(s, 'postRollout')} failed)"
+        note = f" (postRollout hook {hookflow.failed_hook(s, 'postRollout')} failed)"
     step.set(phase=Phase.SUCCEEDED, finished_at=step.now,
              message=f"promoted {s.version}{note}")
     step.event("promoted", f"{s.version} promoted{note}")
     step.notify("promoted")
 
 
-def _rolling_back(step: _Step, obs: Observation, plan: Plan) -> None:
+def _rolling_back(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
     if obs.weights is not None and obs.weights.canary == 0:
         # Traffic is on stable: only now run rollback hooks and compensations, so a
         # hanging hook cannot keep users on the broken version.
-        hooks = _hooks(step, plan, "rollback", stop_on_failure=False)
+        hooks = hookflow.hooks(step, plan, "rollback", stop_on_failure=False)
         if hooks == "running":
             return
-        undo = _compensations(step, plan)
+        undo = hookflow.compensations(step, plan)
         if undo == "running":
             return
         aborted = s.failure_kind == "abort"
@@ -544,11 +393,11 @@ def _rolling_back(step: _Step, obs: Observation, plan: Plan) -> None:
     step.actions.append(SetWeights(0))
 
 
-def _terminal(step: _Step, obs: Observation, plan: Plan) -> None:
+def _terminal(step: Step, obs: Observation, plan: Plan) -> None:
     return None
 
 
-def _rollback(step: _Step, *, kind: str, reason: str, notice: str) -> None:
+def _rollback(step: Step, *, kind: str, reason: str, notice: str) -> None:
     # Route back to stable first, then alert: a slow or dead Slack must never keep users
     # on the broken version (the runner acts in list order).
     step.set(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=kind, reason=reason,
@@ -561,17 +410,17 @@ def _rollback(step: _Step, *, kind: str, reason: str, notice: str) -> None:
 # -- commands -----------------------------------------------------------------------------
 
 
-def _cmd_abort(step: _Step, obs: Observation, plan: Plan) -> None:
+def _cmd_abort(step: Step, obs: Observation, plan: Plan) -> None:
     _rollback(step, kind="abort", reason="aborted by an operator", notice="aborted")
 
 
-def _cmd_pause(step: _Step, obs: Observation, plan: Plan) -> None:
+def _cmd_pause(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
     left = max(0.0, (s.pause_until - step.now).total_seconds()) if s.pause_until else None
     step.set(phase=Phase.PAUSED, paused_remaining=left, message="paused by an operator")
 
 
-def _cmd_resume(step: _Step, obs: Observation, plan: Plan) -> None:
+def _cmd_resume(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
     if s.phase is not Phase.PAUSED:
         return
@@ -583,7 +432,7 @@ def _cmd_resume(step: _Step, obs: Observation, plan: Plan) -> None:
              message="resumed by an operator")
 
 
-def _cmd_promote(step: _Step, obs: Observation, plan: Plan) -> None:
+def _cmd_promote(step: Step, obs: Observation, plan: Plan) -> None:
     # Promote means "this stage passed": its postStage hooks still run, then it advances.
     last = step.state.stage_index >= len(plan.stages) - 1
     step.set(phase=Phase.PROGRESSING, skip="stage", paused_remaining=None,
@@ -592,13 +441,13 @@ def _cmd_promote(step: _Step, obs: Observation, plan: Plan) -> None:
         _progressing(step, Observation(now=step.now, weights=obs.weights), plan)
 
 
-def _cmd_promote_full(step: _Step, obs: Observation, plan: Plan) -> None:
+def _cmd_promote_full(step: Step, obs: Observation, plan: Plan) -> None:
     step.set(phase=Phase.PROGRESSING, skip="full", promotion_confirmed=True,
              stage_index=len(plan.stages) - 1, paused_remaining=None)
     _advance(step, plan)
 
 
-def _cmd_retry(step: _Step, obs: Observation, plan: Plan) -> None:
+def _cmd_retry(step: Step, obs: Observation, plan: Plan) -> None:
     # A retried rollout starts clean: stale analysis must not re-abort it.
     s = step.state
     step.set(phase=Phase.PENDING, attempt=s.attempt + 1, stage_index=-1, desired_weight=0,
@@ -611,7 +460,7 @@ def _cmd_retry(step: _Step, obs: Observation, plan: Plan) -> None:
              message="retry requested")
 
 
-Handler = Callable[[_Step, Observation, Plan], None]
+Handler = Callable[[Step, Observation, Plan], None]
 
 _PHASES: dict[Phase, Handler] = {
     Phase.PENDING: _pending,

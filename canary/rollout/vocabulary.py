@@ -1,0 +1,105 @@
+"""The machine's vocabulary: what decide() is given (plan, observation) and returns
+(decision, actions), and the Step that accumulates one transition."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from canary.model import Event, GateResult, HookResult, Stage, Verdict, Weights
+from canary.rollout.state import RolloutState
+
+
+@dataclass(frozen=True)
+class MetricLimits:
+    failure_limit: int = 0
+    consecutive_failure_limit: int | None = None
+    inconclusive_limit: int = 0
+    consecutive_error_limit: int = 4
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the spec and policy say, reduced to what decisions need."""
+
+    stages: tuple[Stage, ...]
+    interval: float = 60.0
+    gate_steps: tuple[str, ...] = ()  # lint | migrate | compat, in order
+    gate_idempotent: bool = False  # the migration may run again after a crash
+    limits: Mapping[str, MetricLimits] = field(default_factory=dict)
+    analysis: bool = True  # False: no metrics at all, stages advance on time alone
+    rollback_router_failure_limit: int = 5
+    hooks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # point -> names
+    compensable: frozenset[tuple[str, str]] = frozenset()  # (point, name) with compensate
+    progress_deadline: float | None = None
+    deadline: float | None = None
+    notify_stages: bool = False  # some channel asked for per-stage progress messages
+
+
+@dataclass(frozen=True)
+class Observation:
+    now: datetime
+    weights: Weights | None = None  # None: the router could not be read
+    router_error: str = ""
+    gate: GateResult | None = None
+    verdict: Verdict | None = None
+    hook: HookResult | None = None
+
+
+@dataclass(frozen=True)
+class SetWeights:
+    canary: int
+
+
+@dataclass(frozen=True)
+class RunGate:
+    step: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Notify:
+    event: str  # promoted | rolled-back | gate-failed | aborted | needs-human | held
+    key: str
+
+
+@dataclass(frozen=True)
+class RunHook:
+    key: str  # the idempotency key: attempt/point/stage/name[#compensate]
+    point: str
+    name: str
+    compensate: bool = False
+
+
+Action = SetWeights | RunGate | Notify | RunHook
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: RolloutState
+    actions: tuple[Action, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+class Step:
+    """Accumulates one transition: the new state plus what to record and do."""
+
+    def __init__(self, state: RolloutState, now: datetime) -> None:
+        self.state, self.now = state, now
+        self.actions: list[Action] = []
+        self.events: list[Event] = []
+
+    def set(self, **changes: object) -> None:
+        self.state = self.state.replace(**changes)
+
+    def event(self, kind: str, message: str, **data: object) -> None:
+        self.events.append(Event(at=self.now, kind=kind, message=message, data=data))
+
+    def notify(self, event: str) -> None:
+        s = self.state
+        self.actions.append(Notify(event, f"{s.id}:{s.attempt}:{event}:{s.stage_index}"))
+
+    def done(self) -> Decision:
+        return Decision(self.state, tuple(self.actions), tuple(self.events))
