@@ -239,7 +239,7 @@ class MetricResult:
         return {
             "name": self.name,
             "outcome": self.outcome.value,
-            "value": self.value,
+            "value": _finite(self.value),
             "threshold": self.threshold,
             "query": self.query,
             "message": self.message,
@@ -251,12 +251,27 @@ class MetricResult:
         return cls(
             name=d["name"],
             outcome=Outcome(d["outcome"]),
-            value=d.get("value"),
+            value=_unfinite(d.get("value")),
             query=d.get("query", ""),
             threshold=d.get("threshold", ""),
             message=d.get("message", ""),
             dry_run=bool(d.get("dryRun", False)),
         )
+
+
+def _finite(value: float | None) -> float | str | None:
+    """JSON has no infinities: a p99 above the highest bucket is stored as "+Inf"."""
+    if value is None or value != value:  # NaN: no data
+        return None
+    if value in (float("inf"), float("-inf")):
+        return "+Inf" if value > 0 else "-Inf"
+    return value
+
+
+def _unfinite(value: Any) -> float | None:
+    if isinstance(value, str):
+        return float(value.replace("+Inf", "inf").replace("-Inf", "-inf"))
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

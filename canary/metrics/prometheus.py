@@ -81,7 +81,7 @@ class PrometheusProvider:
         Raises MetricsError when Prometheus cannot answer, InputError when it rejects the
         query (bad syntax, or a range vector / string where a number is expected).
         """
-        return parse_result(self._raw(promql), url=self.url)
+        return parse_result(self._raw(promql), source=f"Prometheus at {self.url}")
 
     def check_query(self, promql: str) -> None:
         """Preflight: InputError if Prometheus rejects ``promql``; MetricsError if it is down."""
@@ -100,10 +100,12 @@ class PrometheusProvider:
             raise MetricsError(f"{where} is unreachable: {reason}") from exc
         except requests.Timeout as exc:  # a read timeout outside urllib3's retry wrapper
             raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
-        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError) as exc:
             # ValueError: a 200 answer that is not JSON; Key/TypeError: JSON of another shape.
             raise MetricsError(f"{where} did not give a Prometheus API answer: "
                                f"{type(exc).__name__}") from exc
+        except requests.RequestException as exc:
+            raise MetricsError(f"{where}: the request failed: {type(exc).__name__}") from exc
 
 
 def _timed_out(exc: requests.ConnectionError) -> bool:
@@ -139,17 +141,17 @@ def _translate_status(text: str, *, where: str, promql: str) -> CanaryError:
     return MetricsError(f"{where} answered HTTP {status} ({detail})")
 
 
-def parse_result(result: Any, *, url: str = "Prometheus") -> list[Sample]:
+def parse_result(result: Any, *, source: str = "Prometheus") -> list[Sample]:
     """Samples from the ``data.result`` of an instant query (vector or scalar)."""
     if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
         # A scalar or a string: [time, "value"]; the library drops resultType.
         return [Sample(labels={}, value=_number(result[1]))]
     if not isinstance(result, list):
-        raise MetricsError(f"{url} answered a result of an unknown shape")
+        raise MetricsError(f"{source} answered a result of an unknown shape")
     samples = []
     for series in result:
         if not isinstance(series, dict):
-            raise MetricsError(f"{url} answered a result of an unknown shape")
+            raise MetricsError(f"{source} answered a result of an unknown shape")
         if "values" in series:
             raise InputError("the query returns a range vector (a selector with [window]);"
                              " reduce it to one value per series, e.g. with rate() or"
@@ -158,7 +160,7 @@ def parse_result(result: Any, *, url: str = "Prometheus") -> list[Sample]:
         try:
             value = series["value"][1]
         except (KeyError, IndexError, TypeError) as exc:
-            raise MetricsError(f"{url} answered a series without a value") from exc
+            raise MetricsError(f"{source} answered a series without a value") from exc
         samples.append(Sample(labels=labels, value=_number(value)))
     return samples
 

@@ -45,7 +45,7 @@ def test_fresh_app_exports_zero_for_5xx_not_a_missing_series(app: str) -> None:
 
 def test_load_keeps_its_rate_and_counts_answers(app: str) -> None:
     result = run_load(f"{app}/", rps=50, duration=1.0)
-    assert 45 <= result.sent <= 51
+    assert 40 <= result.sent <= 51  # a busy machine may send fewer, never more
     assert result.statuses == {200: result.sent - int(result.sent * 0.4),
                                500: int(result.sent * 0.4)}
     assert result.versions == {"2.0.0": result.sent}
@@ -80,5 +80,5 @@ def test_load_command_prints_its_result(app: str) -> None:
          "--duration", "0.5"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
         check=True).stdout
     result = json.loads(out)
-    assert result["sent"] >= 9 and result["failures"] == 0
+    assert 6 <= result["sent"] <= 11 and result["failures"] == 0
     assert result["versions"] == {"2.0.0": result["sent"]}
