@@ -17,7 +17,13 @@ from datetime import datetime
 from typing import Protocol
 
 from canary.clock import Clock
-from canary.errors import CanaryError, ConflictError, NotifyError, RouterError
+from canary.errors import (
+    CanaryError,
+    ConflictError,
+    NotifyError,
+    RouterError,
+    TemporaryError,
+)
 from canary.hooks.executor import run_hook
 from canary.model import (
     Event,
@@ -183,9 +189,22 @@ class Runner:
             should_stop: Callable[[], bool] = lambda: False) -> RolloutState:
         """Tick until the rollout ends, needs a human, or ``timeout`` seconds pass."""
         start = self.clock.now()
+        outage = 0
         try:
             while True:
-                state = self.tick()
+                try:
+                    state = self.tick()
+                    outage = 0
+                except TemporaryError as exc:
+                    # The store (or anything under a tick) is briefly unreachable: nothing
+                    # was acted on without being saved first, so waiting is always safe.
+                    outage += 1
+                    log.warning("tick failed (%s); retrying", exc)
+                    if timeout is not None and \
+                            (self.clock.now() - start).total_seconds() >= timeout:
+                        raise
+                    self.clock.sleep(min(30.0, 0.5 * 2 ** min(outage, 6)))
+                    continue
                 if state.phase.terminal or (state.needs_human
                                             and state.phase is Phase.ROLLING_BACK):
                     return state

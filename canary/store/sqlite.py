@@ -174,6 +174,32 @@ class SQLiteStore:
                        "expires_at = excluded.expires_at",
                        (name, owner.id, owner.host, owner.pid, expires))
 
+    def claim_rollouts(self, owner: LeaseOwner, *, ttl: float, now: datetime,
+                       limit: int) -> list[str]:
+        """Claim up to ``limit`` active rollouts whose lease is free, expired or held by a
+        dead process. BEGIN IMMEDIATE locks the file, so scan and claims are one step."""
+        expires, claimed = (now + timedelta(seconds=ttl)).isoformat(), []
+        if limit <= 0:
+            return claimed
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT r.name, l.owner, l.host, l.pid, l.expires_at FROM rollouts r "
+                "LEFT JOIN leases l ON l.name = r.name WHERE r.active = 1 "
+                "ORDER BY r.created_at, r.rowid").fetchall()
+            for name, holder, host, pid, until in rows:
+                if len(claimed) >= limit:
+                    break
+                if holder is not None and datetime.fromisoformat(until) > now and (
+                        holder == owner.id
+                        or not LeaseOwner(id=holder, host=host, pid=pid).provably_gone()):
+                    continue
+                db.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO "
+                           "UPDATE SET owner = excluded.owner, host = excluded.host, "
+                           "pid = excluded.pid, expires_at = excluded.expires_at",
+                           (name, owner.id, owner.host, owner.pid, expires))
+                claimed.append(name)
+        return claimed
+
     def release_lease(self, name: str, owner: LeaseOwner) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner.id))

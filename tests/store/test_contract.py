@@ -3,15 +3,17 @@ leases that stop a second owner but not a rerun after the first owner died."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from canary.errors import ConflictError, NotFoundError
-from canary.model import Command, Event, Phase
+from canary.model import Command, Event, MetricResult, Outcome, Phase
 from canary.store.base import LeaseOwner, StateStore
 from tests.rollout.helpers import T0, at, new_state
 
@@ -101,3 +103,69 @@ def test_lease_of_another_host_is_not_assumed_dead(store: StateStore) -> None:
     store.acquire_lease("checkout", remote, ttl=30, now=T0)
     with pytest.raises(ConflictError):
         store.acquire_lease("checkout", LeaseOwner.here(), ttl=30, now=at(1))
+
+
+def test_state_with_awkward_values_round_trips_exactly(store: StateStore) -> None:
+    # A judge's memory holds raw floats (NaN, infinities: not JSON, refused by JSONB); a
+    # message can quote a command's output (NUL). None of it may break or bend a save.
+    odd = MetricResult(name="p99", outcome=Outcome.FAILED, value=float("inf"),
+                       query='histogram_quantile(0.99, x{v="\\"2\\""})', message="a\x00b ü ✓")
+    memory = {"nan": float("nan"), "inf": float("-inf"), "big": 1e300, "n": [1, 2.5]}
+    s = store.create(new_state(revision=0, last_results=(odd,), message="gate: \x00",
+                               judge_memory=memory, stage_started_at=at(0.123456)))
+    got = store.get("checkout")
+    assert got.judge_memory is not None and math.isnan(got.judge_memory["nan"])
+    assert {k: v for k, v in got.judge_memory.items() if k != "nan"} == {
+        "inf": float("-inf"), "big": 1e300, "n": [1, 2.5]}
+    assert got.replace(judge_memory=None) == s.replace(judge_memory=None)
+
+
+def test_events_keep_time_data_and_key_exactly(store: StateStore) -> None:
+    s = store.create(new_state(revision=0))
+    sent = [Event(at=at(1.5), kind="stage", message="5%", data={"w": 5, "r": [0.1, None]}),
+            Event(at=at(2.000001), kind="notified", message="x", data={}, key="k")]
+    for e in sent:
+        store.append_event(s.id, e)
+    got = store.events(s.id)
+    assert got == sent
+    assert all(e.at.utcoffset() == timedelta(0) for e in got)
+
+
+def _claimer(store: StateStore) -> Any:
+    return store.claim_rollouts  # part of the StateStore contract
+
+
+def test_claim_rollouts_takes_free_expired_and_dead_leases_only(store: StateStore) -> None:
+    claim = _claimer(store)
+    for i, name in enumerate("abcde"):
+        store.create(new_state(id=f"r-{name}", name=name, revision=0, created_at=at(i)))
+    done = store.create(new_state(id="r-f", name="f", revision=0, created_at=at(5)))
+    store.save(done.replace(phase=Phase.SUCCEEDED))  # finished: nobody claims it
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    live, me = LeaseOwner.here(), LeaseOwner.here()
+    remote = LeaseOwner(id="remote", host="elsewhere.example", pid=os.getpid() + 10**6)
+    store.acquire_lease("a", live, ttl=30, now=T0)  # live here: kept
+    store.acquire_lease("b", remote, ttl=30, now=T0)  # live elsewhere: kept
+    store.acquire_lease("c", remote, ttl=5, now=T0)  # expired by at(10)
+    store.acquire_lease("d", LeaseOwner(id="dead", host=me.host, pid=child.pid), ttl=3600,
+                        now=T0)  # provably gone
+    assert claim(me, ttl=30, now=at(10), limit=10) == ["c", "d", "e"]  # oldest first
+    assert claim(me, ttl=30, now=at(11), limit=10) == []  # already mine and live
+    for name in ("c", "d", "e"):  # really leased to me: others are kept out
+        with pytest.raises(ConflictError, match="another controller"):
+            store.acquire_lease(name, live, ttl=30, now=at(12))
+        store.acquire_lease(name, me, ttl=30, now=at(12))  # and I can renew
+
+
+def test_claim_rollouts_splits_work_and_takes_over_a_silent_owner(store: StateStore) -> None:
+    claim = _claimer(store)
+    for i in range(5):
+        store.create(new_state(id=f"r{i}", name=f"svc-{i}", revision=0, created_at=at(i)))
+    a, b = LeaseOwner.here(), LeaseOwner.here()
+    assert claim(a, ttl=30, now=at(10), limit=3) == ["svc-0", "svc-1", "svc-2"]
+    assert claim(b, ttl=30, now=at(10), limit=3) == ["svc-3", "svc-4"]
+    assert claim(a, ttl=30, now=at(11), limit=0) == []
+    for name in ("svc-3", "svc-4"):  # b heartbeats, a falls silent
+        store.acquire_lease(name, b, ttl=30, now=at(30))
+    assert claim(b, ttl=30, now=at(41), limit=10) == ["svc-0", "svc-1", "svc-2"]
