@@ -178,7 +178,8 @@ class SQLiteStore:
                        limit: int) -> list[str]:
         """Claim up to ``limit`` active rollouts whose lease is free, expired or held by a
         dead process. BEGIN IMMEDIATE locks the file, so scan and claims are one step."""
-        expires, claimed = (now + timedelta(seconds=ttl)).isoformat(), []
+        expires = (now + timedelta(seconds=ttl)).isoformat()
+        claimed: list[str] = []
         if limit <= 0:
             return claimed
         with self._tx() as db:
