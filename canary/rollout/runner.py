@@ -159,9 +159,14 @@ class Runner:
     def _set_weights(self, state: RolloutState, canary: int) -> None:
         try:
             self.router.set_weights(Weights(canary=canary))
+            now = self.router.get_weights()
         except RouterError as exc:
             # Not fatal: the next tick reads the router again and re-applies.
             self._record(state, "router-error", f"could not set {canary}%: {exc}")
+            return
+        self._record(state, "router", f"asked {canary}% on the canary; the router reports "
+                                      f"stable {now.stable}% / canary {now.canary}%",
+                     level=logging.INFO)
 
     def _notify(self, state: RolloutState, action: Notify) -> None:
         if self.store.has_event_key(action.key):
@@ -179,8 +184,9 @@ class Runner:
                                                 message=f"{action.event} alert sent",
                                                 key=action.key))
 
-    def _record(self, state: RolloutState, kind: str, message: str) -> None:
-        log.warning("%s: %s", kind, message)
+    def _record(self, state: RolloutState, kind: str, message: str,
+                level: int = logging.WARNING) -> None:
+        log.log(level, "%s: %s", kind, message)
         event = Event(at=self.clock.now(), kind=kind, message=message)
         self.store.append_event(state.id, event)
         self.reporter.tick(state, [event])

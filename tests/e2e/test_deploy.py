@@ -177,3 +177,33 @@ def test_invalid_rollout_exits_2_and_changes_nothing(lab: Lab, stack_for: MakeSt
     assert "Traceback" not in res.stderr + res.stdout
     assert stack.all_on("stable-1")
     assert run_canary(stack, "status", "checkout").returncode == 2
+
+
+def test_weights_changed_by_hand_are_reapplied(lab: Lab, stack_for: MakeStack) -> None:
+    from examples.lab.haproxy import runtime_command
+
+    stack = stack_for("2.0.0")
+    policy = write_policy(stack.dir / "policy.yaml", lab.prometheus_url)
+    rollout = write_rollout(stack, version="2.0.0", policy=policy, pause="60s",
+                            stages="[25, 100]")
+    proc = subprocess.Popen(canary_cmd("deploy", "-f", str(rollout)), env=canary_env(stack),
+                            cwd=str(stack.dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: "stage-reached" in events_of(stack), timeout=60, what="stage 1")
+        before = stack.weight("canary-1")
+        sock = str(stack.haproxy.info["socket"])
+        runtime_command(sock, "set weight checkout/canary-1 0")  # an operator's mistake,
+        assert stack.weight("canary-1") == 0  # or a HAProxy restart forgetting weights
+        wait_until(lambda: stack.weight("canary-1") == before, timeout=10,
+                   what="the rollout to re-apply 25%")
+        assert "drift" in events_of(stack)
+        assert run_canary(stack, "abort", "checkout").returncode == 0
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 3
+    assert "the router reports stable 75% / canary 25%" in out  # split read back
+    assert "re-applying" in out
