@@ -339,6 +339,8 @@ def _router(doc: Document, block: dict[str, Any]) -> RouterSpec:
 
     path: tuple[str | int, ...] = ("spec", "router")
     kind = block.get("type")
+    if kind is None and "type" in block:
+        kind = "null"  # `type: null` is YAML's null, but means the null router here
     if not isinstance(kind, str):
         raise doc.error("required field 'type' is missing or not a string", (*path, "type"))
     try:
