@@ -65,8 +65,17 @@ def deploy(
     timeout: Annotated[str | None, typer.Option("--timeout", help="stop following after this "
                                                 "long (exit 5; rerun resumes), e.g. 30m")] = None,
     poll: Annotated[float, typer.Option("--poll", help="seconds between ticks at most")] = 1.0,
+    server: Annotated[str | None, typer.Option("--server", envvar="CANARY_SERVER",
+                                               help="hand the rollout to this `canary serve` "
+                                               "and follow it (token: $CANARY_TOKEN)")] = None,
+    preflight: Annotated[bool, typer.Option(
+        "--preflight/--no-preflight", help="before a new rollout, run every query of its "
+        "policy once: exit 2 on unknown metrics, labels or bad PromQL, 4 if Prometheus "
+        "does not answer")] = True,
 ) -> None:
     """Run (or resume) a rollout in the foreground until it ends."""
+    if server:
+        _deploy_remote(server, file, version=version, timeout=timeout, poll=poll)
     from canary.deploy import open_default_store, prepare
     from canary.durations import parse_duration
     from canary.progress import LineReporter, LiveReporter
@@ -87,7 +96,8 @@ def deploy(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         prepared = prepare(file, version=version, store=st, reporter=reporter, poll=poll,
-                           on_gate_line=lambda line: reporter.line(f"  | {line}"))
+                           on_gate_line=lambda line: reporter.line(f"  | {line}"),
+                           preflight=preflight)
         spec = prepared.spec
         verb = "resuming" if prepared.resumed else "starting"
         reporter.line(f"{verb} rollout {spec.name}: {spec.service} "
@@ -103,6 +113,45 @@ def deploy(
                 5: "still running (state kept; rerun to resume)"}
     typer.echo(f"{final.name}: {verdicts[code]}: {final.reason or final.message}")
     raise typer.Exit(code)
+
+
+def _deploy_remote(server: str, file: str, *, version: str | None, timeout: str | None,
+                   poll: float) -> NoReturn:
+    from canary.client import deploy_remote
+    from canary.durations import parse_duration
+
+    try:
+        limit = parse_duration(timeout) if timeout else None
+    except ValueError as exc:
+        raise InputError(str(exc), field="--timeout") from None
+    raise typer.Exit(deploy_remote(server, file, version=version, timeout=limit, poll=poll))
+
+
+@app.command()
+@handled
+def serve(
+    store: StoreOpt = None,
+    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API, status page "
+                                        "and /metrics")] = "127.0.0.1:8080",
+    tick: Annotated[str, typer.Option("--tick", help="longest time between two ticks of a "
+                                      "rollout")] = "1s",
+    workers: Annotated[int, typer.Option("--workers", help="threads ticking rollouts")] = 32,
+    lease_ttl: Annotated[str, typer.Option("--lease-ttl", help="how long a rollout stays "
+                                           "with a replica that stopped renewing")] = "30s",
+) -> None:
+    """Drive every active rollout of the store; API, status page and /metrics over HTTP."""
+    from canary.deploy import store_url
+    from canary.durations import parse_duration
+    from canary.serve import run_serve
+
+    try:
+        every, ttl = parse_duration(tick), parse_duration(lease_ttl)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--tick/--lease-ttl") from None
+    if every <= 0 or ttl <= 0 or workers < 1:
+        raise InputError("--tick, --lease-ttl and --workers must be positive")
+    raise typer.Exit(run_serve(store_url(store), listen=listen, tick=every, workers=workers,
+                               lease_ttl=ttl))
 
 
 @app.command()
@@ -130,7 +179,7 @@ def history(name: Annotated[str | None, typer.Argument()] = None, store: StoreOp
             limit: Annotated[int, typer.Option("--limit")] = 20) -> None:
     """Past rollouts and their event timelines."""
     from canary.deploy import open_default_store
-    from canary.views import status_json, status_text
+    from canary.views import history_text, status_json
 
     st = open_default_store(store)
     states = st.history(name, limit=limit)
@@ -140,7 +189,7 @@ def history(name: Annotated[str | None, typer.Argument()] = None, store: StoreOp
         typer.echo(json.dumps([status_json(s, st.events(s.id)) for s in states], indent=2))
         return
     for s in states:
-        typer.echo(status_text(s, st.events(s.id)))
+        typer.echo(history_text(s, st.events(s.id)))
         typer.echo("")
 
 
@@ -208,20 +257,43 @@ def retry(name: str, store: StoreOpt = None) -> None:
 
 @app.command()
 @handled
-def validate(files: Annotated[list[str], typer.Argument(help="rollout or policy files")]) -> None:
+def validate(
+    files: Annotated[list[str], typer.Argument(help="rollout or policy files")],
+    preflight: Annotated[bool, typer.Option(
+        "--preflight", help="also run every query of the policy once against its Prometheus: "
+        "unknown metrics or labels, rejected PromQL, an unreachable Prometheus")] = False,
+) -> None:
     """Check rollout and policy files (exit 0 or 2)."""
+    from canary.preflight import preflight_file, refuse
     from canary.spec import load_any
 
     bad = 0
     for f in files:
         try:
             kind = load_any(f)
-            typer.echo(f"{f}: valid {kind}")
-        except InputError as exc:
+            if preflight:
+                refuse(preflight_file(f), file=f)
+            typer.echo(f"{f}: valid {kind}{' (preflight passed)' if preflight else ''}")
+        except (InputError, TemporaryError) as exc:  # validate exits 0 or 2 (DESIGN A.1)
             typer.echo(f"canary: {exc}", err=True)
             bad += 1
     if bad:
         raise typer.Exit(2)
+
+
+class SchemaKind(StrEnum):
+    rollout = "rollout"
+    policy = "policy"
+
+
+@app.command()
+@handled
+def schema(kind: Annotated[SchemaKind, typer.Argument(help="rollout or policy")]) -> None:
+    """Print the JSON Schema of rollout or policy files, for editors."""
+    from canary.schema import json_schema
+
+    document = json_schema("Rollout" if kind is SchemaKind.rollout else "AnalysisPolicy")
+    typer.echo(json.dumps(document, indent=2))
 
 
 @app.command("lint-migrations")

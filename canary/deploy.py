@@ -107,14 +107,35 @@ def build_runner(spec: RolloutSpec, policy: PolicySpec, *, store: StateStore,
 
 
 def submit(text: str, *, file: str, version: str | None, store: StateStore,
-           now: datetime) -> tuple[RolloutSpec, PolicySpec, RolloutState, bool]:
-    """Validate a rollout document and create its rollout, or find the active one."""
+           now: datetime, preflight: bool = False
+           ) -> tuple[RolloutSpec, PolicySpec, RolloutState, bool]:
+    """Validate a rollout document and create its rollout, or find the active one.
+
+    With ``preflight``, a new rollout is refused before anything is stored when a query of
+    its policy cannot work (InputError, exit 2) or its Prometheus does not answer
+    (MetricsError, exit 4). A rollout being resumed is never refused: it may have traffic
+    on the canary, and only a running controller can take it back.
+    """
     spec, policy = load_specs(text, file=file, version=version)
     from canary.routers.registry import build_router
 
     build_router(spec.router)  # refuse bad router options before anything is stored
+    if preflight and not _active(spec.name, store):
+        from canary.preflight import preflight_policy, refuse
+
+        stable = spec.stable_version or store.last_stable_version(spec.service)
+        refuse(preflight_policy(policy, service=spec.service, version=spec.version,
+                                stable_version=stable), file=file)
     state, resumed = _find_or_create(spec, text, store, now)
     return spec, policy, state, resumed
+
+
+def _active(name: str, store: StateStore) -> bool:
+    try:
+        existing = store.get(name)
+    except NotFoundError:
+        return False
+    return not existing.phase.terminal or existing.command is not None
 
 
 def runner_for_state(state: RolloutState, *, store: StateStore, clock: Clock | None = None,
@@ -130,15 +151,17 @@ def runner_for_state(state: RolloutState, *, store: StateStore, clock: Clock | N
 def prepare(path: str, *, version: str | None, store: StateStore, reporter: Reporter,
             clock: Clock | None = None, on_gate_line: Callable[[str], None] | None = None,
             analyzer_factory: Callable[[PolicySpec], Analyzer] | None = None,
-            poll: float = 1.0) -> Prepared:
+            poll: float = 1.0, preflight: bool = True) -> Prepared:
     clock = clock or SystemClock()
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except OSError as exc:
         raise InputError(f"cannot read the file: {exc.strerror}", file=path) from exc
-    spec, policy, state, resumed = submit(text, file=path, version=version, store=store,
-                                          now=clock.now())
+    # Preflight asks the policy's Prometheus: only when that is what will be measured.
+    spec, policy, state, resumed = submit(
+        text, file=path, version=version, store=store, now=clock.now(),
+        preflight=preflight and analyzer_factory is None)
     runner = build_runner(spec, policy, store=store, clock=clock, reporter=reporter,
                           on_gate_line=on_gate_line, analyzer_factory=analyzer_factory,
                           poll=poll)

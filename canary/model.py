@@ -174,6 +174,11 @@ class RolloutSpec:
     base_dir: str = "."  # relative paths (policy) resolve from here
 
 
+# A label matcher of a side's selector: ("=" or "!=", value templates); several values
+# mean "any of them" (rendered as a regex alternation of the escaped values).
+LabelMatch = tuple[str, tuple[str, ...]]
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
@@ -192,6 +197,8 @@ class MetricSpec:
     min_requests: float | None = None
     on_no_data: str = "inconclusive"  # inconclusive | fail
     dry_run: bool = False
+    family: str | None = None  # built-in series of another family than the policy's
+    select: Mapping[str, Mapping[str, LabelMatch]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -221,6 +228,9 @@ class PolicySpec:
     duration_metric: str = "http_request_duration_seconds"
     sequential: SequentialSpec | None = None
     source: str = ""
+    family: str = "app"  # app | istio | linkerd | ingress-nginx | haproxy (analysis/queries.py)
+    # Side ("canary", "stable") -> label -> LabelMatch; empty: the family's default selectors.
+    select: Mapping[str, Mapping[str, LabelMatch]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -234,6 +244,7 @@ class MetricResult:
     threshold: str = ""  # human form, e.g. "<= 0.01"
     message: str = ""
     dry_run: bool = False
+    link: str = ""  # the query graphed in Prometheus over the window before the check
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -244,6 +255,7 @@ class MetricResult:
             "query": self.query,
             "message": self.message,
             "dryRun": self.dry_run,
+            "link": self.link,
         }
 
     @classmethod
@@ -256,6 +268,7 @@ class MetricResult:
             threshold=d.get("threshold", ""),
             message=d.get("message", ""),
             dry_run=bool(d.get("dryRun", False)),
+            link=d.get("link", ""),
         )
 
 

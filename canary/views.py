@@ -1,10 +1,16 @@
-"""How a rollout looks from outside: the `status -o json` object (DESIGN A.1) and text."""
+"""How a rollout looks from outside: the `status -o json` object (DESIGN A.1) and text.
+
+``status`` shows the latest measurement per metric; ``history`` shows every check of the
+rollout, one line per metric, so "why did it fail?" and "was it close before?" are
+answered from the store alone.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from canary.model import Event
+from canary.model import Event, MetricResult
 from canary.rollout.state import RolloutState
 
 
@@ -59,8 +65,50 @@ def status_text(state: RolloutState, events: list[Event]) -> str:
                          f"{'  (dry run)' if r.dry_run else ''}")
             if r.message:
                 lines.append(f"    {r.message}")
+            if r.link:
+                lines.append(f"    graph: {r.link}")
     if events:
         lines.append("events:")
         for e in events:
             lines.append(f"  {e.at:%Y-%m-%d %H:%M:%S} {e.kind:<15} {e.message}")
     return "\n".join(lines)
+
+
+def history_text(state: RolloutState, events: Sequence[Event]) -> str:
+    """``status_text`` plus every analysis check, each metric on one line."""
+    checks = [e for e in events if e.kind == "analysis"]
+    head = status_text(state, [e for e in events if e.kind != "analysis"])
+    if not checks:
+        return head + "\nchecks:   none"
+    return head + "\n" + "\n".join(checks_text(events))
+
+
+def checks_text(events: Sequence[Event]) -> list[str]:
+    """Every ``analysis`` event as a block: when, at which stage, the verdict, then one
+    line per metric (outcome, value, threshold) and, unless it passed, why."""
+    lines = [f"checks ({sum(1 for e in events if e.kind == 'analysis')}):"]
+    stage = ""
+    for e in events:
+        if "stage" in e.data and "weight" in e.data:
+            stage = f"stage {e.data['stage']} ({e.data['weight']}%)"
+        if e.kind != "analysis":
+            continue
+        lines.append(f"  {e.at:%Y-%m-%d %H:%M:%S}  {stage or '-':<16} "
+                     f"{e.data.get('outcome', '?')}")
+        for raw in e.data.get("results", []):
+            lines.extend(_metric_line(raw))
+    return lines
+
+
+def _metric_line(raw: Mapping[str, Any]) -> list[str]:
+    try:
+        r = MetricResult.from_json(raw)
+    except (KeyError, ValueError):
+        return [f"    {raw!r}"[:200]]
+    value = "no value" if r.value is None else f"{r.value:.4g}"
+    line = (f"    {r.name:<20} {r.outcome.value:<12} {value:<10} {r.threshold or '-'}"
+            f"{'  (dry run)' if r.dry_run else ''}")
+    why = r.message.split(" (threshold ", 1)[0]
+    if r.outcome.value != "passed" and why:
+        return [line, f"      {why}"]
+    return [line]

@@ -1,8 +1,12 @@
-"""One check of a running rollout: the policy's threshold metrics plus, when the policy
-asks for it, the sequential canary-vs-stable judge, combined into one Verdict.
+"""One check of a running rollout: the policy's threshold metrics, judged into one Verdict.
 
-Providers fetch numbers; the judges here decide. Metrics still in their ``initialDelay``
+Providers fetch numbers; the judges decide. Metrics still in their ``initialDelay``
 after the stage started are left out of the check (warm-up), not counted as passes.
+
+A check never takes longer than its time budget: queries share it, so a Prometheus that
+answers slowly or not at all turns into ERROR results within the budget instead of
+stalling the controller past its next interval. The default budget matches the
+provider timeout ``canary deploy`` sets, min(interval, 10 s).
 """
 
 from __future__ import annotations
@@ -15,17 +19,26 @@ from canary.metrics.base import MetricsProvider
 from canary.model import PolicySpec, Verdict
 from canary.rollout.state import RolloutState
 
+MAX_BUDGET = 10.0  # seconds: a check that needs longer than this is not getting an answer
+
+
+def check_budget(policy: PolicySpec) -> float:
+    """Seconds one check may take: the interval, at most ``MAX_BUDGET``."""
+    return min(policy.interval, MAX_BUDGET)
+
 
 class PolicyAnalyzer:
-    def __init__(self, policy: PolicySpec, provider: MetricsProvider) -> None:
+    def __init__(self, policy: PolicySpec, provider: MetricsProvider, *,
+                 budget: float | None = None) -> None:
         self.policy = policy
         self.provider = provider
+        self.budget = check_budget(policy) if budget is None else budget
 
     def measure(self, state: RolloutState, now: datetime) -> Verdict:
         policy = self._warm(state, now)
         return threshold.measure(policy, self.provider, service=state.service,
                                  version=state.version, stable_version=state.stable_version,
-                                 at=now)
+                                 at=now, budget=self.budget)
 
     def _warm(self, state: RolloutState, now: datetime) -> PolicySpec:
         started = state.stage_started_at

@@ -8,19 +8,25 @@ against the canary, and neither ERROR nor INCONCLUSIVE ever promotes it. Message
 metric, the observed value, the threshold and the query, so an alert says why.
 
 The pure part (``evaluate``) takes samples and is tested without Prometheus; ``measure``
-runs the queries. Limits across checks (failure_limit, consecutive errors, initial delay)
-belong to the caller, which sees every check.
+runs the queries within a time budget, so a slow Prometheus costs one check at most its
+budget, never the controller's next interval. Limits across checks (failure_limit,
+consecutive errors, initial delay) belong to the caller, which sees every check.
 """
 
 from __future__ import annotations
 
 import math
+import re
+import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from canary.analysis.queries import render_metric_query, request_count_query
 from canary.durations import format_duration
-from canary.errors import CanaryError
+from canary.errors import CanaryError, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
 from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec, Verdict
 
@@ -72,34 +78,36 @@ def evaluate(
     query: str,
     *,
     stable: Sequence[Sample] | None = None,
+    window: float | None = None,
 ) -> MetricResult:
     """Judge one metric from the samples its query returned.
 
     ``stable`` holds the same query's samples for the stable version; it is needed only
-    when the metric has a relative bound.
+    when the metric has a relative bound. ``window`` (seconds) is the range the query
+    covers, named in the message; None when a custom query sets its own range.
     """
+    why = _Why(metric, query, window)
     value = single_value(samples)
     if isinstance(value, str):
         several = len(samples) > 1
         outcome = Outcome.ERROR if several else _no_data_outcome(metric)
-        return _result(metric, outcome, None, query, f"{metric.name}: {value}")
+        return why.result(outcome, None, f"{metric.name} has no value: {value}")
     failure = _absolute_failure(metric, value)
     if failure is None and (metric.relative_max is not None
                             or metric.relative_ratio is not None):
         if stable is None:
-            return _result(metric, Outcome.INCONCLUSIVE, value, query,
-                           f"{metric.name} = {fmt(value)}, but there is no stable version"
-                           " to compare it with")
+            return why.result(Outcome.INCONCLUSIVE, value,
+                              f"{metric.name} = {fmt(value)}, but there is no stable version"
+                              " to compare it with")
         base = single_value(stable)
         if isinstance(base, str):
-            return _result(metric, Outcome.INCONCLUSIVE, value, query,
-                           f"{metric.name} = {fmt(value)}, but for the stable version {base}")
+            return why.result(Outcome.INCONCLUSIVE, value,
+                              f"{metric.name} = {fmt(value)}, but for the stable version "
+                              f"{base}")
         failure = _relative_failure(metric, value, base)
     if failure is not None:
-        return _result(metric, Outcome.FAILED, value, query,
-                       f"{metric.name} = {fmt(value)} {failure} (query: {query})")
-    within = f" (within {threshold_text(metric)})" if threshold_text(metric) else ""
-    return _result(metric, Outcome.PASSED, value, query, f"{metric.name} = {fmt(value)}{within}")
+        return why.result(Outcome.FAILED, value, f"{metric.name} = {fmt(value)} {failure}")
+    return why.result(Outcome.PASSED, value, f"{metric.name} = {fmt(value)} passes")
 
 
 def low_traffic(metric: MetricSpec, count: float, *, value: float | None, query: str,
@@ -108,9 +116,17 @@ def low_traffic(metric: MetricSpec, count: float, *, value: float | None, query:
     if metric.min_requests is None or count >= metric.min_requests:
         return None
     shown = "" if value is None else f"{metric.name} = {fmt(value)}, but "
-    return _result(metric, Outcome.INCONCLUSIVE, value, query,
-                   f"{shown}only {fmt(count)} requests to {version} in the last "
-                   f"{format_duration(window)}; {fmt(metric.min_requests)} needed to judge")
+    return _Why(metric, query, window).result(
+        Outcome.INCONCLUSIVE, value,
+        f"{shown}only {fmt(count)} requests to {version} in the last "
+        f"{format_duration(window)}; {fmt(metric.min_requests)} needed to judge")
+
+
+@runtime_checkable
+class DeadlineProvider(Protocol):
+    """An optional capability: a query that gives up after ``timeout`` seconds."""
+
+    def query_within(self, promql: str, timeout: float) -> list[Sample]: ...
 
 
 def measure(
@@ -121,25 +137,31 @@ def measure(
     version: str,
     stable_version: str | None,
     at: datetime,
+    budget: float | None = None,
 ) -> Verdict:
     """Run every metric of ``policy`` for the canary ``version`` and judge it.
 
     A query Prometheus cannot answer (MetricsError) or rejects (InputError) makes that
     metric ERROR, never the whole check: the other metrics still count. Queries are
     rendered first, so a policy that cannot be rendered raises InputError before any query.
+    With a ``budget`` (seconds), queries share it: each one may take what is left, and
+    once it is spent the remaining metrics are ERROR without asking.
     """
     queries = [render_metric_query(m, policy, service=service, version=version,
                                    stable_version=stable_version) for m in policy.metrics]
-    run = _memoized(provider)
+    run = _memoized(provider, budget)
     results = []
     for metric, query in zip(policy.metrics, queries, strict=True):
-        results.append(_measure_one(metric, query, run, policy=policy, service=service,
-                                    version=version, stable_version=stable_version))
+        result = _measure_one(metric, query, run, policy=policy, service=service,
+                              version=version, stable_version=stable_version)
+        link = graph_link(policy.prometheus_url, query, window=policy.window, at=at)
+        results.append(replace(result, link=link))
     return Verdict.combine(tuple(results), at)
 
 
 def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpec,
                  service: str, version: str, stable_version: str | None) -> MetricResult:
+    window = policy.window if metric.builtin or _WINDOW.search(metric.query or "") else None
     try:
         samples = run(query)
         stable = None
@@ -147,16 +169,17 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
                                            or metric.relative_ratio is not None):
             stable = run(render_metric_query(metric, policy, service=service,
                                              version=stable_version,
-                                             stable_version=stable_version))
+                                             stable_version=stable_version, side="stable"))
         count = None
         if metric.min_requests is not None:
-            counted = single_value(run(request_count_query(policy, service=service,
-                                                           version=version)))
+            counted = single_value(run(request_count_query(
+                policy, service=service, version=version, metric=metric,
+                stable_version=stable_version)))
             count = counted if isinstance(counted, float) else 0.0
     except CanaryError as exc:
-        return _result(metric, Outcome.ERROR, None, query,
-                       f"{metric.name}: could not measure: {exc}")
-    result = evaluate(metric, samples, query, stable=stable)
+        return _Why(metric, query, window).result(
+            Outcome.ERROR, None, f"{metric.name} could not be measured: {exc}")
+    result = evaluate(metric, samples, query, stable=stable, window=window)
     if count is not None and result.outcome is not Outcome.ERROR:
         guarded = low_traffic(metric, count, value=result.value, query=query,
                               version=version, window=policy.window)
@@ -166,16 +189,29 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
 
 
 _Run = Callable[[str], list[Sample]]
+_WINDOW = re.compile(r"\{\{\s*window\s*\}\}")
 
 
-def _memoized(provider: MetricsProvider) -> _Run:
+def _memoized(provider: MetricsProvider, budget: float | None) -> _Run:
     """One answer per distinct query within a check (the request count is shared)."""
     seen: dict[str, list[Sample] | CanaryError] = {}
+    start = time.monotonic()
+
+    def ask(query: str) -> list[Sample]:
+        if budget is None:
+            return provider.query(query)
+        left = budget - (time.monotonic() - start)
+        if left <= 0:
+            raise MetricsError(f"not asked: slow answers used up this check's {budget:g}s "
+                               "budget")
+        if isinstance(provider, DeadlineProvider):
+            return provider.query_within(query, left)
+        return provider.query(query)
 
     def run(query: str) -> list[Sample]:
         if query not in seen:
             try:
-                seen[query] = provider.query(query)
+                seen[query] = ask(query)
             except CanaryError as exc:
                 seen[query] = exc
         answer = seen[query]
@@ -184,6 +220,41 @@ def _memoized(provider: MetricsProvider) -> _Run:
         return answer
 
     return run
+
+
+@dataclass(frozen=True)
+class _Why:
+    """Results whose message says what an alert needs, always in one shape:
+    ``<what was seen> (threshold <= 0.01, window 1m); query: <PromQL>``. The query comes
+    last: where space is short (Slack) it is the part shown in full elsewhere."""
+
+    metric: MetricSpec
+    query: str
+    window: float | None
+
+    def result(self, outcome: Outcome, value: float | None, head: str) -> MetricResult:
+        bounds = threshold_text(self.metric) or "none: measured only"
+        span = "as in the query" if self.window is None else format_duration(self.window)
+        message = f"{head} (threshold {bounds}, window {span}); query: {self.query}"
+        return MetricResult(name=self.metric.name, outcome=outcome, value=value,
+                            query=self.query, threshold=threshold_text(self.metric),
+                            message=message, dry_run=self.metric.dry_run)
+
+
+def graph_link(prometheus_url: str, query: str, *, window: float, at: datetime) -> str:
+    """Prometheus's graph page for ``query`` over ten windows ending at the check.
+
+    The end time is pinned, so the link still shows what the check saw days later. The
+    URL loses any user, password or query string: links end up in Slack and the store.
+    """
+    parts = urlsplit(prometheus_url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port is not None else ""
+    base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    params = {"g0.expr": query, "g0.tab": "0", "g0.range_input": format_duration(window * 10),
+              "g0.end_input": at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")}
+    return f"{base}/graph?{urlencode(params)}"
 
 
 def _no_data_outcome(metric: MetricSpec) -> Outcome:
@@ -209,13 +280,6 @@ def _relative_failure(metric: MetricSpec, value: float, base: float) -> str | No
             return (f"is {fmt(ratio)} times the stable version's {fmt(base)}"
                     f" (at most {fmt(metric.relative_ratio)} allowed)")
     return None
-
-
-def _result(metric: MetricSpec, outcome: Outcome, value: float | None, query: str,
-            message: str) -> MetricResult:
-    return MetricResult(name=metric.name, outcome=outcome, value=value, query=query,
-                        threshold=threshold_text(metric), message=message,
-                        dry_run=metric.dry_run)
 
 
 def _labels(sample: Sample) -> str:

@@ -83,23 +83,31 @@ class PrometheusProvider:
         """
         return parse_result(self._raw(promql), source=f"Prometheus at {self.url}")
 
+    def query_within(self, promql: str, timeout: float) -> list[Sample]:
+        """``query`` giving up after ``timeout`` seconds if that is shorter than the
+        provider's own timeout: a check shares one time budget among its queries."""
+        wait = max(0.001, min(self.timeout, timeout))
+        return parse_result(self._raw(promql, timeout=wait), source=f"Prometheus at {self.url}")
+
     def check_query(self, promql: str) -> None:
         """Preflight: InputError if Prometheus rejects ``promql``; MetricsError if it is down."""
         self.query(promql)
 
-    def _raw(self, promql: str) -> Any:
+    def _raw(self, promql: str, *, timeout: float | None = None) -> Any:
         where = f"Prometheus at {self.url}"
+        wait = self.timeout if timeout is None else timeout
         try:
-            return self._client.custom_query(promql)
+            # Annotated int in the library, but requests takes float seconds.
+            return self._client.custom_query(promql, timeout=cast(int, wait))
         except PrometheusApiClientException as exc:
             raise _translate_status(str(exc), where=where, promql=promql) from exc
         except requests.ConnectionError as exc:
             if _timed_out(exc):
-                raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
+                raise MetricsError(f"{where} did not answer within {wait:.3g}s") from exc
             reason = "connection refused" if "refused" in str(exc) else "could not connect"
             raise MetricsError(f"{where} is unreachable: {reason}") from exc
         except requests.Timeout as exc:  # a read timeout outside urllib3's retry wrapper
-            raise MetricsError(f"{where} did not answer within {self.timeout:g}s") from exc
+            raise MetricsError(f"{where} did not answer within {wait:.3g}s") from exc
         except (ValueError, KeyError, TypeError) as exc:
             # ValueError: a 200 answer that is not JSON; Key/TypeError: JSON of another shape.
             raise MetricsError(f"{where} did not give a Prometheus API answer: "

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from canary.analysis.queries import render_metric_query, request_count_query
-from canary.analysis.threshold import evaluate, measure, threshold_text
+from canary.analysis.threshold import DeadlineProvider, evaluate, fmt, measure, threshold_text
 from canary.errors import InputError, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
-from canary.model import MetricSpec, Outcome, PolicySpec
+from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec
 
 Q = "sum(rate(x[1m]))"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -83,7 +86,24 @@ def test_threshold_text(options: dict[str, Any], text: str) -> None:
 
 def test_a_metric_without_bounds_is_measured_and_passes() -> None:
     result = evaluate(MetricSpec(name="m", query=Q), one(7.0), Q)
-    assert (result.outcome, result.value, result.message) == (Outcome.PASSED, 7.0, "m = 7")
+    assert (result.outcome, result.value) == (Outcome.PASSED, 7.0)
+    assert result.message == (f"m = 7 passes (threshold none: measured only, window as in "
+                              f"the query); query: {Q}")
+
+
+@pytest.mark.parametrize(("options", "samples", "stable", "outcome", "value", "words"), CASES)
+def test_every_message_names_metric_threshold_window_and_query(
+        options: dict[str, Any], samples: list[Sample], stable: list[Sample] | None,
+        outcome: Outcome, value: float | None, words: tuple[str, ...]) -> None:
+    metric = MetricSpec(name="m", query=Q, **options)
+    message = evaluate(metric, samples, Q, stable=stable, window=90.0).message
+    assert message.startswith("m ")
+    assert f"(threshold {threshold_text(metric)}, window 1m30s); query: {Q}" in message
+    assert message.endswith(Q)  # last, so a cut message loses the query, shown elsewhere
+    if value is not None:
+        assert f"m = {fmt(value)}" in message
+    for bad in ("failureLimit", "failed (", ") >"):
+        assert bad not in message
 
 
 def test_dry_run_is_kept_on_every_outcome() -> None:
@@ -192,3 +212,84 @@ def test_a_failing_dry_run_metric_does_not_fail_the_verdict() -> None:
     verdict = run(policy(shadow, real), Scripted({"a": one(1.0), "b": one(0.0)}))
     assert verdict.outcome is Outcome.PASSED
     assert verdict.results[0].outcome is Outcome.FAILED and verdict.results[0].dry_run
+
+
+def test_each_result_links_to_the_query_graphed_over_ten_windows_before_the_check() -> None:
+    m = MetricSpec(name="error-rate", builtin="error-rate", max=0.01)
+    p = replace(policy(m), prometheus_url="https://ops:s3cret@prom.example:9090/prom/?x=1")
+    [result] = run(p, Scripted({q(m, p): one(0.0)})).results
+    link = urlsplit(result.link)
+    assert (link.scheme, link.netloc, link.path) == ("https", "prom.example:9090", "/prom/graph")
+    params = parse_qs(link.query)
+    assert params["g0.expr"] == [result.query]
+    assert params["g0.range_input"] == ["10m"] and params["g0.tab"] == ["0"]
+    assert params["g0.end_input"] == ["2026-01-01 00:00:00"]
+    assert "s3cret" not in result.link and "x=1" not in result.link
+    assert MetricResult.from_json(result.to_json()) == result
+
+
+def test_the_window_is_named_for_builtins_and_templates_using_it_only() -> None:
+    builtin = MetricSpec(name="b", builtin="request-rate", min=0)
+    templated = MetricSpec(name="t", query="sum(rate(x[{{ window }}]))", max=1)
+    fixed = MetricSpec(name="f", query="sum(rate(x[5m]))", max=1)
+    p = policy(builtin, templated, fixed)
+    answers = {q(builtin, p): one(1.0), "sum(rate(x[1m]))": one(0.5), "sum(rate(x[5m]))": one(0.5)}
+    messages = [r.message for r in run(p, Scripted(answers)).results]
+    assert ["window 1m" in m for m in messages] == [True, True, False]
+    assert "window as in the query" in messages[2]
+
+
+def test_the_stable_side_uses_the_stable_selector_of_a_family_without_versions() -> None:
+    m = MetricSpec(name="e", builtin="error-rate", relative_max=0.01)
+    p = replace(policy(m), family="haproxy", select={
+        "canary": {"proxy": ("=", ("{{ service }}",)), "server": ("=", ("canary-1",))},
+        "stable": {"proxy": ("=", ("{{ service }}",)), "server": ("=", ("s1", "s2"))}})
+    canary = render_metric_query(m, p, service="checkout", version="2.0.0")
+    stable = render_metric_query(m, p, service="checkout", version="1.0.0", side="stable")
+    assert 'server="canary-1"' in canary and 'server=~"s1|s2"' in stable
+    verdict = run(p, Scripted({canary: one(0.05), stable: one(0.0)}))
+    assert verdict.results[0].outcome is Outcome.FAILED
+    assert "more than 0.01 above the stable version's 0" in verdict.results[0].message
+
+
+class Slow:
+    """A provider with the deadline capability whose every answer takes ``delay`` s."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.timeouts: list[float] = []
+
+    def query(self, promql: str) -> list[Sample]:
+        raise AssertionError("measure must pass the time left to a DeadlineProvider")
+
+    def query_within(self, promql: str, timeout: float) -> list[Sample]:
+        self.timeouts.append(timeout)
+        time.sleep(min(self.delay, timeout))
+        if self.delay > timeout:
+            raise MetricsError(f"did not answer within {timeout:.2g}s")
+        return one(0.0)
+
+
+def test_queries_share_the_budget_and_the_rest_are_not_asked() -> None:
+    metrics = [MetricSpec(name=f"m{i}", query=f"vector({i})", max=1) for i in range(4)]
+    provider = Slow(0.12)
+    assert isinstance(provider, DeadlineProvider)
+    start = time.monotonic()
+    verdict = measure(policy(*metrics), provider, service="s", version="v",
+                      stable_version=None, at=AT, budget=0.3)
+    seconds = time.monotonic() - start
+    outcomes = [r.outcome for r in verdict.results]
+    assert outcomes == [Outcome.PASSED, Outcome.PASSED, Outcome.ERROR, Outcome.ERROR]
+    assert provider.timeouts[0] == pytest.approx(0.3, abs=0.01)
+    assert provider.timeouts[2] < 0.1  # the third got what was left
+    assert "not asked: slow answers used up this check's 0.3s budget" in (
+        verdict.results[3].message)
+    assert seconds < 0.4
+
+
+def test_without_a_budget_a_plain_provider_is_asked_as_before() -> None:
+    m = MetricSpec(name="m", query="vector(1)", max=1)
+    provider = Scripted({"vector(1)": one(1.0)})
+    verdict = measure(policy(m), provider, service="s", version="v", stable_version=None, at=AT,
+                      budget=5.0)
+    assert verdict.outcome is Outcome.PASSED and provider.asked == ["vector(1)"]

@@ -155,7 +155,11 @@ def test_prometheus_unreachable_never_promotes(lab: Lab, stack_for: MakeStack) -
     dead = f"http://127.0.0.1:{free_port()}"
     policy = write_policy(stack.dir / "policy.yaml", dead)
     rollout = write_rollout(stack, version="2.0.0", policy=policy, pause="2s")
-    res = run_canary(stack, "deploy", "-f", str(rollout))
+    refused = run_canary(stack, "deploy", "-f", str(rollout))
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert "preflight could not run; nothing was changed" in refused.stderr
+    assert run_canary(stack, "status", "checkout").returncode == 2  # no rollout stored
+    res = run_canary(stack, "deploy", "-f", str(rollout), "--no-preflight")
     assert res.returncode == 1, res.stdout + res.stderr
     status = json.loads(run_canary(stack, "status", "checkout", "-o", "json").stdout)
     assert status["phase"] == "failed" and status["stage"] == 1

@@ -1,4 +1,4 @@
-"""Session fixtures: one real lab (three demo apps, load, one Prometheus) for every test."""
+"""Session fixtures: the real labs (demo apps, load, HAProxy, Prometheus) the tests share."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from canary.metrics.prometheus import PrometheusProvider
 
 from .lab import Lab, running_lab
+from .scenarios import Scenarios, running_scenarios
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +25,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def provider(lab: Lab) -> Iterator[PrometheusProvider]:
     with PrometheusProvider(lab.prometheus_url, timeout=5.0) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def scenarios(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenarios]:
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus is not installed")
+    with running_scenarios(tmp_path_factory.mktemp("scenarios")) as running:
+        yield running
