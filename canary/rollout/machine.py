@@ -254,13 +254,16 @@ def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
         if r.dry_run or lim.dry_run:
             continue
         if c.failures > lim.failure_limit:
-            crossed.append(f"{r.name} failed {c.failures} time(s) (limit {lim.failure_limit})")
+            crossed.append(r.message if lim.failure_limit == 0 else
+                           f"{r.message} [failed {c.failures} checks in this stage, "
+                           f"{lim.failure_limit} allowed]")
         elif lim.consecutive_failure_limit is not None and \
                 c.consecutive_failures > lim.consecutive_failure_limit:
-            crossed.append(f"{r.name} failed {c.consecutive_failures} times in a row")
+            crossed.append(f"{r.message} [failed {c.consecutive_failures} checks in a row, "
+                           f"{lim.consecutive_failure_limit} allowed]")
         elif c.consecutive_errors >= lim.consecutive_error_limit:
-            crossed.append(f"{r.name} could not be measured {c.consecutive_errors} times in "
-                           f"a row: {r.message}")
+            crossed.append(f"{r.message} [could not be measured {c.consecutive_errors} times "
+                           "in a row]")
     step.set(counts=counts, stage_outcome=verdict.outcome, last_results=verdict.results,
              last_analysis_at=verdict.at, judge_memory=verdict.memory or s.judge_memory,
              next_analysis_at=step.now + timedelta(seconds=plan.interval))
@@ -268,10 +271,8 @@ def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
                results=[r.to_json() for r in verdict.results])
     if not crossed:
         return False
+    # Each reason is the metric's own message: name, value, threshold, window, query.
     detail = "; ".join(crossed)
-    failing = [r for r in verdict.results if r.outcome in (Outcome.FAILED, Outcome.ERROR)]
-    if failing:
-        detail += ". " + "; ".join(f"{r.name}: {r.message}" for r in failing if r.message)
     _rollback(step, kind="analysis", reason=detail, notice="rolled-back")
     return True
 
