@@ -1,0 +1,43 @@
+"""What both file kinds share at the YAML edge: the strict base model, durations, and
+turning a pydantic error into an InputError with file, line and field."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from canary.durations import parse_duration
+from canary.yamlsource import Document
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class _Metadata(_Model):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$", max_length=63)
+
+
+def _validate(model: type[BaseModel], doc: Document, data: Any, prefix: tuple[str | int, ...] = ()
+              ) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        # An unknown field first: a typo also makes the intended field look missing.
+        err = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+        loc = tuple(p for p in (*prefix, *err["loc"]) if not _is_union_tag(p))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "literal_error":
+            msg = f"expected {err.get('ctx', {}).get('expected', 'another value')}"
+        raise doc.error(msg.removeprefix("Value error, "), loc) from None
+
+
+def _is_union_tag(p: str | int) -> bool:
+    return isinstance(p, str) and (p in ("int", "_Stage") or p.startswith("function-"))
