@@ -15,11 +15,23 @@ import math
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from bench.scenarios import BOUNDS, DT, EDGES, STAGE_STEPS, Counts, bin_probs
+from bench.scenarios import BOUNDS, DT, STAGE_STEPS, Counts, bin_probs
 from canary.analysis import evidence as ev
-from canary.analysis.sequential import SequentialJudge
+from canary.analysis.judge_state import EPOCHS
+from canary.analysis.sequential import SHAPES, SequentialJudge
+from canary.analysis.sequential_run import (
+    errors_paths,
+    family_log_e,
+    family_log_promote,
+    latency_paths,
+)
 
 MINUTE = int(60 / DT)
+
+
+def _total(window: list[Counts], name: str) -> np.ndarray:
+    """One field of ``Counts`` summed over the intervals of a window."""
+    return np.asarray(np.sum([getattr(n, name) for n in window], axis=0), dtype=float)
 
 
 def quantile(cum: np.ndarray, q: float) -> np.ndarray:
@@ -78,9 +90,9 @@ class Flagger:
         self.win.append(n)
         if (k + 1) % MINUTE:
             return
-        c = sum(w.c for w in self.win)
-        x = sum(w.x for w in self.win)
-        cl = sum(w.cl for w in self.win)
+        c = _total(self.win, 'c')
+        x = _total(self.win, 'x')
+        cl = _total(self.win, 'cl')
         self.win = []
         with np.errstate(invalid="ignore", divide="ignore"):
             rate = x / c
@@ -114,9 +126,9 @@ class Kayenta:
     def observe(self, k: int, n: Counts) -> None:
         self.win.append(n)
         if (k + 1) % MINUTE == 0:
-            c, x = sum(w.c for w in self.win), sum(w.x for w in self.win)
-            s, y = sum(w.s for w in self.win), sum(w.y for w in self.win)
-            cl, sl = sum(w.cl for w in self.win), sum(w.sl for w in self.win)
+            c, x = _total(self.win, 'c'), _total(self.win, 'x')
+            s, y = _total(self.win, 's'), _total(self.win, 'y')
+            cl, sl = _total(self.win, 'cl'), _total(self.win, 'sl')
             with np.errstate(invalid="ignore", divide="ignore"):
                 self.minutes.append((np.nan_to_num(x / c), np.nan_to_num(y / s),
                                      np.nan_to_num(quantile(cl, 0.99)),
@@ -138,21 +150,22 @@ class Kayenta:
 
 
 class Sequential:
-    """canary's judge over ``runs`` rollouts at once: explicit latency edges (so half of
-    the wealth is on latency from the start), promotion evidence reset per stage."""
+    """canary's judge over ``runs`` rollouts at once, through the engine's own functions
+    (``errors_paths``/``latency_paths`` with the runs as a leading dimension). As in the
+    engine, latency starts after the first interval with buckets and takes half of the
+    wealth then; promotion evidence restarts with each stage."""
 
     def __init__(self, judge: SequentialJudge, runs: int, *,
                  alphas: tuple[float, ...] = ()) -> None:
         self.j = judge
-        pts = judge.tuning.points
-        k = len(EDGES)
-        self.edge_idx = [int(np.flatnonzero(BOUNDS == e)[0]) for e in EDGES]
-        self.err = np.zeros((runs, 1, pts))
-        self.lat = np.zeros((runs, k, pts))
-        self.perr = np.zeros((runs, 1, pts))
-        self.plat = np.zeros((runs, k, pts))
-        self.tot = {"errors": np.zeros((runs, 1, 4)), "latency": np.zeros((runs, k, 4))}
-        self.disp = {"errors": np.zeros((runs, 1, 2)), "latency": np.zeros((runs, k, 2))}
+        pts, width = judge.tuning.points, len(BOUNDS)
+        self.err = [np.zeros((runs, EPOCHS, 1, pts)), np.zeros((runs, 1, pts)),
+                    np.zeros((runs, 6))]
+        self.lat = [np.zeros((runs, EPOCHS, SHAPES, pts)), np.zeros((runs, SHAPES, pts)),
+                    np.zeros((runs, 2, width))]
+        self.epochs = np.ones(runs, dtype=int)  # both families change stage together
+        self.err_alloc = np.zeros(runs)
+        self.lat_alloc: np.ndarray | None = None
         self.stage = np.zeros(runs, dtype=int)
         self.stage_req = np.zeros(runs)
         self.seconds = np.zeros(runs)
@@ -165,39 +178,35 @@ class Sequential:
         j = self.j
         new = stage != self.stage
         self.stage = stage.copy()
-        self.perr[new] = 0.0
-        self.plat[new] = 0.0
+        for fam in (self.err, self.lat):
+            fam[1][new] = 0.0
+        self.epochs = np.where(new, np.minimum(self.epochs + 1, EPOCHS), self.epochs)
+        live = np.arange(EPOCHS)[None, :] < self.epochs[:, None]
         self.stage_req[new] = 0.0
         self.stage_req += n.c
         self.seconds += np.where((n.c > 0) | (self.seconds > 0), DT, 0.0)
-        live = ~(self.seconds <= j.tuning.warmup) if j.tuning.warmup > 0 else np.ones(
+        warm = ~(self.seconds <= j.tuning.warmup) if j.tuning.warmup > 0 else np.ones(
             len(n.c), dtype=bool)
-        err = np.stack([n.c, n.x, n.s, n.y], axis=-1)[:, None, :] * live[:, None, None]
-        ct, st = n.cl[:, -1:], n.sl[:, -1:]
-        lat = np.stack([np.broadcast_to(ct, (len(ct), len(EDGES))),
-                        ct - n.cl[:, self.edge_idx],
-                        np.broadcast_to(st, (len(st), len(EDGES))),
-                        st - n.sl[:, self.edge_idx]], axis=-1) * live[:, None, None]
-        cc = j.spec.min_errors_per_interval_cap
-        fam_e = []
+        err = np.stack([n.c, n.x, n.s, n.y], axis=-1) * warm[:, None]
+        rb, pr, counts = errors_paths(j, self.err[0], self.err[1], self.err[2], err[:, None],
+                                      live)
+        self.err = [rb[..., 0, :], pr[:, :, 0], counts[:, 0]]
+        parts = [self.err_alloc
+                 + family_log_e(rb, j.mix["errors"].log_prior, j.log_epochs)[:, 0]]
         ok = np.full(len(n.c), j.spec.early_promotion)
-        for name, data, acc, pacc in (("errors", err, self.err, self.perr),
-                                      ("latency", lat, self.lat, self.plat)):
-            c, x, s, y = (data[..., i] for i in range(4))
-            rho, events = ev.share_of(c, s), x + y
-            before = self.tot[name]
-            self.tot[name] = before + data
-            terms = ev.dispersion_terms(before, x, events, rho)
-            phi = ev.phi(self.disp[name], pseudo=j.tuning.dispersion_prior) \
-                if j.tuning.dispersion_prior > 0 else None
-            self.disp[name] = self.disp[name] + terms
-            acc += ev.increments(x, events, rho, j.mix[name], cap=j.cap, count_cap=cc, phi=phi)
-            pacc += ev.increments(x, events, rho, j.pmix[name], cap=j.cap, count_cap=cc,
-                                  phi=phi)
-            per = ev.log_evidence(acc, j.mix[name])
-            fam_e.append(-math.log(2) + ev.logsumexp(per) - math.log(per.shape[-1]))
-            ok &= np.min(ev.log_evidence(pacc, j.pmix[name]), axis=-1) >= j.log_threshold
-        self.log_e = ev.logsumexp(np.stack(fam_e, axis=-1))
+        ok &= family_log_promote(pr, j.pmix["errors"].log_prior)[:, 0] >= j.log_threshold
+        if self.lat_alloc is not None:
+            bins = np.stack([np.diff(n.cl, prepend=0.0, axis=-1),
+                             np.diff(n.sl, prepend=0.0, axis=-1)], axis=1) * warm[:, None, None]
+            rb, pr, counts = latency_paths(j, self.lat[0], self.lat[1], self.lat[2],
+                                           bins[:, None], live)
+            self.lat = [rb[..., 0, :], pr[:, :, 0], counts[:, 0]]
+            parts.append(self.lat_alloc + family_log_e(rb, j.lat_prior, j.log_epochs)[:, 0])
+            ok &= family_log_promote(pr, j.lat_prior)[:, 0] >= j.log_threshold
+        self.log_e = ev.logsumexp(np.stack(parts, axis=-1))
+        if self.lat_alloc is None and j.latency_wanted:  # as start_latency does
+            self.lat_alloc = self.log_e - math.log(2)
+            self.err_alloc = self.err_alloc - math.log(2)
         for a in self.alphas:
             hit = (self.first[a] < 0) & (self.log_e >= math.log(1 / a))
             self.first[a][hit] = k

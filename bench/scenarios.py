@@ -71,7 +71,7 @@ BAD = (
 
 def _cdf(x: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:
     with np.errstate(divide="ignore"):
-        return ndtr(np.log(x / (MEDIAN * scale)) / SIGMA)
+        return np.asarray(ndtr(np.log(x / (MEDIAN * scale)) / SIGMA))
 
 
 def bin_probs(scale: np.ndarray, tail: float) -> np.ndarray:
@@ -80,7 +80,7 @@ def bin_probs(scale: np.ndarray, tail: float) -> np.ndarray:
     if tail:
         q90, q99 = MEDIAN * np.exp(SIGMA * 1.2816), MEDIAN * np.exp(SIGMA * 2.3263)
         m = ((1 + tail) * q99 - q90) / (q99 - q90)
-        pre = np.where(BOUNDS <= q90, BOUNDS, q90 + (BOUNDS - q90) / m)
+        pre = np.where(q90 >= BOUNDS, BOUNDS, q90 + (BOUNDS - q90) / m)
         cdf = _cdf(pre, np.asarray(scale)[..., None])
     cdf[..., -1] = 1.0
     return np.diff(cdf, prepend=0.0, axis=-1)
@@ -150,8 +150,9 @@ class Simulation:
 
     def _errors(self, requests: np.ndarray, p: np.ndarray) -> np.ndarray:
         if not self.sc.bursts:
-            return self.rng.binomial(requests.astype(np.int64), p).astype(float)
+            return np.asarray(self.rng.binomial(requests.astype(np.int64), p), dtype=float)
         # Retry clusters: each failure shows up as a geometric number of errors (mean 2).
         failures = self.rng.binomial(requests.astype(np.int64), p / 2)
         extra = self.rng.negative_binomial(np.maximum(failures, 1), 0.5)
-        return np.minimum(failures + np.where(failures > 0, extra, 0), requests).astype(float)
+        return np.asarray(np.minimum(failures + np.where(failures > 0, extra, 0), requests),
+                          dtype=float)

@@ -16,11 +16,20 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bench.judges import Flagger, Kayenta, Oracle, Sequential
-from bench.scenarios import BOUNDS, DT, STAGE_STEPS, STAGE_WEIGHTS, STEPS, Counts, Scenario, \
-    Simulation
+from bench.scenarios import (
+    BOUNDS,
+    DT,
+    STAGE_STEPS,
+    STAGE_WEIGHTS,
+    STEPS,
+    Counts,
+    Scenario,
+    Simulation,
+)
 from canary.analysis.sequential import IntervalCounts, SequentialJudge, VersionCounts
 
-CHECK_RUNS = 20
+CHECK_RUNS = 20  # replayed through the real judge: whole-series run (fixed schedule)
+CHECK_EARLY = 10  # and update per interval with JSON memory (early promotion), slower
 
 
 @dataclass
@@ -102,7 +111,8 @@ def run_early(sc: Scenario, runs: int, seed: int, judge: SequentialJudge) -> Out
         promoted[done] = (k + 1) * DT
     out = Outcome(excess=excess, start=np.nan_to_num(start, nan=np.inf), promoted_at=promoted)
     out.first["sequential+early"] = first
-    out.checked, out.mismatches = _check(judge, kept, stages, first, promos)
+    out.checked, out.mismatches = _check(judge, kept, stages, first, promos,
+                                         runs=CHECK_EARLY)
     return out
 
 
@@ -124,9 +134,10 @@ def _intervals(kept: list[Counts], stages: list[np.ndarray], r: int) -> list[Int
 
 
 def _check(judge: SequentialJudge, kept: list[Counts], stages: list[np.ndarray],
-           first: np.ndarray, promos: list[np.ndarray] | None) -> tuple[int, int]:
+           first: np.ndarray, promos: list[np.ndarray] | None, *,
+           runs: int = CHECK_RUNS) -> tuple[int, int]:
     """Replay the first runs through the real judge; count disagreements."""
-    runs = min(CHECK_RUNS, len(first))
+    runs = min(runs, CHECK_RUNS, len(first))
     bad = 0
     for r in range(runs):
         ivs = _intervals(kept, stages, r)
@@ -137,6 +148,9 @@ def _check(judge: SequentialJudge, kept: list[Counts], stages: list[np.ndarray],
             continue
         memory = None
         for k, iv in enumerate(ivs):
+            if iv.stage >= len(STAGE_WEIGHTS):  # promoted at the last stage's time limit
+                bad += first[r] != -1
+                break
             step = judge.update(memory, iv)
             memory = json.loads(json.dumps(step.memory))
             if step.decision == "rollback":

@@ -296,6 +296,81 @@ def schema(kind: Annotated[SchemaKind, typer.Argument(help="rollout or policy")]
     typer.echo(json.dumps(document, indent=2))
 
 
+@app.command()
+@handled
+def backtest(
+    policy: Annotated[str, typer.Option("--policy", help="a policy file, or the name of a "
+                                        "shipped policy")],
+    data: Annotated[list[str], typer.Option("--data", help="recorded traffic: files or "
+                                            "directories of *.json (DESIGN A.5)")],
+    more: Annotated[list[str] | None, typer.Argument(help="more recordings",
+                                                     show_default=False)] = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Replay a policy over recorded traffic: one decision per scenario."""
+    import os
+
+    from canary.backtest import backtest_files
+    from canary.spec import load_policy, resolve_policy_path
+
+    spec = load_policy(resolve_policy_path(policy, base_dir=os.getcwd()))
+    for answer in backtest_files(spec, [*data, *(more or [])]):
+        if output is Output.json:
+            typer.echo(json.dumps(answer))
+        else:
+            typer.echo(f"{answer['scenario']}: {answer['decision']} at "
+                       f"{answer['decidedAt']:g}s: {answer['reason']}")
+
+
+@app.command()
+@handled
+def record(
+    service: Annotated[str, typer.Option("--service")],
+    canary_version: Annotated[str, typer.Option("--canary", help="the new version")],
+    stable_version: Annotated[str, typer.Option("--stable", help="the old version")],
+    start: Annotated[str, typer.Option("--start", help="ISO time, e.g. 2026-11-20T10:00:00Z")],
+    end: Annotated[str, typer.Option("--end", help="ISO time")],
+    interval: Annotated[str, typer.Option("--interval", help="one point per interval")] = "15s",
+    policy: Annotated[str, typer.Option("--policy", help="whose family and labels to read")]
+    = "default",
+    prometheus: Annotated[str | None, typer.Option("--prometheus", help="overrides the "
+                                                   "policy's Prometheus URL")] = None,
+    name: Annotated[str | None, typer.Option("--name")] = None,
+    out: Annotated[str | None, typer.Option("-o", "--out", help="file (default: stdout)")]
+    = None,
+) -> None:
+    """Pull a past window from Prometheus as recorded traffic for `canary backtest`."""
+    import os
+    from datetime import datetime
+
+    from canary.durations import parse_duration
+    from canary.record import record as pull
+    from canary.recording import to_json
+    from canary.spec import load_policy, resolve_policy_path
+
+    try:
+        t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))
+        t1 = datetime.fromisoformat(end.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InputError(f"expected an ISO time: {exc}", field="--start/--end") from None
+    try:
+        step = parse_duration(interval)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--interval") from None
+    spec = load_policy(resolve_policy_path(policy, base_dir=os.getcwd()))
+    rec = pull(spec, service=service, canary=canary_version, stable=stable_version, start=t0,
+               end=t1, interval=step, name=name or f"{service}-{t0:%Y-%m-%dT%H%M}",
+               prometheus_url=prometheus)
+    text = json.dumps(to_json(rec))
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        typer.echo(f"{out}: {len(rec.series)} intervals of {service} {stable_version} vs "
+                   f"{canary_version}")
+    else:
+        typer.echo(text)
+
+
 @app.command("lint-migrations")
 @handled
 def lint_migrations(
@@ -320,13 +395,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _safe_exit("interrupted; the rollout's state is kept: rerun to resume", 5)
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+    except Exception as exc:  # click's usage errors (typer vendors click: duck-typed)
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
             sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
+        if type(exc).__name__ == "Abort":
             _safe_exit("aborted", 5)
         raise
 

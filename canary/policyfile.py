@@ -100,8 +100,11 @@ class _Prometheus(_Model):
 
 
 class _Sequential(_Model):
-    alpha: float = Field(default=0.05, gt=0, lt=0.5)
-    tolerance: float = Field(default=1.5, ge=1)
+    alpha: float = Field(default=0.02, gt=0, lt=0.5)
+    tolerance: float = Field(default=1.0, ge=1)
+    latency: bool = True
+    warmup: Duration = 15.0
+    promote_tolerance: float = Field(default=1.5, alias="promoteTolerance", gt=1)
     latency_edges: list[float] = Field(default_factory=list, alias="latencyEdges")
     errors: bool = True
     interval_cap: float | None = Field(default=None, alias="intervalCap", gt=0)
@@ -177,7 +180,8 @@ def load_policy(path: str, *, env: Mapping[str, str] | None = None) -> PolicySpe
         sequential=None if seq is None else SequentialSpec(
             alpha=seq.alpha, tolerance=seq.tolerance, latency_edges=tuple(seq.latency_edges),
             errors=seq.errors, min_errors_per_interval_cap=seq.interval_cap,
-            early_promotion=seq.early_promotion, min_stage_requests=seq.min_stage_requests))
+            early_promotion=seq.early_promotion, min_stage_requests=seq.min_stage_requests,
+            latency=seq.latency, warmup=seq.warmup, promote_tolerance=seq.promote_tolerance))
     _check_renders(policy, doc)
     return policy
 

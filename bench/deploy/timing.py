@@ -28,8 +28,8 @@ from canary.store.sqlite import SQLiteStore
 from examples.lab.app import start_app
 from examples.lab.haproxy import start_haproxy
 from examples.lab.load import Load
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
 from examples.lab.proc import Server, wait_until
+from examples.lab.prometheus import start_prometheus, wait_for_targets_up
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL, WINDOW = 2, 10
@@ -66,6 +66,11 @@ def events(db: str, name: str) -> list[tuple[str, datetime]]:
         return [(e.kind, e.at) for e in store.events(store.get(name).id)]
     finally:
         store.close()
+
+
+def row(what: str, values: list[float] | list[int], unit: str) -> str:
+    return (f"| {what} | {len(values)} | {statistics.median(values):.2f}{unit} | "
+            f"{max(values):.2f}{unit} |")
 
 
 def first(evs: list[tuple[str, datetime]], kind: str, after: datetime | None = None) -> datetime:
@@ -143,9 +148,9 @@ policy interval {INTERVAL}s, window {WINDOW}s, error-rate max 0.05; canary 3.0.0
 
 | measure | runs | median | max |
 |---|---|---|---|
-| faulty canary: first traffic (5% confirmed) -> 100% back on stable | {len(rollback)} | {statistics.median(rollback):.1f} s | {max(rollback):.1f} s |
-| kill -9 during the 25% stage -> rerun's first saved tick | {len(resume_first_tick)} | {statistics.median(resume_first_tick):.2f} s | {max(resume_first_tick):.2f} s |
-| failed requests during kill + resume (HAProxy keeps the split) | {len(resume_gap)} | {statistics.median(resume_gap):.0f} | {max(resume_gap)} |
+{row("faulty canary: first traffic (5% confirmed) -> 100% back on stable", rollback, "s")}
+{row("kill -9 during the 25% stage -> rerun's first saved tick", resume_first_tick, "s")}
+{row("failed requests during kill + resume (HAProxy keeps the split)", resume_gap, "")}
 
 The rollback latency is bounded by the policy: the first check runs one interval after
 the stage is confirmed, and needs `minRequests` canary requests in the window.

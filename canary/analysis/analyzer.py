@@ -15,6 +15,7 @@ import dataclasses
 from datetime import datetime
 
 from canary.analysis import threshold
+from canary.analysis.live_sequential import LiveSequential
 from canary.metrics.base import MetricsProvider
 from canary.model import PolicySpec, Verdict
 from canary.rollout.state import RolloutState
@@ -33,12 +34,22 @@ class PolicyAnalyzer:
         self.policy = policy
         self.provider = provider
         self.budget = check_budget(policy) if budget is None else budget
+        self.sequential = LiveSequential(policy, provider) if policy.sequential else None
 
     def measure(self, state: RolloutState, now: datetime) -> Verdict:
         policy = self._warm(state, now)
-        return threshold.measure(policy, self.provider, service=state.service,
-                                 version=state.version, stable_version=state.stable_version,
-                                 at=now, budget=self.budget)
+        verdict = threshold.measure(policy, self.provider, service=state.service,
+                                    version=state.version,
+                                    stable_version=state.stable_version, at=now,
+                                    budget=self.budget)
+        if self.sequential is None:
+            return verdict
+        # Absolute guards and relative evidence side by side: the worst decides.
+        results, memory, early = self.sequential.check(
+            state.judge_memory, service=state.service, version=state.version,
+            stable_version=state.stable_version, stage=state.stage_index)
+        combined = Verdict.combine((*verdict.results, *results), now)
+        return dataclasses.replace(combined, memory=memory, promote_stage=early)
 
     def _warm(self, state: RolloutState, now: datetime) -> PolicySpec:
         started = state.stage_started_at

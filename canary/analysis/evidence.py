@@ -106,6 +106,8 @@ def increments(
     inc = x[..., None] * (la - mixture.log_null) - n[..., None] * drift
     if phi is not None:
         inc = inc / phi[..., None]
+    # one version alone carries no information; make that exact, not 1e-15
+    inc = np.where(((share > 0) & (share < 1))[..., None], inc, 0.0)
     return np.asarray(np.minimum(inc, cap), dtype=np.float64)
 
 
@@ -139,19 +141,20 @@ def phi(sums_before: FloatArray, *, pseudo: float) -> FloatArray:
     return np.asarray(np.maximum(ratio, 1.0), dtype=np.float64)
 
 
-def paths(start: FloatArray, inc: FloatArray) -> FloatArray:
-    """Running sums of ``inc`` (shape (..., T, J)) from ``start`` (shape (..., J)).
+def paths(start: FloatArray, inc: FloatArray, *, axis: int = -2) -> FloatArray:
+    """Running sums of ``inc`` along its time ``axis`` from ``start`` (without that axis).
 
     Added one interval at a time, in order, so a judge stepped interval by interval and
     one fed the whole series reach bit-identical sums.
     """
-    stacked = np.concatenate([start[..., None, :], inc], axis=-2)
-    return np.cumsum(stacked, axis=-2)[..., 1:, :]
+    stacked = np.concatenate([np.expand_dims(start, axis), inc], axis=axis)
+    out = np.cumsum(stacked, axis=axis)
+    return np.asarray(np.delete(out, 0, axis=axis), dtype=np.float64)
 
 
-def log_evidence(cumulative: FloatArray, mixture: Mixture) -> FloatArray:
+def log_evidence(cumulative: FloatArray, log_prior: FloatArray) -> FloatArray:
     """log of the mixture e-value for cumulative log likelihood ratios (..., J) -> (...)."""
-    return logsumexp(cumulative + mixture.log_prior, axis=-1)
+    return logsumexp(cumulative + log_prior, axis=-1)
 
 
 def share_of(canary: FloatArray, stable: FloatArray) -> FloatArray:
@@ -159,3 +162,79 @@ def share_of(canary: FloatArray, stable: FloatArray) -> FloatArray:
     total = canary + stable
     return np.divide(canary, total, out=np.zeros_like(total, dtype=np.float64),
                      where=total > 0)
+
+
+# -- latency: the whole distribution -------------------------------------------------------
+#
+# Requests fall into the histogram's bins; per bin, the canary's share of the requests in
+# it is the same binomial split as for errors, and the bins are independent given their
+# totals, so the log likelihood ratios of the bins add up. The alternatives are
+# exponential tilts of the stable version's bin distribution q (estimated from earlier
+# intervals): bin b's rate ratio is exp(beta z_b) / sum_b q_b exp(beta z_b), with z_b the
+# normal score of the bin's middle. For the "shift" shape that is exactly a lognormal
+# latency made slower by a constant factor, without assuming the latency is lognormal;
+# the "tail" shape (scores above the p90 only) is a slower tail with the body unchanged.
+
+TAIL_FROM = 1.2815515655446004  # the p90 in normal scores
+
+
+def bin_scores(q: FloatArray) -> FloatArray:
+    """Scores (..., 2, B) of bins with probabilities q (..., B): shift and tail shapes."""
+    mid = np.cumsum(q, axis=-1) - q / 2
+    z = ndtri(np.clip(mid, 1e-6, 1 - 1e-6))
+    return np.asarray(np.stack([z, np.maximum(z - TAIL_FROM, 0.0)], axis=-2),
+                      dtype=np.float64)
+
+
+def tilt_increments(x: FloatArray, n: FloatArray, share: FloatArray, q: FloatArray,
+                    scores: FloatArray, betas: FloatArray, *, null: float = 0.0,
+                    cap: float) -> FloatArray:
+    """Per-interval log likelihood ratios (..., S, J), summed over bins, each <= ``cap``.
+
+    ``x`` and ``n`` (..., B) are the canary's and both versions' requests per bin,
+    ``share`` (...) the canary's share of all requests, ``q`` (..., B) the stable bin
+    distribution and ``scores`` (..., S, B) the shapes. Alternative ``j`` tilts by
+    ``betas[j]``: bin b's rate ratio is r_b = exp(beta z_b) / sum_b q_b exp(beta z_b), and
+    its log likelihood ratio against the tilt ``null`` is, per bin, the binomial split's
+    x_b log(r_b / r0_b) - n_b [log(1 + rho (r_b - 1)) - log(1 + rho (r0_b - 1))].
+    """
+    def parts(b: FloatArray) -> tuple[FloatArray, FloatArray]:
+        w = b[:, None] * scores[..., :, None, :]  # (..., S, J, B); |w| < 10: no overflow
+        e = np.exp(w)
+        norm = np.sum(q[..., None, None, :] * e, axis=-1)
+        r = e / norm[..., None]
+        rho = share[..., None, None, None]
+        drift = np.sum(n[..., None, None, :] * np.log1p(rho * (r - 1.0)), axis=-1)
+        gain = np.sum(x[..., None, None, :] * w, axis=-1) \
+            - np.sum(x, axis=-1)[..., None, None] * np.log(norm)
+        return gain, drift
+
+    gain, drift = parts(betas)
+    if null != 0.0:
+        gain0, drift0 = parts(np.array([null]))
+        gain, drift = gain - gain0, drift - drift0
+    inc = gain - drift
+    inc = np.where(((share > 0) & (share < 1))[..., None, None], inc, 0.0)
+    return np.asarray(np.minimum(inc, cap), dtype=np.float64)
+
+
+_A = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
+      1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
+_B = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
+      6.680131188771972e01, -1.328068155288572e01, 1.0)
+_C = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
+      -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
+_D = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
+      3.754408661907416e00, 1.0)
+
+
+def ndtri(p: FloatArray) -> FloatArray:
+    """The standard normal quantile (Acklam's rational approximation, rel. error 1e-9)."""
+    p = np.asarray(p, dtype=np.float64)
+    q = p - 0.5
+    r = q * q
+    central = np.polyval(_A, r) * q / np.polyval(_B, r)
+    t = np.sqrt(-2 * np.log(np.minimum(p, 1 - p)))
+    tail = np.polyval(_C, t) / np.polyval(_D, t)
+    out = np.where(np.abs(q) <= 0.47575, central, np.where(q < 0, tail, -tail))
+    return np.asarray(out, dtype=np.float64)

@@ -304,3 +304,35 @@ def _metric_name(name: str, field: str) -> str:
     if not _METRIC_NAME.fullmatch(name):
         raise InputError(f"{name!r} is not a Prometheus metric name", field=field)
     return name
+
+
+@dataclass(frozen=True)
+class IncrementQueries:
+    """Counter increments of one side over one interval, for the sequential judge."""
+
+    requests: str
+    errors: str
+    buckets: str | None  # by le; None when the family has no histogram
+    ms: bool  # bucket bounds are milliseconds
+
+
+def increment_queries(policy: PolicySpec, *, side: str, service: str, version: str,
+                      stable_version: str | None, seconds: float) -> IncrementQueries:
+    """Requests, failed requests and latency buckets that ``side`` answered in the last
+    ``seconds``, read from the policy's family (the same series the built-ins read)."""
+    metric = MetricSpec(name="sequential", builtin="request-rate")
+    family = family_of(metric, policy)
+    sel = _selector(metric, policy, side=side, service=service, version=version,
+                    stable_version=stable_version)
+    code = _label_name(_labels(metric, policy)["code"], "labels.code")
+    op, value = family.failed
+    failed = sel[:-1] + f'{"," if sel != "{}" else ""}{code}{op}"{value}"}}'
+    window = format_duration(seconds)
+    requests = _requests(metric, policy)
+    buckets = None
+    if not family.mean:
+        buckets = (f"sum by (le) (increase({_duration(metric, policy)}_bucket{sel}"
+                   f"[{window}]))")
+    return IncrementQueries(requests=f"sum(increase({requests}{sel}[{window}]))",
+                            errors=f"sum(increase({requests}{failed}[{window}]))",
+                            buckets=buckets, ms=family.ms)

@@ -5,32 +5,43 @@ errors, cumulative latency buckets) and the memory it returned last time; it ans
 ``rollback``, ``promote`` (this stage, early) or ``continue`` with a reason a person can
 act on, and the memory to persist. It is pure: no I/O, no clock.
 
-How it decides (notes/statistics.md has the derivation):
+How it decides (notes/statistics.md has the derivation, evidence.py the arithmetic):
 
 * Errors: a mixture sequential test (an e-process) of "the canary's error rate is at most
   ``tolerance`` x the stable version's", on the canary's share of the errors seen in
   each interval given its observed share of requests. Rates both versions share (daily
   cycles, an incident hitting everything) cancel.
-* Latency: the same test where the "errors" are requests slower than a bucket edge, for a
-  few edges (``latency_edges``, or edges near the stable version's p75/p90/p99 chosen from
-  its first few hundred requests); their e-values are averaged.
+* Latency: the same binomial split per histogram bin, the bins' log likelihood ratios
+  summed, against alternatives that make the canary's latency distribution a tilt of
+  the stable's: the whole distribution slower (a lognormal made slower by a constant
+  factor is exactly such a tilt) or only its tail above the p90. This uses every bucket
+  instead of a few edges; ``latency_edges``, when given, restricts the bins to those
+  bounds. The null is "no slower than stable".
 * Errors and latency share one alpha budget: the e-values are averaged (half the wealth
-  each). The budget covers the whole rollout: the evidence carries across stages, so the
-  chance of ever rolling back a canary that is no worse than tolerated is at most alpha
-  however often the controller looks (Ville's inequality).
+  each, from the first interval with buckets). The budget covers the whole rollout: the
+  evidence carries across stages, so the chance of ever rolling back a canary that is no
+  worse than tolerated is at most alpha however often the controller looks (Ville's
+  inequality). Part of the budget (``restart_share``) is kept for evidence that starts
+  afresh at the 2nd and 3rd stage, so a regression that appears only at a higher weight
+  is not buried under the healthy evidence of the stages before it.
 * Rollback when the combined e-value reaches ``1/alpha``. Early promotion of a stage
-  (``early_promotion``) uses the mirror test, "canary is at least ``promote_tolerance`` x
-  worse", which must be rejected by every family separately within the current stage,
-  after at least ``min_stage_requests`` canary requests in it.
-* Robustness: each interval's contribution is capped (a retry storm on one version is
-  not many independent errors), an interval with a missing version, a negative increment
-  (a counter reset) or more errors than requests is skipped, an interval without canary
-  traffic carries no evidence, and the first ``warmup`` seconds of canary traffic are
-  ignored.
+  (``early_promotion``) uses the mirror test, "the canary is worse than
+  ``promote_tolerance`` x stable (errors) or slower by ``promote_beta`` (latency)",
+  which every family must reject within the current stage, after at least
+  ``min_stage_requests`` canary requests in it. That evidence is only computed when
+  early promotion is on.
+* Robustness: errors that come in clusters (retries) are detected from the excess
+  variance of the canary's share and discounted; each interval's contribution is capped;
+  an interval with a missing version, a negative increment (a counter reset) or more
+  errors than requests is skipped; an interval without canary traffic carries no
+  evidence; the first ``warmup`` seconds of canary traffic are ignored.
 * At 100% (no concurrent stable traffic) the share is 1 and the comparison carries no
   information: the evidence stops moving, the judge keeps answering ``continue`` with the
   evidence reached so far, and only absolute guards (threshold metrics) can still stop
   the rollout. The stage ends by its own timer.
+
+The knobs SequentialSpec does not carry yet live in ``JudgeTuning``; its defaults are the
+ones bench/judge.py measured (bench/results/judge.md).
 """
 
 from __future__ import annotations
@@ -43,12 +54,13 @@ from typing import Any, Literal
 import numpy as np
 
 from canary.analysis import evidence as ev
-from canary.analysis.judge_state import Family, JudgeState
-from canary.analysis.sequential_run import feed
+from canary.analysis.judge_state import EPOCHS, ERROR_COUNTS, Family, JudgeState
+from canary.analysis.sequential_run import family_log_e, family_log_promote, feed
+from canary.analysis.sequential_text import MAX_LOG, e_value, latency, num, quantiles, rates
 from canary.model import MetricResult, Outcome, SequentialSpec
 
 Decision = Literal["rollback", "promote", "continue"]
-MAX_LOG = 700.0  # exp() of more than this overflows a float; reported values are capped
+SHAPES = 2  # latency alternatives: the whole distribution slower, or only its tail
 
 
 @dataclass(frozen=True)
@@ -74,17 +86,20 @@ class IntervalCounts:
 class JudgeTuning:
     """Knobs not (yet) in SequentialSpec; the defaults are the benchmark's choice."""
 
-    low: float = 1.25  # smallest alternative, as a multiple of the tolerance
-    high: float = 30.0  # largest alternative
-    points: int = 16
-    prior_decay: float = 0.0
-    cap_fraction: float = 1 / 3  # one interval adds at most this share of log(1/alpha)
+    low: float = 1.25  # smallest error-rate alternative, as a multiple of the tolerance
+    high: float = 10.0  # largest
+    points: int = 12  # alternatives per shape, errors and latency alike
+    prior_decay: float = 0.0  # > 0 leans the prior towards small effects
+    cap_fraction: float = 0.5  # one interval adds at most this share of log(1/alpha)
     dispersion_prior: float = 20.0  # 0: assume independent errors (no dispersion guard)
-    promote_tolerance: float = 1.5  # the mirror test's null: canary >= this x stable
-    latency_tolerance: float | None = None  # None: the spec's tolerance
-    auto_quantiles: tuple[float, ...] = (0.75, 0.9, 0.99)
-    auto_edge_requests: float = 500.0  # stable requests seen before edges are chosen
-    warmup: float = 0.0  # seconds of canary traffic ignored at the start
+    promote_tolerance: float = 1.5  # mirror test for errors: canary >= this x stable
+    latency: bool = True  # judge latency when histograms are there
+    beta_low: float = 0.04  # latency alternatives: tilts in normal-score units
+    beta_high: float = 1.6  # (0.2 is about 10% slower for a lognormal with sigma 0.5)
+    promote_beta: float = 0.2  # mirror test for latency: canary slower by this tilt
+    latency_min_stable: float = 200.0  # stable requests with latency before it counts
+    warmup: float = 15.0  # seconds of canary traffic ignored at the start
+    restart_share: float = 0.5  # of the budget kept for evidence restarting at stage 2, 3
 
 
 @dataclass(frozen=True)
@@ -94,10 +109,9 @@ class MetricEvidence:
     name: str  # "errors" | "latency"
     log_e: float  # log of this family's rollback e-value since it started
     log_promote_e: float  # log of its promotion e-value in this stage
-    canary_rate: float | None
-    stable_rate: float | None
-    detail: str  # e.g. "errors" or "requests slower than 0.25s"
-    counts: tuple[float, float, float, float]  # canary requests, events, stable, events
+    canary: float | None  # error rate, or p99 latency in seconds
+    stable: float | None
+    summary: str  # canary vs stable, in words and numbers
 
 
 @dataclass(frozen=True)
@@ -120,28 +134,34 @@ class SequentialJudge:
         if spec.tolerance <= 0:
             raise ValueError(f"tolerance must be positive, got {spec.tolerance}")
         self.spec = spec
-        self.tuning = t = tuning or JudgeTuning()
+        self.tuning = t = tuning or JudgeTuning(
+            latency=spec.latency, warmup=spec.warmup,
+            promote_tolerance=max(spec.promote_tolerance, 1.0 + 1e-9))
+        if not (1 < t.low <= t.high and 0 < t.beta_low <= t.beta_high and t.points >= 1):
+            raise ValueError("tuning: need 1 < low <= high, 0 < beta_low <= beta_high")
         grid = ev.geometric_grid(t.low, t.high, t.points)
         lp = ev.prior(grid, decay=t.prior_decay)
-        lat_tol = t.latency_tolerance or spec.tolerance
-        self.mix = {"errors": ev.Mixture.above(spec.tolerance, grid, lp),
-                    "latency": ev.Mixture.above(lat_tol, grid, lp)}
+        self.mix = {"errors": ev.Mixture.above(spec.tolerance, grid, lp)}
         self.pmix = {"errors": ev.Mixture.below(max(t.promote_tolerance, spec.tolerance),
-                                                grid, lp),
-                     "latency": ev.Mixture.below(max(t.promote_tolerance, lat_tol), grid, lp)}
+                                                grid, lp)}
+        self.betas = ev.geometric_grid(t.beta_low, t.beta_high, t.points)
+        self.promote_beta = t.promote_beta
+        self.promote_betas = t.promote_beta - self.betas
+        self.lat_prior = ev.prior(self.betas / self.betas[0] * 1.25, decay=t.prior_decay)
+        share = t.restart_share
+        weights = [(1 - share) * share ** e for e in range(EPOCHS - 1)] + [share ** (EPOCHS - 1)]
+        with np.errstate(divide="ignore"):
+            self.log_epochs = np.log(np.array(weights))
         self.log_threshold = math.log(1 / spec.alpha)
         self.cap = t.cap_fraction * self.log_threshold
-        self.latency_wanted = bool(spec.latency_edges) or t.auto_quantiles != ()
+        self.latency_wanted = t.latency
 
     # -- public API ---------------------------------------------------------------
 
     def fresh(self) -> JudgeState:
         pts = self.tuning.points
-        state = JudgeState(errors=Family.fresh(1, pts, 0.0) if self.spec.errors else None,
-                           log_idle=None if self.spec.errors else 0.0)
-        if self.spec.latency_edges:
-            self.freeze_edges(state, tuple(sorted(self.spec.latency_edges)))
-        return state
+        errors = Family.fresh(1, pts, 0.0, (ERROR_COUNTS,)) if self.spec.errors else None
+        return JudgeState(errors=errors, log_idle=None if self.spec.errors else 0.0)
 
     def update(self, memory: Mapping[str, Any] | None, interval: IntervalCounts) -> JudgeStep:
         """One check: the memory from the previous check (None at the start) and the new
@@ -155,96 +175,122 @@ class SequentialJudge:
         The same arithmetic as ``update`` applied interval by interval, vectorised: the
         backtest replays a recording with one call.
         """
-        state = self.fresh() if memory is None else JudgeState.from_json(memory,
-                                                                         self.tuning.points)
+        state = self.fresh() if memory is None else JudgeState.from_json(
+            memory, points=self.tuning.points, shapes=SHAPES)
         if state.decision == "rollback":
-            return self._step(state, "rollback", state.reason, index=0)
+            return self._step(state, "rollback", state.reason, self._evidence(state),
+                              self.log_wealth(state), index=0)
         state, decision, index, note = feed(self, state, intervals)
-        reason = self._reason(state, decision, note)
+        metrics, log_e = self._evidence(state), self.log_wealth(state)
+        reason = self._reason(state, decision, note, metrics, log_e)
         if decision == "rollback":
             state.decision, state.reason = "rollback", reason
-        return self._step(state, decision, reason, index=index)
+        return self._step(state, decision, reason, metrics, log_e, index=index)
 
     # -- helpers shared with the engine ---------------------------------------------
 
-    def freeze_edges(self, state: JudgeState, edges: tuple[float, ...]) -> None:
-        """Fix the latency edges and give latency half of the current wealth."""
-        state.edges = edges
-        state.warm, state.warm_total = {}, 0.0
-        if not edges:
-            return
+    def start_latency(self, state: JudgeState, bounds: tuple[float, ...]) -> None:
+        """Fix the latency bins and give latency half of the current wealth."""
+        state.bounds = bounds
         total = self.log_wealth(state)
         if state.errors is not None:
             state.errors.log_alloc -= math.log(2)
             total -= math.log(2)
         state.log_idle = None
-        state.latency = Family.fresh(len(edges), self.tuning.points, total)
-
-    def family_log_e(self, name: str, fam: Family) -> float:
-        per = ev.log_evidence(fam.rollback, self.mix[name])
-        return float(ev.logsumexp(per) - math.log(len(per)))
-
-    def family_log_promote(self, name: str, fam: Family) -> float:
-        return float(np.min(ev.log_evidence(fam.promote, self.pmix[name])))
+        state.latency = Family.fresh(SHAPES, self.tuning.points, total, (2, len(bounds) + 1))
 
     def log_wealth(self, state: JudgeState) -> float:
+        """log of the combined rollback e-value."""
         parts = [] if state.log_idle is None else [state.log_idle]
-        for name, fam in (("errors", state.errors), ("latency", state.latency)):
-            if fam is not None:
-                parts.append(fam.log_alloc + self.family_log_e(name, fam))
+        for fam, prior in self._families(state):
+            parts.append(fam.log_alloc + self._log_e(fam, prior))
         return float(ev.logsumexp(np.array(parts))) if parts else 0.0
+
+    def _families(self, state: JudgeState) -> list[tuple[Family, ev.FloatArray]]:
+        out = []
+        if state.errors is not None:
+            out.append((state.errors, self.mix["errors"].log_prior))
+        if state.latency is not None:
+            out.append((state.latency, self.lat_prior))
+        return out
+
+    def _log_e(self, fam: Family, prior: ev.FloatArray) -> float:
+        return float(family_log_e(fam.rollback[..., None, :], prior, self.log_epochs)[0])
 
     # -- reporting ------------------------------------------------------------------
 
     def _evidence(self, state: JudgeState) -> tuple[MetricEvidence, ...]:
         out = []
-        for name, fam in (("errors", state.errors), ("latency", state.latency)):
-            if fam is None:
-                continue
-            per = ev.log_evidence(fam.rollback, self.mix[name])
-            k = int(np.argmax(per))
-            c, x, s, y = (float(v) for v in fam.totals[k])
-            detail = "errors" if name == "errors" else (
-                f"latency (requests slower than {_num(state.edges[k] if state.edges else 0)}s)")
+        if state.errors is not None:
+            fam = state.errors
+            c, x, s, y = (float(v) for v in fam.counts[:4])
             out.append(MetricEvidence(
-                name=name, log_e=self.family_log_e(name, fam),
-                log_promote_e=self.family_log_promote(name, fam),
-                canary_rate=x / c if c > 0 else None, stable_rate=y / s if s > 0 else None,
-                detail=detail, counts=(c, x, s, y)))
+                name="errors", log_e=self._log_e(fam, self.mix["errors"].log_prior),
+                log_promote_e=_log_promote(fam, self.pmix["errors"].log_prior),
+                canary=x / c if c > 0 else None, stable=y / s if s > 0 else None,
+                summary=rates(c, x, s, y)))
+        if state.latency is not None and state.bounds is not None:
+            fam = state.latency
+            qc, qs = (quantiles(state.bounds, fam.counts[i]) for i in (0, 1))
+            out.append(MetricEvidence(
+                name="latency", log_e=self._log_e(fam, self.lat_prior),
+                log_promote_e=_log_promote(fam, self.lat_prior),
+                canary=qc[-1] if qc else None, stable=qs[-1] if qs else None,
+                summary=latency(qc, qs)))
         return tuple(out)
 
-    def _reason(self, state: JudgeState, decision: Decision, note: str) -> str:
-        metrics = self._evidence(state)
-        thr = _num(1 / self.spec.alpha)
+    def _reason(self, state: JudgeState, decision: Decision, note: str,
+                metrics: tuple[MetricEvidence, ...], log_e: float) -> str:
+        thr = num(1 / self.spec.alpha)
         if not metrics:
-            return "nothing to judge yet (errors off and no latency edges chosen)" + note
+            return "nothing to judge (errors off and no latency buckets yet)" + note
         if decision == "rollback":
             worst = max(metrics, key=lambda m: m.log_e)
-            return (f"{worst.detail}: the canary is worse than {_num(self.spec.tolerance)} x "
-                    f"stable: {_rates(worst)}; evidence {_e(self.log_wealth(state))} >= {thr}"
-                    f" (1/alpha, alpha {_num(self.spec.alpha)})")
+            worse = (f"worse than {num(self.spec.tolerance)} x stable"
+                     if worst.name == "errors" and self.spec.tolerance != 1
+                     else "worse than stable")
+            return (f"{worst.name}: the canary is {worse}: {worst.summary}; evidence "
+                    f"{e_value(log_e)} >= {thr} (1/alpha, alpha "
+                    f"{num(self.spec.alpha)})")
         if decision == "promote":
-            parts = "; ".join(f"{m.detail}: {_rates(m)}, evidence {_e(m.log_promote_e)}"
+            parts = "; ".join(f"{m.name}: {m.summary}, evidence {e_value(m.log_promote_e)}"
                               for m in metrics)
-            return (f"the canary is shown better than {_num(self.tuning.promote_tolerance)}"
-                    f" x stable in this stage ({parts}; {_num(state.stage_requests)} canary "
-                    f"requests in the stage)")
-        parts = "; ".join(f"{m.detail}: {_rates(m)}, evidence {_e(m.log_e)}" for m in metrics)
-        return f"{parts}; rollback at {_e(self.log_wealth(state))} >= {thr}{note}"
+            return (f"the canary is shown no worse than tolerated in this stage ({parts}; "
+                    f"{num(state.stage_requests)} canary requests in the stage)")
+        parts = "; ".join(f"{m.name}: {m.summary}, evidence {e_value(m.log_e)}" for m in metrics)
+        return f"{parts}; rollback at {e_value(log_e)} >= {thr}{note}"
 
-    def _step(self, state: JudgeState, decision: Decision, reason: str, *,
-              index: int) -> JudgeStep:
-        return JudgeStep(decision=decision, reason=reason, log_e=self.log_wealth(state),
-                         threshold=1 / self.spec.alpha, metrics=self._evidence(state),
+    def _step(self, state: JudgeState, decision: Decision, reason: str,
+              metrics: tuple[MetricEvidence, ...], log_e: float, *, index: int) -> JudgeStep:
+        return JudgeStep(decision=decision, reason=reason, log_e=log_e,
+                         threshold=1 / self.spec.alpha, metrics=metrics,
                          memory=state.to_json(), index=index)
 
 
 def metric_results(step: JudgeStep) -> tuple[MetricResult, ...]:
-    """The controller's status entries for one step: FAILED for the family that carried a
-    rollback, PASSED for a family with promotion evidence, INCONCLUSIVE otherwise."""
-    worst = max(step.metrics, key=lambda m: m.log_e).name if step.metrics else ""
+    """The controller's status entries for one step.
+
+    One deciding entry named ``sequential``: FAILED on rollback, PASSED when the stage is
+    promoted early (or every family already has promotion evidence), INCONCLUSIVE
+    otherwise; its value is the combined e-value and its message the judge's reason.
+    Then one entry per family (``sequential/errors``, ``sequential/latency``) marked
+    dry-run: shown in the status, never counted, FAILED for the family that carried a
+    rollback, PASSED with promotion evidence, INCONCLUSIVE otherwise.
+    """
     log_thr = math.log(step.threshold)
-    out = []
+    worst = max(step.metrics, key=lambda m: m.log_e).name if step.metrics else ""
+    proven = bool(step.metrics) and all(m.log_promote_e >= log_thr for m in step.metrics)
+    if step.decision == "rollback":
+        overall = Outcome.FAILED
+    elif step.decision == "promote" or proven:
+        overall = Outcome.PASSED
+    else:
+        overall = Outcome.INCONCLUSIVE
+    threshold = f"e-value < {num(step.threshold)}"
+    query = "canary vs stable (sequential test on counter increments)"
+    out = [MetricResult(name="sequential", outcome=overall,
+                        value=math.exp(min(step.log_e, MAX_LOG)), query=query,
+                        threshold=threshold, message=step.reason)]
     for m in step.metrics:
         if step.decision == "rollback" and m.name == worst:
             outcome = Outcome.FAILED
@@ -253,28 +299,12 @@ def metric_results(step: JudgeStep) -> tuple[MetricResult, ...]:
         else:
             outcome = Outcome.INCONCLUSIVE
         out.append(MetricResult(
-            name=f"sequential-{m.name}", outcome=outcome,
-            value=math.exp(min(m.log_e, MAX_LOG)), query=f"canary vs stable: {m.detail}",
-            threshold=f"e-value < {_num(step.threshold)}",
-            message=f"{m.detail}: {_rates(m)}; evidence {_e(m.log_e)}"))
+            name=f"sequential/{m.name}", outcome=outcome,
+            value=math.exp(min(m.log_e, MAX_LOG)), query=f"{query}: {m.name}",
+            threshold=threshold, message=f"{m.name}: {m.summary}; evidence "
+            f"{e_value(m.log_e)}", dry_run=True))
     return tuple(out)
 
 
-def _rates(m: MetricEvidence) -> str:
-    c, x, s, y = m.counts
-    if c <= 0 or s <= 0:
-        return "not enough traffic on both versions to compare yet"
-    return (f"canary {_pct(x / c)} ({_num(x)} of {_num(c)}) vs stable "
-            f"{_pct(y / s)} ({_num(y)} of {_num(s)})")
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.3g}%"
-
-
-def _num(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-
-
-def _e(log_e: float) -> str:
-    return _num(math.exp(min(log_e, MAX_LOG)))
+def _log_promote(fam: Family, prior: ev.FloatArray) -> float:
+    return float(family_log_promote(fam.promote[:, None, :], prior)[0])

@@ -17,6 +17,8 @@ import ast
 import json
 import math
 import re
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -93,10 +95,24 @@ class PrometheusProvider:
         """Preflight: InputError if Prometheus rejects ``promql``; MetricsError if it is down."""
         self.query(promql)
 
-    def _raw(self, promql: str, *, timeout: float | None = None) -> Any:
+    def query_range(self, promql: str, *, start: datetime, end: datetime,
+                    step: float) -> list[dict[str, Any]]:
+        """The raw matrix (``data.result``) of a range query: one item per series with
+        ``metric`` labels and ``values`` [[ts, "v"], ...]. Used by `canary record`."""
+        result = self._raw(promql, call=lambda wait: self._client.custom_query_range(
+            promql, start_time=start, end_time=end, step=f"{step:g}s",
+            timeout=cast(int, wait)))
+        if not isinstance(result, list):
+            raise MetricsError(f"Prometheus at {self.url} did not answer a matrix")
+        return result
+
+    def _raw(self, promql: str, *, timeout: float | None = None,
+             call: Callable[[float], Any] | None = None) -> Any:
         where = f"Prometheus at {self.url}"
         wait = self.timeout if timeout is None else timeout
         try:
+            if call is not None:
+                return call(wait)
             # Annotated int in the library, but requests takes float seconds.
             return self._client.custom_query(promql, timeout=cast(int, wait))
         except PrometheusApiClientException as exc:

@@ -270,6 +270,10 @@ def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
     step.event("analysis", f"analysis {verdict.outcome.value}", outcome=verdict.outcome.value,
                results=[r.to_json() for r in verdict.results])
     if not crossed:
+        if verdict.promote_stage and verdict.outcome is Outcome.PASSED:
+            step.set(skip="stage")  # early promotion: the evidence is in, end the stage
+            step.event("early-promotion", "the sequential judge has evidence the canary is "
+                                          "no worse: ending the stage early")
         return False
     # Each reason is the metric's own message: name, value, threshold, window, query.
     detail = "; ".join(crossed)

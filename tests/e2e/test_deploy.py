@@ -211,3 +211,48 @@ def test_weights_changed_by_hand_are_reapplied(lab: Lab, stack_for: MakeStack) -
     assert proc.returncode == 3
     assert "the router reports stable 75% / canary 25%" in out  # split read back
     assert "re-applying" in out
+
+
+SEQUENTIAL_ONLY = """\
+apiVersion: canary/v1
+kind: AnalysisPolicy
+metadata:
+  name: sequential
+spec:
+  prometheus:
+    url: {url}
+  interval: 2s
+  window: 10s
+  sequential:
+    alpha: 0.02
+    tolerance: 1.0
+    warmup: 6s
+"""
+
+
+def test_sequential_judge_live_rolls_back_and_promotes(lab: Lab, stack_for: MakeStack) -> None:
+    bad = stack_for("3.0.0")
+    policy = bad.dir / "sequential.yaml"
+    policy.write_text(SEQUENTIAL_ONLY.format(url=lab.prometheus_url))
+    rollout = write_rollout(bad, version="3.0.0", policy=policy, pause="60s", stages="[25, 100]")
+    res = run_canary(bad, "deploy", "-f", str(rollout))
+    assert res.returncode == 1, res.stdout + res.stderr
+    status = json.loads(run_canary(bad, "status", "checkout", "-o", "json").stdout)
+    assert status["analysis"]["sequential"]["outcome"] == "failed"
+    assert "worse than stable" in status["reason"]
+    assert bad.all_on("stable-1")
+    # the judge's evidence was persisted with the rollout
+    store = SQLiteStore(bad.store.removeprefix("sqlite:///"))
+    assert store.get("checkout").judge_memory
+    store.close()
+
+
+def test_sequential_judge_live_promotes_a_healthy_canary(lab: Lab,
+                                                        stack_for: MakeStack) -> None:
+    good = stack_for("2.0.0")
+    policy = good.dir / "sequential.yaml"
+    policy.write_text(SEQUENTIAL_ONLY.format(url=lab.prometheus_url))
+    rollout = write_rollout(good, version="2.0.0", policy=policy, pause="8s", stages="[25, 100]")
+    res = run_canary(good, "deploy", "-f", str(rollout))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert good.all_on("canary-1")

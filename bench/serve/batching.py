@@ -1,0 +1,114 @@
+"""Batched Prometheus queries for many rollouts: one query per metric shape, fanned out.
+
+A controller with 1,000 rollouts asks Prometheus the same built-in question 1,000 times per
+interval, once per (service, version). This provider rewrites each built-in query into its
+grouped form - the service/version matchers dropped, ``sum(`` made ``sum by (service,
+version) (`` - runs that once per ``max_age`` for all rollouts sharing it, and hands each
+rollout its own series. Custom queries, or anything it does not recognise, pass through
+unchanged: batching must never change what a query means.
+
+It works on the rendered PromQL text because canary/analysis has no grouped renderer yet;
+bench/serve/results.md describes the change that would make this a `canary serve` option.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from canary.errors import CanaryError
+from canary.metrics.base import MetricsProvider, Sample
+
+_VALUE = r'"((?:[^"\\]|\\.)*)"'
+_OTHER_AGGREGATIONS = re.compile(
+    r"\b(avg|min|max|count|count_values|group|stddev|stdvar|topk|bottomk|quantile|without"
+    r"|on|ignoring|group_left|group_right)\s*\(|\bby\s*\((?!le\))")
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "r": "\r", "t": "\t"}.get(m[1], m[1]), text)
+
+
+def grouped(promql: str, *, service: str, version: str) -> tuple[str, tuple[str, str]] | None:
+    """``promql`` for every (service, version) at once, and which series is this one's."""
+    head = re.compile(rf"\{{{re.escape(service)}={_VALUE},{re.escape(version)}={_VALUE}")
+    pairs = {(m[1], m[2]) for m in head.finditer(promql)}
+    if len(pairs) != 1 or _OTHER_AGGREGATIONS.search(promql):
+        return None
+    query = head.sub("{", promql).replace("{,", "{")
+    by = f"{service}, {version}"
+    query = query.replace("sum by (le) (", f"sum by (le, {by}) (")
+    query = re.sub(r"\bsum\(", f"sum by ({by}) (", query)
+    svc, ver = next(iter(pairs))
+    return query, (_unescape(svc), _unescape(ver))
+
+
+@dataclass
+class _Answer:
+    at: float
+    series: Mapping[tuple[str, str], list[Sample]] | None = None
+    error: CanaryError | None = None
+
+
+class BatchHub:
+    """Answers shared by every rollout of one controller; one flight per query at a time."""
+
+    def __init__(self, provider: Callable[[], MetricsProvider], *, max_age: float = 5.0) -> None:
+        self._provider = provider
+        self.max_age = max_age
+        self._answers: dict[tuple[str, str, str], _Answer] = {}
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+        self._local = threading.local()
+        self.flights = 0
+
+    def query(self, promql: str, *, service: str, version: str) -> list[Sample]:
+        shaped = grouped(promql, service=service, version=version)
+        if shaped is None:
+            return self._client().query(promql)
+        query, mine = shaped
+        key = (query, service, version)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:  # single flight: the threads that wait get the answer just fetched
+            answer = self._answers.get(key)
+            if answer is None or time.monotonic() - answer.at > self.max_age:
+                answer = self._fetch(query, service=service, version=version)
+                self._answers[key] = answer
+        if answer.error is not None:
+            raise answer.error
+        assert answer.series is not None
+        return answer.series.get(mine, [])
+
+    def _fetch(self, query: str, *, service: str, version: str) -> _Answer:
+        self.flights += 1
+        try:
+            samples = self._client().query(query)
+        except CanaryError as exc:
+            return _Answer(at=time.monotonic(), error=exc)
+        series: dict[tuple[str, str], list[Sample]] = {}
+        for s in samples:
+            key = (s.labels.get(service, ""), s.labels.get(version, ""))
+            series.setdefault(key, []).append(Sample(labels={}, value=s.value))
+        return _Answer(at=time.monotonic(), series=series)
+
+    def _client(self) -> MetricsProvider:
+        client: MetricsProvider | None = getattr(self._local, "client", None)
+        if client is None:  # one HTTP client per thread: no session shared across threads
+            client = self._local.client = self._provider()
+        return client
+
+
+class BatchedProvider:
+    """The MetricsProvider one rollout's analyzer sees; answers come from the shared hub."""
+
+    def __init__(self, hub: BatchHub, *, labels: Mapping[str, str]) -> None:
+        self.hub = hub
+        self.service = labels.get("service", "service")
+        self.version = labels.get("version", "version")
+
+    def query(self, promql: str) -> list[Sample]:
+        return self.hub.query(promql, service=self.service, version=self.version)
