@@ -18,7 +18,7 @@ from canary.errors import InputError, NotFoundError
 from canary.gate.migration import lint_step, run_migration
 from canary.model import Event, GateResult, MigrationSpec, PolicySpec, RolloutSpec
 from canary.rollout.machine import MetricLimits, Plan
-from canary.rollout.runner import Analyzer, Reporter, Runner
+from canary.rollout.runner import Analyzer, Reporter, Runner, StoreThreads
 from canary.rollout.state import RolloutState
 from canary.spec import load_policy, parse_rollout_text, resolve_policy_path
 from canary.store.base import StateStore, open_store
@@ -96,11 +96,14 @@ def build_runner(spec: RolloutSpec, policy: PolicySpec, *, store: StateStore,
     from canary.notify.registry import build_notifier
     from canary.routers.registry import build_router
 
+    clock = clock or SystemClock()
+    threads = StoreThreads(store, clock)  # Slack bot threads survive a restart
     runner = Runner(name=spec.name, spec=spec, plan=plan_for(spec, policy), store=store,
-                    router=build_router(spec.router), clock=clock or SystemClock(),
+                    router=build_router(spec.router), clock=clock,
                     analyzer=(analyzer_factory or default_analyzer)(policy),
                     gate=MigrationGate(spec, on_gate_line) if spec.migration else None,
-                    notifiers=[build_notifier(n) for n in spec.notifications], poll=poll)
+                    notifiers=[build_notifier(n, threads=threads) for n in spec.notifications],
+                    poll=poll)
     if reporter is not None:
         runner.reporter = reporter
     return runner

@@ -151,9 +151,14 @@ class HookResult:
 @dataclass(frozen=True)
 class NotificationSpec:
     type: str  # slack | webhook
-    url: str = field(repr=False)  # a secret: never printed
+    url: str = field(repr=False)  # a secret: never printed; "" for a Slack bot
     events: tuple[str, ...] = ()  # empty: every event but stage progress
     secret_env: str | None = None  # webhook: HMAC-SHA256 key read from this variable
+    # Slack bot mode (instead of ``url``): the variable holding an xoxb token, where to
+    # post, and the Web API base. The token itself is read at deploy, never stored here.
+    bot_token_env: str | None = None
+    channel: str = ""
+    api_url: str = "https://slack.com/api"
 
 
 @dataclass(frozen=True)
@@ -345,3 +350,7 @@ class Notification:
     reason: str
     results: tuple[MetricResult, ...] = ()
     key: str = ""
+    # Which run of which rollout this belongs to: a Slack bot threads every message of one
+    # run under its first. Empty when sent outside a runner (a test, a one-off alert).
+    rollout_id: str = ""
+    attempt: int = 0

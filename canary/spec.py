@@ -89,9 +89,32 @@ class _Migration(_Model):
 
 class _Notification(_Model):
     type: Literal["slack", "webhook"]
-    webhook_url: str = Field(alias="webhookUrl", min_length=1)
+    webhook_url: str | None = Field(default=None, alias="webhookUrl", min_length=1)
     events: list[str] = Field(default_factory=list)
     secret_env: str | None = Field(default=None, alias="secretEnv")
+    # Slack bot mode: the token's variable name (never the token), channel, API base.
+    bot_token_env: str | None = Field(default=None, alias="botTokenEnv",
+                                      pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    channel: str | None = Field(default=None, min_length=1)
+    api_url: str | None = Field(default=None, alias="apiUrl", pattern=r"^https?://")
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> _Notification:
+        bot = self.bot_token_env is not None
+        if self.type == "webhook" and (bot or self.channel or self.api_url):
+            raise ValueError("a webhook takes webhookUrl; botTokenEnv, channel and apiUrl "
+                             "are for type slack")
+        if self.type == "webhook" and self.webhook_url is None:
+            raise ValueError("a webhook needs webhookUrl")
+        if bot == (self.webhook_url is not None):
+            raise ValueError("give exactly one of 'webhookUrl' (incoming webhook) or "
+                             "'botTokenEnv' with 'channel' (bot token, threaded per rollout)")
+        if bot and not self.channel:
+            raise ValueError("botTokenEnv needs a channel to post to")
+        if not bot and (self.channel or self.api_url):
+            raise ValueError("channel and apiUrl go with botTokenEnv; an incoming webhook "
+                             "posts to its own channel")
+        return self
 
 
 class _Http(_Model):
@@ -209,9 +232,11 @@ def parse_rollout(raw: Document, *, version: str | None = None,
             lint_dialect=mig.lint.dialect if mig.lint else "postgres",
             compat_command=tuple(mig.compat_check.command) if mig.compat_check else (),
             compat_timeout=mig.compat_check.timeout if mig.compat_check else 600.0),
-        notifications=tuple(NotificationSpec(type=n.type, url=n.webhook_url,
-                                             events=tuple(n.events), secret_env=n.secret_env)
-                            for n in spec.notifications),
+        notifications=tuple(NotificationSpec(
+            type=n.type, url=n.webhook_url or "", events=tuple(n.events),
+            secret_env=n.secret_env, bot_token_env=n.bot_token_env, channel=n.channel or "",
+            **({"api_url": n.api_url} if n.api_url else {}))
+            for n in spec.notifications),
         hooks=_hook_specs(spec.hooks), progress_deadline=spec.progress_deadline,
         deadline=spec.deadline,
         source=raw.file, base_dir=os.path.dirname(os.path.abspath(raw.file)))

@@ -14,13 +14,34 @@ from canary.model import Notification, NotificationSpec
 from canary.notify.base import Notifier
 from canary.notify.null import NullNotifier
 from canary.notify.slack import EVENTS, SlackNotifier
+from canary.notify.slack_bot import SlackBotNotifier
+from canary.notify.threads import LocalThreads, ThreadMemory
 from canary.notify.webhook import WebhookNotifier
 
 KNOWN_EVENTS: tuple[str, ...] = tuple(sorted(EVENTS))
 
-_BUILDERS: dict[str, Callable[[NotificationSpec], Notifier]] = {
-    "slack": lambda spec: SlackNotifier(spec.url),
-    "webhook": lambda spec: WebhookNotifier(spec.url, secret_env=spec.secret_env),
+
+def _slack(spec: NotificationSpec, threads: ThreadMemory) -> Notifier:
+    """A bot when a token is configured (threads per rollout run), else the webhook."""
+    if bool(spec.url) == bool(spec.bot_token_env):
+        raise InputError("a slack notification takes either webhookUrl or botTokenEnv "
+                         "(with channel), not both or neither", field="notifications")
+    if spec.bot_token_env:
+        return SlackBotNotifier(token_env=spec.bot_token_env, channel=spec.channel,
+                                api_url=spec.api_url, threads=threads)
+    return SlackNotifier(spec.url)
+
+
+def _webhook(spec: NotificationSpec, threads: ThreadMemory) -> Notifier:
+    if spec.bot_token_env or spec.channel:
+        raise InputError("botTokenEnv and channel are for type slack; a webhook takes "
+                         "webhookUrl", field="notifications")
+    return WebhookNotifier(spec.url, secret_env=spec.secret_env)
+
+
+_BUILDERS: dict[str, Callable[[NotificationSpec, ThreadMemory], Notifier]] = {
+    "slack": _slack,
+    "webhook": _webhook,
 }
 KNOWN_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 
@@ -65,8 +86,11 @@ class FanOut:
         return f"FanOut({list(self.notifiers)!r})"
 
 
-def build_notifier(spec: NotificationSpec) -> Notifier:
-    """The notifier for one entry; InputError for an unknown type or event name."""
+def build_notifier(spec: NotificationSpec, *, threads: ThreadMemory | None = None
+                   ) -> Notifier:
+    """The notifier for one entry; InputError for an unknown type or event name, or a
+    missing secret variable. ``threads`` is where a Slack bot keeps each rollout run's
+    thread (the runner passes a store-backed one, so threads survive a restart)."""
     builder = _BUILDERS.get(spec.type)
     if builder is None:
         raise InputError(
@@ -80,16 +104,18 @@ def build_notifier(spec: NotificationSpec) -> Notifier:
             f"known events: {', '.join(KNOWN_EVENTS)}",
             field="notifications.events",
         )
-    notifier = builder(spec)
+    notifier = builder(spec, threads if threads is not None else LocalThreads())
     # Without a filter a channel gets every event but per-stage progress, which only
     # channels that ask for it ("stage") want.
     events = spec.events or tuple(e for e in KNOWN_EVENTS if e != "stage")
     return EventFilter(notifier, events)
 
 
-def build_notifiers(specs: Iterable[NotificationSpec]) -> Notifier:
+def build_notifiers(specs: Iterable[NotificationSpec], *,
+                    threads: ThreadMemory | None = None) -> Notifier:
     """One Notifier for a whole rollout: Null for none, the one itself, or a FanOut."""
-    notifiers = [build_notifier(spec) for spec in specs]
+    threads = threads if threads is not None else LocalThreads()  # one, shared by all
+    notifiers = [build_notifier(spec, threads=threads) for spec in specs]
     if not notifiers:
         return NullNotifier()
     if len(notifiers) == 1:

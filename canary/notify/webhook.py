@@ -5,7 +5,8 @@ for long: every try has a timeout, the whole send has a ``deadline``, and a retr
 would end past the deadline is not started. Connection errors, timeouts and 5xx are
 retried with exponential backoff; 429 waits for ``Retry-After`` (up to
 ``max_retry_after``); any other 4xx is final at once, since the same payload will be
-refused again. Slack's incoming webhooks are one user of :func:`post_json`.
+refused again. Slack's incoming webhooks are one user of :func:`post_json`; the Slack bot
+uses :func:`exchange_json`, which also reads the answer (an API's ``ok: false``).
 
 Errors name the receiver only as ``scheme://host/***``. The final ``NotifyError`` is not
 chained to the httpx exception on purpose: that exception carries the request, whose URL
@@ -59,13 +60,18 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class _Try:
+class Attempt:
     """What one POST came to: delivered, worth another try (after ``delay``), or final."""
 
     ok: bool
     retryable: bool = False
     problem: str = ""
     delay: float | None = None  # the receiver's own Retry-After, if it gave one
+    answer: Any = None  # what a judge read from an accepted answer
+
+
+# Reads a 2xx answer: an API such as Slack's says "not done" inside a 200 (``ok: false``).
+Judge = Callable[[httpx.Response, datetime], Attempt]
 
 
 def post_json(
@@ -83,8 +89,27 @@ def post_json(
     Raises NotifyError, naming the receiver masked, when it was refused, retries ran out or
     the deadline would pass. ``clock`` decides the waits, so tests move time instead.
     """
+    return exchange_json(url, body, headers=headers, delivery=delivery, client=client,
+                         clock=clock, what=what)[0]
+
+
+def exchange_json(
+    url: str,
+    body: bytes,
+    *,
+    headers: dict[str, str],
+    delivery: Delivery,
+    client: httpx.Client | None = None,
+    clock: Clock | None = None,
+    what: str = "webhook",
+    judge: Judge | None = None,
+    secrets: frozenset[str] = frozenset(),
+) -> tuple[int, Any]:
+    """:func:`post_json` for an API that answers: tries taken and what ``judge`` read
+    from the accepted answer. ``secrets`` (a token sent in a header) are redacted from
+    every error text, beside the URL's own."""
     clock = clock or SystemClock()
-    secrets = secret_forms(url)
+    hidden = secret_forms(url) | secrets
     target = mask_url(url)
     start = clock.now()
     tries = 0
@@ -104,9 +129,9 @@ def post_json(
         while (remaining := delivery.deadline - elapsed()) > 0:
             tries += 1
             result = _post_once(http, url, body, headers, timeout=min(delivery.timeout, remaining),
-                                secrets=secrets, now=clock.now)
+                                secrets=hidden, now=clock.now, judge=judge)
             if result.ok:
-                return tries
+                return tries, result.answer
             problem = result.problem
             if not result.retryable:
                 raise give_up(f"{problem} (not retried)")
@@ -132,29 +157,30 @@ def _post_once(
     headers: dict[str, str],
     *,
     timeout: float,
-    secrets: set[str],
+    secrets: frozenset[str] | set[str],
     now: Callable[[], datetime],
-) -> _Try:
+    judge: Judge | None = None,
+) -> Attempt:
     try:
         response = http.post(url, content=body, headers=headers, timeout=timeout,
                              follow_redirects=False)
     except httpx.TimeoutException as exc:
-        return _Try(ok=False, retryable=True,
+        return Attempt(ok=False, retryable=True,
                     problem=f"{type(exc).__name__} (timeout {timeout:.2g}s)")
     except httpx.HTTPError as exc:
-        return _Try(ok=False, retryable=True,
+        return Attempt(ok=False, retryable=True,
                     problem=f"{type(exc).__name__}: {redact(str(exc), secrets)}")
     status = response.status_code
     if 200 <= status < 300:
-        return _Try(ok=True)
+        return Attempt(ok=True) if judge is None else judge(response, now())
     answer = redact(response.text[:200].strip(), secrets)
     problem = f"HTTP {status}" + (f" {answer!r}" if answer else "")
     if status == 429:
-        return _Try(ok=False, retryable=True, problem=problem,
+        return Attempt(ok=False, retryable=True, problem=problem,
                     delay=parse_retry_after(response.headers.get("Retry-After"), now()))
     if status >= 500:
-        return _Try(ok=False, retryable=True, problem=problem)
-    return _Try(ok=False, retryable=False, problem=problem)
+        return Attempt(ok=False, retryable=True, problem=problem)
+    return Attempt(ok=False, retryable=False, problem=problem)
 
 
 def parse_retry_after(value: str | None, now: datetime) -> float | None:

@@ -1,4 +1,5 @@
-"""A local stand-in for Slack's incoming webhooks, so alerts can be seen and tested offline.
+"""A local stand-in for Slack (incoming webhooks and a bot's ``chat.postMessage``), so
+alerts can be seen and tested offline.
 
 It accepts POSTs on any path (a Slack webhook path is ``/services/T.../B.../...``), keeps
 every request in memory, optionally appends accepted payloads to a JSONL file, prints one
@@ -7,7 +8,12 @@ readable line per message, and answers ``ok`` as Slack does. Tests script its an
 drive a notifier's retry rules over real HTTP. Like Slack, it refuses a body that is not
 JSON (400 ``invalid_payload``) and one with neither text nor blocks (400 ``no_text``).
 
-    python -m examples.lab.slack_receiver --port 8099 --out alerts.jsonl
+``POST /api/chat.postMessage`` answers like the Web API: HTTP 200 with JSON,
+``{"ok": true, "channel": ..., "ts": ...}`` with a ``ts`` that grows with every message,
+or ``{"ok": false, "error": ...}`` (``not_authed``/``invalid_auth`` when ``token`` is set
+and the bearer token is missing or another, ``channel_not_found``, ``no_text``).
+
+    python -m examples.lab.slack_receiver --port 8099 --out alerts.jsonl --token xoxb-lab
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ class Received:
     body: bytes
     payload: Any  # parsed JSON, or None
     status: int
+    ok: bool = True  # False when the Web API answered ``ok: false`` inside a 200
+    ts: str = ""  # the ts a posted chat.postMessage was given
 
 
 def describe(payload: Any) -> str:
@@ -68,9 +76,12 @@ class SlackReceiver:
     port: int = 0
     out: str | None = None
     echo: TextIO | None = field(default_factory=lambda: sys.stdout)
+    token: str | None = field(default=None, repr=False)  # bearer chat.postMessage needs
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
+        self._ts_base = int(time.time())
+        self._ts_count = 0
         self._script: deque[Reply] = deque()
         self._requests: list[Received] = []
         self._stopping = threading.Event()
@@ -128,8 +139,14 @@ class SlackReceiver:
 
     @property
     def payloads(self) -> list[Any]:
-        """Accepted messages only (answered 2xx), as Slack would have posted them."""
-        return [r.payload for r in self.requests if 200 <= r.status < 300]
+        """Accepted messages only (answered 2xx and ok), as Slack would have posted them."""
+        return [r.payload for r in self.requests if 200 <= r.status < 300 and r.ok]
+
+    def api_error(self, error: str, *, retry_after: float | None = None) -> None:
+        """Answer the next chat.postMessage with ``{"ok": false, "error": error}``."""
+        headers = (("Retry-After", f"{retry_after:g}"),) if retry_after is not None else ()
+        self.script(Reply(200, json.dumps({"ok": False, "error": error}),
+                          (("Content-Type", "application/json"), *headers)))
 
     def clear(self) -> None:
         with self._lock:
@@ -142,6 +159,8 @@ class SlackReceiver:
         with self._lock:
             scripted = self._script.popleft() if self._script else None
         payload: Any = None
+        if path.endswith("/chat.postMessage"):
+            return self._post_message(path, headers, body, scripted)
         try:
             payload = json.loads(body or b"null")
         except ValueError:
@@ -160,12 +179,59 @@ class SlackReceiver:
             self._stopping.wait(reply.delay)
         return reply
 
+    def _post_message(self, path: str, headers: dict[str, str], body: bytes,
+                      scripted: Reply | None) -> Reply:
+        """The Web API's way: every answer a 200 with JSON saying ``ok`` or why not."""
+        try:
+            payload: Any = json.loads(body or b"null")
+        except ValueError:
+            payload = None
+        auth = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+        error = ""
+        if self.token is not None and not auth:
+            error = "not_authed"
+        elif self.token is not None and auth != f"Bearer {self.token}":
+            error = "invalid_auth"
+        elif not isinstance(payload, dict):
+            error = "invalid_json"
+        elif not payload.get("channel"):
+            error = "channel_not_found"
+        elif not (payload.get("text") or payload.get("blocks")):
+            error = "no_text"
+        ts = ""
+        if scripted is not None:
+            reply = scripted
+            try:
+                ok = bool(json.loads(reply.body).get("ok"))
+            except (ValueError, AttributeError):
+                ok = False
+        elif error:
+            reply, ok = Reply(200, json.dumps({"ok": False, "error": error}),
+                              (("Content-Type", "application/json"),)), False
+        else:
+            with self._lock:
+                self._ts_count += 1
+                ts = f"{self._ts_base}.{self._ts_count:06d}"
+            answer = {"ok": True, "channel": payload["channel"], "ts": ts, "message": payload}
+            reply, ok = Reply(200, json.dumps(answer),
+                              (("Content-Type", "application/json"),)), True
+        with self._lock:
+            self._requests.append(Received(time.monotonic(), path, headers, body, payload,
+                                           reply.status, ok=ok, ts=ts))
+        if ok and 200 <= reply.status < 300:
+            self._record(payload)
+        if reply.delay:
+            self._stopping.wait(reply.delay)
+        return reply
+
     def _record(self, payload: Any) -> None:
         if self.out:
             with self._lock, open(self.out, "a", encoding="utf-8") as f:
                 f.write(json.dumps(payload, ensure_ascii=False) + "\n")
         if self.echo is not None:
-            print(f"[slack] {describe(payload)}", file=self.echo, flush=True)
+            threaded = isinstance(payload, dict) and payload.get("thread_ts")
+            print(f"[slack]{'   ↳' if threaded else ''} {describe(payload)}", file=self.echo,
+                  flush=True)
 
 
 def _handler_for(receiver: SlackReceiver) -> type[BaseHTTPRequestHandler]:
@@ -181,7 +247,8 @@ def _handler_for(receiver: SlackReceiver) -> type[BaseHTTPRequestHandler]:
                 self.send_response(reply.status)
                 for name, value in reply.headers:
                     self.send_header(name, value)
-                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                if not any(name.lower() == "content-type" for name, _ in reply.headers):
+                    self.send_header("Content-Type", "text/plain; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -204,9 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-status", type=int, default=429)
     parser.add_argument("--retry-after", type=float, default=None,
                         help="Retry-After seconds sent with the scripted failures")
+    parser.add_argument("--token", default=None,
+                        help="bearer token chat.postMessage requires (default: any)")
     args = parser.parse_args(argv)
 
-    receiver = SlackReceiver(host=args.host, port=args.port, out=args.out)
+    receiver = SlackReceiver(host=args.host, port=args.port, out=args.out, token=args.token)
     receiver.fail_next(args.fail_first, status=args.fail_status, retry_after=args.retry_after)
     receiver.start()
     print(f"slack receiver listening on {receiver.url('/')}", flush=True)

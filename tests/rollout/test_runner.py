@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import pytest
@@ -16,11 +17,14 @@ from canary.model import (
     RouterSpec,
     Weights,
 )
+from canary.notify.base import Notifier
+from canary.notify.slack_bot import SlackBotNotifier
 from canary.rollout.machine import Plan
-from canary.rollout.runner import Runner, exit_code
+from canary.rollout.runner import Runner, StoreThreads, exit_code
 from canary.rollout.state import RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
+from examples.lab.slack_receiver import SlackReceiver
 from tests.rollout.helpers import STAGES, T0, new_state, plan
 
 
@@ -56,7 +60,7 @@ SPEC = RolloutSpec(name="checkout", service="checkout", version="2.0.0", stable_
 
 def make(store: SQLiteStore, router: FakeRouter, clock: ManualClock, *,
          outcomes: Sequence[Outcome] = (Outcome.PASSED,), p: Plan | None = None,
-         gate: Gate | None = None, notifier: RecordingNotifier | None = None) -> Runner:
+         gate: Gate | None = None, notifier: Notifier | None = None) -> Runner:
     return Runner(name="checkout", spec=SPEC, plan=p or plan(), store=store, router=router,
                   clock=clock, analyzer=ScriptedAnalyzer(outcomes), gate=gate,
                   notifiers=[notifier] if notifier else [], poll=1.0)
@@ -176,3 +180,36 @@ def test_timeout_leaves_state_to_resume(store: SQLiteStore) -> None:
     final = make(store, router, clock).run(timeout=30)
     assert exit_code(final) == 5 and final.phase is Phase.PROGRESSING
     assert make(store, router, clock).run().phase is Phase.SUCCEEDED
+
+
+def test_notifications_name_their_run(store: SQLiteStore) -> None:
+    router, clock, note = FakeRouter(), ManualClock(T0), RecordingNotifier()
+    final = make(store, router, clock, outcomes=[Outcome.FAILED], notifier=note).run()
+    [sent] = note.sent
+    assert (sent.rollout_id, sent.attempt) == (final.id, final.attempt)
+
+
+def test_slack_bot_keeps_one_thread_across_a_restart(store: SQLiteStore,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARY_TEST_BOT_TOKEN", "xoxb-test-runner-token")
+    router, clock = CrashingRouter(crash_on_set=3), ManualClock(T0)
+
+    def bot() -> SlackBotNotifier:  # a fresh notifier and memory, as after a restart
+        return SlackBotNotifier(token_env="CANARY_TEST_BOT_TOKEN", channel="#deploys",
+                                api_url=api.url("/api"), threads=StoreThreads(store, clock))
+
+    with SlackReceiver(echo=io.StringIO(), token="xoxb-test-runner-token") as api:
+        with pytest.raises(Crash):
+            make(store, router, clock, p=plan(notify_stages=True), notifier=bot()).run()
+        before = len(api.payloads)
+        clock.advance(5)
+        final = make(store, router, clock, p=plan(notify_stages=True), notifier=bot()).run()
+        messages = [r for r in api.requests if r.ok]
+
+    assert final.phase is Phase.SUCCEEDED
+    assert 1 <= before < len(messages)
+    first, *rest = messages
+    assert "thread_ts" not in first.payload
+    assert rest and all(m.payload["thread_ts"] == first.ts for m in rest)
+    threads = [e for e in store.events(final.id) if e.kind == "slack-thread"]
+    assert [e.data for e in threads] == [{"ts": first.ts}]
