@@ -92,6 +92,11 @@ class Runner:
     _gate_result: GateResult | None = None
     _hook_result: HookResult | None = None
 
+    @property
+    def result_pending(self) -> bool:
+        """A gate step or hook just finished and its result waits for the next tick."""
+        return self._gate_result is not None or self._hook_result is not None
+
     def tick(self) -> RolloutState:
         state = self.store.get(self.name)
         now = self.clock.now()

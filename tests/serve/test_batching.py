@@ -1,0 +1,54 @@
+"""The benchmark's batched queries answer what one query per rollout answers, from a real
+Prometheus, with one flight per query shape instead of one per rollout."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.serve.batching import BatchedProvider, BatchHub, grouped
+from canary.analysis.queries import render_metric_query, request_count_query
+from canary.metrics.base import Sample
+from canary.metrics.prometheus import PrometheusProvider
+from canary.spec import load_policy
+from examples.lab.haproxy import runtime_command
+from tests.e2e.conftest import Lab, Stack, write_policy
+
+
+def value(samples: list[Sample]) -> float:
+    assert len(samples) == 1, samples
+    return float(samples[0].value)
+
+
+def test_grouped_answers_match_single_queries(lab: Lab, stack_for: Callable[..., Stack],
+                                              tmp_path: Path) -> None:
+    stack = stack_for("3.0.0")  # load through HAProxy to 1.0.0 and 3.0.0 (40% errors)
+    runtime_command(str(stack.haproxy.info["socket"]), "set weight checkout/canary-1 100")
+    policy = load_policy(str(write_policy(tmp_path / "policy.yaml", lab.prometheus_url)))
+    time.sleep(5)  # a few scrapes of that traffic
+    direct = PrometheusProvider(lab.prometheus_url)
+    hub = BatchHub(lambda: PrometheusProvider(lab.prometheus_url), max_age=60)
+    batched = BatchedProvider(hub, labels=policy.labels)
+    asked = 0
+    for version in ("1.0.0", "3.0.0", "9.9.9"):  # 9.9.9 has no series at all
+        queries = [render_metric_query(m, policy, service="checkout", version=version)
+                   for m in policy.metrics]
+        queries.append(request_count_query(policy, service="checkout", version=version))
+        for q in queries:
+            assert grouped(q, service="service", version="version") is not None, q
+            asked += 1
+            mine, theirs = batched.query(q), direct.query(q)
+            if version == "9.9.9":
+                assert mine == [] and theirs == []
+                continue
+            a, b = value(mine), value(theirs)
+            assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=0.25), q
+    assert asked == 9 and hub.flights == 3  # one flight per shape, fanned out
+    error_rate = render_metric_query(policy.metrics[0], policy, service="checkout",
+                                     version="3.0.0")
+    assert 0.3 < value(batched.query(error_rate)) < 0.5
+    custom = 'max(up{job="lab"})'  # not a built-in shape: passed through unchanged
+    assert grouped(custom, service="service", version="version") is None
+    assert value(batched.query(custom)) == 1.0
