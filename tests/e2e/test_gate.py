@@ -154,3 +154,53 @@ def test_kill_during_non_idempotent_migration_needs_a_human(
 def _has_table(dsn: str) -> bool:
     with psycopg.connect(dsn) as conn:
         return conn.execute("SELECT to_regclass('customers')").fetchone() != (None,)
+
+
+def _sqlite_applied(db: Path) -> list[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def sqlite_rollout(stack: Stack, db: Path, which: str) -> Path:
+    policy = stack.dir / "policy.yaml"
+    policy.write_text(NO_METRICS)
+    folder = MIG / "sqlite"
+    argv = [sys.executable, "-m", "examples.migrations.migrate",
+            f"{folder}/safe/0001_create_orders.sql", f"{folder}/{which}"]
+    migration = f"""  migration:
+    lint:
+      paths: ['{folder}/{which}']
+      dialect: sqlite
+    command: {json.dumps(argv)}
+    workdir: {REPO}
+    env: {{DATABASE_URL: 'sqlite:///{db}', PYTHONPATH: '{REPO}'}}
+"""
+    return write_rollout(stack, version="2.0.0", policy=policy, pause="1s", stages="[50, 100]",
+                         migration=migration)
+
+
+def test_sqlite_safe_migration_passes_and_rollout_proceeds(stack_for: MakeStack,
+                                                           tmp_path: Path) -> None:
+    stack = stack_for("2.0.0", rps=20)
+    db = tmp_path / "shop.db"
+    res = run_canary(stack, "deploy", "-f", str(sqlite_rollout(stack, db, "safe")))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert _sqlite_applied(db) == ["0001_create_orders.sql", "0002_expand_orders.sql"]
+    assert stack.all_on("canary-1")
+
+
+def test_sqlite_unsafe_migration_is_blocked_by_lint(stack_for: MakeStack,
+                                                    tmp_path: Path) -> None:
+    stack = stack_for("2.0.0", rps=20)
+    db = tmp_path / "shop.db"
+    res = run_canary(stack, "deploy", "-f", str(sqlite_rollout(stack, db, "unsafe")))
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "rename-column" in res.stdout and "drop-column" in res.stdout
+    assert _sqlite_applied(db) == [] and stack.canary_sessions() == 0
