@@ -185,10 +185,12 @@ class Api:
         text, version, file = _document(body, ctype, query)
         spec, policy, state, resumed = submit(text, file=file, version=version,
                                               store=self.store, now=datetime.now(UTC))
+        # Count the events that existed at submission before the controller adopts it: a
+        # tick right after adoption must not hide the first steps from the follower.
+        events = self.store.events(state.id)
         self.controller.adopt(state)
         log.info("rollout %s %s (%s -> %s)", spec.name, "resumed" if resumed else "submitted",
                  state.stable_version or "?", state.version)
-        events = self.store.events(state.id)
         return _json(200 if resumed else 201, {
             "resumed": resumed, "router": build_router(spec.router).describe(),
             "stages": [s.weight for s in spec.stages], "policy": policy.name,

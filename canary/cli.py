@@ -138,6 +138,9 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", help="threads ticking rollouts")] = 32,
     lease_ttl: Annotated[str, typer.Option("--lease-ttl", help="how long a rollout stays "
                                            "with a replica that stopped renewing")] = "30s",
+    batch_max_age: Annotated[str, typer.Option(
+        "--batch-max-age", help="share one grouped Prometheus query per metric among all "
+        "rollouts, reusing its answer this long (0 turns batching off)")] = "2s",
 ) -> None:
     """Drive every active rollout of the store; API, status page and /metrics over HTTP."""
     from canary.deploy import store_url
@@ -146,12 +149,13 @@ def serve(
 
     try:
         every, ttl = parse_duration(tick), parse_duration(lease_ttl)
+        batch = parse_duration(batch_max_age)
     except ValueError as exc:
         raise InputError(str(exc), field="--tick/--lease-ttl") from None
     if every <= 0 or ttl <= 0 or workers < 1:
         raise InputError("--tick, --lease-ttl and --workers must be positive")
     raise typer.Exit(run_serve(store_url(store), listen=listen, tick=every, workers=workers,
-                               lease_ttl=ttl))
+                               lease_ttl=ttl, batch_max_age=batch))
 
 
 @app.command()

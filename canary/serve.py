@@ -36,9 +36,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from canary.clock import Clock, SystemClock
 from canary.errors import CanaryError, ConflictError, NotFoundError
 from canary.exporter import RolloutSample, ServeMetrics
-from canary.model import Event, Phase
+from canary.model import Event, Phase, PolicySpec
 from canary.rollout.machine import next_wakeup
-from canary.rollout.runner import Runner
+from canary.rollout.runner import Analyzer, Runner
 from canary.rollout.state import RolloutState
 from canary.store.base import LeaseOwner, StateStore
 
@@ -399,17 +399,40 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def default_runner_factory(*, tick: float) -> RunnerFactory:
+def default_runner_factory(*, tick: float, batch_max_age: float = 0.0) -> RunnerFactory:
+    """Runners rebuilt from each rollout's stored document. With ``batch_max_age`` > 0 every
+    rollout's built-in queries go through one shared hub per Prometheus: one grouped query
+    per metric shape, reused for that many seconds, so the query load grows with the number
+    of metrics, not with rollouts x metrics."""
+    from canary.metrics.batching import BatchedProvider, BatchHub
+
+    hubs: dict[str, BatchHub] = {}
+    guard = threading.Lock()
+
+    def analyzer(policy: PolicySpec) -> Analyzer:
+        from canary.analysis.analyzer import PolicyAnalyzer
+        from canary.metrics.prometheus import PrometheusProvider
+
+        url, timeout = policy.prometheus_url, min(10.0, policy.interval)
+        with guard:
+            hub = hubs.get(url)
+            if hub is None:
+                hub = hubs[url] = BatchHub(lambda: PrometheusProvider(url, timeout=timeout),
+                                           max_age=batch_max_age)
+        return PolicyAnalyzer(policy, BatchedProvider(hub, labels=policy.labels))
+
     def make(state: RolloutState, store: StateStore) -> Runner:
         from canary.deploy import runner_for_state
 
-        return runner_for_state(state, store=store, poll=tick)
+        return runner_for_state(state, store=store, poll=tick,
+                                analyzer_factory=analyzer if batch_max_age > 0 else None)
 
     return make
 
 
 def run_serve(store_url: str, *, listen: str, tick: float, workers: int, lease_ttl: float,
-              discover_every: float = 2.0, runner_factory: RunnerFactory | None = None) -> int:
+              discover_every: float = 2.0, runner_factory: RunnerFactory | None = None,
+              batch_max_age: float = 0.0) -> int:
     """Serve until SIGTERM or SIGINT, then finish current ticks, release leases, return 0."""
     import os
     import signal
@@ -425,9 +448,9 @@ def run_serve(store_url: str, *, listen: str, tick: float, workers: int, lease_t
     tokens = Tokens.from_env(os.environ)
     store = PooledStore(lambda: open_store(store_url))
     metrics = ServeMetrics()
-    controller = Controller(store, runner_factory=runner_factory or default_runner_factory(
-        tick=tick), metrics=metrics, tick=tick, lease_ttl=lease_ttl, workers=workers,
-        discover_every=discover_every)
+    factory = runner_factory or default_runner_factory(tick=tick, batch_max_age=batch_max_age)
+    controller = Controller(store, runner_factory=factory, metrics=metrics, tick=tick,
+                            lease_ttl=lease_ttl, workers=workers, discover_every=discover_every)
     server = make_http_server(Api(store=store, controller=controller, metrics=metrics,
                                   tokens=tokens), host=host, port=port)
     stop = threading.Event()

@@ -2,8 +2,9 @@
 
 Real servers on loopback: a Prometheus scraping synthetic series for N services
 (bench/serve/fakeapps.py), one HAProxy carrying N backends (the rollouts' routers), a SQLite
-store, and the controller as its own process, once with per-rollout queries (`canary serve`)
-and once with batched queries (bench/serve/controller.py), in the same run. Each rollout
+store, and the controller as its own process, once with per-rollout queries
+(`canary serve --batch-max-age 0`) and once with batched queries (`--batch-max-age 5s`), in
+the same run. Each rollout
 sits in its first stage with a 10 s analysis interval, so every tick reads the router and
 every tenth second each rollout is analysed. Measured over a window after warm-up: tick
 latency (from the controller's histogram), controller CPU and memory (/proc), Prometheus
@@ -98,8 +99,10 @@ def run_mode(mode: str, *, n: int, window: float, warmup: float, workers: int, t
     url = f"http://127.0.0.1:{port}"
     args = ["--store", f"sqlite:///{d}/state.db", "--listen", f"127.0.0.1:{port}",
             "--tick", tick, "--workers", str(workers)]
-    argv = [sys.executable, "-m", "bench.serve.controller", *args] if mode == "batched" \
-        else [sys.executable, "-m", "canary", "serve", *args]
+    # Both modes are the product's `canary serve`: batching on (grouped queries shared by
+    # every rollout, answers reused 5 s) or off.
+    batch = "5s" if mode == "batched" else "0"
+    argv = [sys.executable, "-m", "canary", "serve", *args, "--batch-max-age", batch]
     env = dict(os.environ, CANARY_API_TOKENS_OPERATOR=TOKEN, PYTHONPATH=str(REPO))
     ctl = Server(name=f"controller {mode}", argv=argv, log_path=str(d / "serve.log"))
     ctl.start(env=env, cwd=str(d))

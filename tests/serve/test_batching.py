@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.serve.batching import BatchedProvider, BatchHub, grouped
 from canary.analysis.queries import render_metric_query, request_count_query
 from canary.metrics.base import Sample
+from canary.metrics.batching import BatchedProvider, BatchHub, grouped
 from canary.metrics.prometheus import PrometheusProvider
 from canary.spec import load_policy
 from examples.lab.haproxy import runtime_command
@@ -52,3 +52,26 @@ def test_grouped_answers_match_single_queries(lab: Lab, stack_for: Callable[...,
     custom = 'max(up{job="lab"})'  # not a built-in shape: passed through unchanged
     assert grouped(custom, service="service", version="version") is None
     assert value(batched.query(custom)) == 1.0
+
+
+def test_grouped_increments_feed_the_sequential_judge_like_single_queries(
+        lab: Lab, stack_for: Callable[..., Stack], tmp_path: Path) -> None:
+    from canary.analysis.live_sequential import version_counts
+
+    stack = stack_for("3.0.0")
+    runtime_command(str(stack.haproxy.info["socket"]), "set weight checkout/canary-1 100")
+    policy = load_policy(str(write_policy(tmp_path / "policy.yaml", lab.prometheus_url)))
+    time.sleep(5)
+    direct = PrometheusProvider(lab.prometheus_url)
+    hub = BatchHub(lambda: PrometheusProvider(lab.prometheus_url), max_age=60)
+    batched = BatchedProvider(hub, labels=policy.labels)
+    for version in ("1.0.0", "3.0.0"):
+        a = version_counts(batched, policy, side="canary", service="checkout",
+                           version=version, stable_version="1.0.0", seconds=10)
+        b = version_counts(direct, policy, side="canary", service="checkout",
+                           version=version, stable_version="1.0.0", seconds=10)
+        assert a is not None and b is not None
+        assert math.isclose(a.requests, b.requests, rel_tol=0.25)
+        assert set(a.latency) == set(b.latency) and len(a.latency) > 3  # `le` survives
+        assert math.isclose(a.latency[math.inf], b.latency[math.inf], rel_tol=0.25)
+    assert hub.flights == 3  # requests, errors, buckets: one flight each for both versions

@@ -7,8 +7,10 @@ version) (`` - runs that once per ``max_age`` for all rollouts sharing it, and h
 rollout its own series. Custom queries, or anything it does not recognise, pass through
 unchanged: batching must never change what a query means.
 
-It works on the rendered PromQL text because canary/analysis has no grouped renderer yet;
-bench/serve/results.md describes the change that would make this a `canary serve` option.
+It works on the rendered PromQL text: a query whose shape it does not know exactly is sent
+as it is. `canary serve --batch-max-age` (default 2s) turns it on for every rollout;
+tests/serve/test_batching.py checks grouped and per-rollout answers agree on a real
+Prometheus.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ class BatchHub:
         series: dict[tuple[str, str], list[Sample]] = {}
         for s in samples:
             key = (s.labels.get(service, ""), s.labels.get(version, ""))
-            series.setdefault(key, []).append(Sample(labels={}, value=s.value))
+            # keep every other label (``le`` of a bucket query), as the ungrouped answer has
+            rest = {k: v for k, v in s.labels.items() if k not in (service, version)}
+            series.setdefault(key, []).append(Sample(labels=rest, value=s.value))
         return _Answer(at=time.monotonic(), series=series)
 
     def _client(self) -> MetricsProvider:
