@@ -110,10 +110,14 @@ def test_two_replicas_split_rollouts_and_survive_kill_9(lab: Lab, haproxy: Multi
         wait_until(lambda: all(kinds(a, n).count("stage-reached") >= 2 for n in NAMES),
                    timeout=90, what="every rollout at its second stage")
         before = {n: set(labels) for n, labels in watch.seen.items()}
-        assert before == {"svc-a": {"a"}, "svc-b": {"a"}, "svc-c": {"b"}, "svc-d": {"b"}}
+        # Each rollout has exactly one owner; which replica wins one is a race between the
+        # receiving replica's adoption and the other's discovery, so only its count is fixed.
+        assert set(before) == set(NAMES) and all(len(v) == 1 for v in before.values())
+        of_b = {n for n, v in before.items() if v == {"b"}}
+        assert of_b and len(of_b) < len(NAMES), before  # both replicas are working
         b.kill9()
         killed = time.monotonic()
-        wait_until(lambda: {"svc-c", "svc-d"} <= owners(a), timeout=LEASE_TTL + 5,
+        wait_until(lambda: of_b <= owners(a), timeout=LEASE_TTL + 5,
                    what="a to take over b's rollouts")
         took = time.monotonic() - killed
         assert took <= LEASE_TTL, f"takeover took {took:.1f}s"
@@ -130,7 +134,7 @@ def test_two_replicas_split_rollouts_and_survive_kill_9(lab: Lab, haproxy: Multi
         assert events.count("promoted") == 1
         assert haproxy.all_on(name, "canary-1")
     log = a.log()
-    for name in ("svc-c", "svc-d"):
+    for name in of_b:
         assert f"driving rollout {name}" in log
     print(f"{store_url.split(':')[0]}: b's rollouts continued on a {took:.2f}s after kill -9")
 
