@@ -24,7 +24,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
 from canary.exporter import ServeMetrics
-from canary.model import Command, Phase
+from canary.model import Command
+from canary.operations import record_command
 from canary.rollout.state import RolloutState
 from canary.store.base import StateStore
 from canary.views import event_json, status_json
@@ -233,24 +234,6 @@ class Api:
 
     def _static(self, args: dict[str, str], *_: object) -> Response:
         return _resource(args.get("file") or "index.html")
-
-
-def record_command(store: StateStore, name: str, command: Command) -> RolloutState:
-    """CAS-save ``command`` on the rollout, as `canary abort` and friends do."""
-    for _ in range(50):
-        state = store.get(name)
-        if command is Command.RETRY:
-            if state.phase not in (Phase.FAILED, Phase.ABORTED):
-                raise ConflictError(f"rollout {name!r} is {state.phase.value}: only a failed "
-                                    "or aborted rollout can be retried")
-        elif state.phase.terminal:
-            raise ConflictError(f"rollout {name!r} already ended ({state.phase.value}): "
-                                f"nothing to {command.value}")
-        try:
-            return store.save(state.replace(command=command))
-        except ConflictError:
-            continue
-    raise TemporaryError(f"rollout {name!r} kept changing; try again")
 
 
 def _resource(name: str) -> Response:

@@ -10,7 +10,6 @@ import functools
 import json
 import signal
 import sys
-import time
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, NoReturn, ParamSpec
@@ -18,7 +17,7 @@ from typing import Annotated, NoReturn, ParamSpec
 import typer
 
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
-from canary.model import Command, Phase
+from canary.model import Command
 
 P = ParamSpec("P")
 
@@ -199,27 +198,12 @@ def history(name: Annotated[str | None, typer.Argument()] = None, store: StoreOp
 
 def _command(name: str, command: Command, store: str | None) -> None:
     from canary.deploy import open_default_store
+    from canary.operations import record_command
 
-    st = open_default_store(store)
-    for _ in range(50):
-        state = st.get(name)
-        if command is Command.RETRY:
-            if state.phase not in (Phase.FAILED, Phase.ABORTED):
-                raise InputError(f"rollout {name!r} is {state.phase.value}: only a failed or "
-                                 "aborted rollout can be retried")
-        elif state.phase.terminal:
-            raise InputError(f"rollout {name!r} already ended ({state.phase.value}): nothing "
-                             f"to {command.value}")
-        try:
-            st.save(state.replace(command=command))
-        except ConflictError:
-            time.sleep(0.05)
-            continue
-        typer.echo(f"{name}: {command.value} recorded; the running controller acts on it"
-                   + (" (run `canary deploy` again to start the retry)"
-                      if command is Command.RETRY else ""))
-        return
-    raise TemporaryError(f"rollout {name!r} kept changing; try again")
+    record_command(open_default_store(store), name, command)
+    typer.echo(f"{name}: {command.value} recorded; the running controller acts on it"
+               + (" (run `canary deploy` again to start the retry)"
+                  if command is Command.RETRY else ""))
 
 
 @app.command()
