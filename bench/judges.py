@@ -17,7 +17,7 @@ from scipy.stats import mannwhitneyu
 
 from bench.scenarios import BOUNDS, DT, STAGE_STEPS, Counts, bin_probs
 from canary.analysis import evidence as ev
-from canary.analysis.judge_state import EPOCHS
+from canary.analysis.judge_state import EPOCHS, ERROR_COUNTS
 from canary.analysis.sequential import SHAPES, SequentialJudge
 from canary.analysis.sequential_run import (
     errors_paths,
@@ -74,6 +74,38 @@ class Oracle:
         for a in self.alphas:
             hit = (self.first[a] < 0) & (self.llr >= math.log(0.95 / a))
             self.first[a][hit] = k
+
+
+class TwoSample:
+    """The best a comparison with the stable version can do: an SPRT on the canary's share
+    of each interval's errors and of each latency bin's requests (the split canary's
+    judge uses), knowing the true rate ratios; for healthy runs the alternative is the
+    oracle's (+1 point of errors, 10% slower). What separates it from the oracle is the
+    information lost by not knowing the stable version's rates."""
+
+    def __init__(self, runs: int, *, bad: bool, alpha: float) -> None:
+        self.bad, self.alpha = bad, alpha
+        self.llr = np.zeros(runs)
+        self.first = np.full(runs, -1)
+        self.slow_q = bin_probs(np.array([1.1]), 0.0)[0]
+
+    def observe(self, k: int, n: Counts) -> None:
+        total = n.c + n.s
+        rho = np.divide(n.c, total, out=np.zeros_like(total), where=total > 0)
+        if self.bad:
+            r_err, q1 = n.pc / n.ps, n.qc
+        else:
+            r_err, q1 = np.minimum(n.pc + 0.01, 1.0) / n.pc, self.slow_q
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r_bin = np.where(n.qs > 0, q1 / n.qs, 1.0)
+            err = n.x * np.log(r_err) - (n.x + n.y) * np.log1p(rho * (r_err - 1))
+            xb = np.diff(n.cl, prepend=0.0, axis=-1)
+            nb = xb + np.diff(n.sl, prepend=0.0, axis=-1)
+            lat = np.sum(np.where(nb > 0, xb * np.log(r_bin)
+                                  - nb * np.log1p(rho[:, None] * (r_bin - 1)), 0.0), axis=-1)
+        self.llr += np.nan_to_num(err) + np.nan_to_num(lat)
+        hit = (self.first < 0) & (self.llr >= math.log(0.95 / self.alpha))
+        self.first[hit] = k
 
 
 class Flagger:
@@ -160,7 +192,7 @@ class Sequential:
         self.j = judge
         pts, width = judge.tuning.points, len(BOUNDS)
         self.err = [np.zeros((runs, EPOCHS, 1, pts)), np.zeros((runs, 1, pts)),
-                    np.zeros((runs, 6))]
+                    np.zeros((runs, ERROR_COUNTS))]
         self.lat = [np.zeros((runs, EPOCHS, SHAPES, pts)), np.zeros((runs, SHAPES, pts)),
                     np.zeros((runs, 2, width))]
         self.epochs = np.ones(runs, dtype=int)  # both families change stage together
@@ -180,6 +212,8 @@ class Sequential:
         self.stage = stage.copy()
         for fam in (self.err, self.lat):
             fam[1][new] = 0.0
+        if j.tuning.refit_per_stage:
+            self.err[2][new, :4] = 0.0
         self.epochs = np.where(new, np.minimum(self.epochs + 1, EPOCHS), self.epochs)
         live = np.arange(EPOCHS)[None, :] < self.epochs[:, None]
         self.stage_req[new] = 0.0
@@ -205,8 +239,9 @@ class Sequential:
             ok &= family_log_promote(pr, j.lat_prior)[:, 0] >= j.log_threshold
         self.log_e = ev.logsumexp(np.stack(parts, axis=-1))
         if self.lat_alloc is None and j.latency_wanted:  # as start_latency does
-            self.lat_alloc = self.log_e - math.log(2)
-            self.err_alloc = self.err_alloc - math.log(2)
+            share = j.tuning.latency_share
+            self.lat_alloc = self.log_e + math.log(share)
+            self.err_alloc = self.err_alloc + math.log1p(-share)
         for a in self.alphas:
             hit = (self.first[a] < 0) & (self.log_e >= math.log(1 / a))
             self.first[a][hit] = k

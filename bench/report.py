@@ -51,6 +51,7 @@ def _m(v: float | None) -> str:
 def judges(alpha: float, flagger: str) -> list[tuple[str, str, str]]:
     """(label, variant, key) of the judges shown side by side."""
     return [("oracle SPRT", "fixed", f"oracle@{alpha}"),
+            ("two-sample SPRT", "fixed", f"twosample@{alpha}"),
             ("Flagger-style", "fixed", flagger),
             ("Kayenta-style", "fixed", "kayenta@0.01"),
             ("canary sequential", "fixed", f"sequential@{alpha}"),

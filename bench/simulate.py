@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.judges import Flagger, Kayenta, Oracle, Sequential
+from bench.judges import Flagger, Kayenta, Oracle, Sequential, TwoSample
 from bench.scenarios import (
     BOUNDS,
     DT,
@@ -49,6 +49,7 @@ def run_fixed(sc: Scenario, runs: int, seed: int, judge: SequentialJudge, *,
               kayenta: tuple[float, ...]) -> Outcome:
     sim = Simulation(sc, runs, seed)
     oracle = Oracle(runs, bad=sc.bad, alphas=alphas)
+    two = TwoSample(runs, bad=sc.bad, alpha=judge.spec.alpha)
     flag = Flagger(runs, error_rate=sc.error_rate, configs=flagger)
     kay = Kayenta(runs, ps=kayenta)
     seq = Sequential(judge, runs, alphas=alphas)
@@ -59,6 +60,7 @@ def run_fixed(sc: Scenario, runs: int, seed: int, judge: SequentialJudge, *,
         stage = np.full(runs, k // STAGE_STEPS)
         n = sim.step(k, stage)
         oracle.observe(k, n)
+        two.observe(k, n)
         flag.observe(k, n)
         kay.observe(k, n)
         seq.observe(k, n, stage)
@@ -69,6 +71,7 @@ def run_fixed(sc: Scenario, runs: int, seed: int, judge: SequentialJudge, *,
     for a in alphas:
         out.first[f"oracle@{a}"] = oracle.first[a]
         out.first[f"sequential@{a}"] = seq.first[a]
+    out.first[f"twosample@{judge.spec.alpha}"] = two.first
     for cfg in flagger:
         out.first[f"flagger@{cfg[0]}x/{cfg[1]}"] = flag.first[cfg]
     for p in kayenta:

@@ -8,7 +8,7 @@ running counts, and a few counters.
 
 Wealth bookkeeping: the rollback e-value is the sum over families (errors, latency) of
 ``exp(log_alloc) x family mixture``. Until the first latency buckets arrive all wealth sits
-with errors (or idle when errors are off); then half of the current wealth moves to
+with errors (or idle when errors are off); then a share (30%) of the current wealth moves to
 latency. Moving wealth at a predictable time keeps the total a supermartingale, so the
 alpha budget holds, and a service without histograms loses nothing to an idle latency
 test.
@@ -25,9 +25,11 @@ import numpy as np
 from canary.analysis.evidence import FloatArray
 from canary.errors import InputError
 
-MEMORY_VERSION = 1
+MEMORY_VERSION = 2
 EPOCHS = 3  # rollback evidence restarts with the first two stage changes (see Family)
-ERROR_COUNTS = 6  # canary requests, errors, stable requests, errors, deviation, variance
+# canary requests, errors, stable requests, errors; deviation, variance (canary's split);
+# the stable version's last requests and errors; deviation, variance (its own)
+ERROR_COUNTS = 10
 
 
 @dataclass
@@ -37,8 +39,9 @@ class Family:
     The rollback sums exist once per epoch: epoch 0 starts with the family, epoch ``e``
     with the ``e``-th stage change after that, so a regression that only appears at a
     higher weight is not buried under the evidence of the healthy stages before it.
-    ``counts`` is the family's running data: for errors the totals and the dispersion
-    sums (6,), for latency the canary's and the stable's requests per bin (2, B).
+    ``counts`` is the family's running data: for errors the totals (this stage's with
+    ``refit_per_stage``) and the dispersion sums (10,), for latency the canary's and the
+    stable's requests per bin (2, B).
     """
 
     log_alloc: float

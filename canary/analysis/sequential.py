@@ -14,15 +14,16 @@ How it decides (notes/statistics.md has the derivation, evidence.py the arithmet
 * Latency: the same binomial split per histogram bin, the bins' log likelihood ratios
   summed, against alternatives that make the canary's latency distribution a tilt of
   the stable's: the whole distribution slower (a lognormal made slower by a constant
-  factor is exactly such a tilt) or only its tail above the p90. This uses every bucket
-  instead of a few edges; ``latency_edges``, when given, restricts the bins to those
-  bounds. The null is "no slower than stable".
-* Errors and latency share one alpha budget: the e-values are averaged (half the wealth
-  each, from the first interval with buckets). The budget covers the whole rollout: the
-  evidence carries across stages, so the chance of ever rolling back a canary that is no
-  worse than tolerated is at most alpha however often the controller looks (Ville's
-  inequality). Part of the budget (``restart_share``) is kept for evidence that starts
-  afresh at the 2nd and 3rd stage, so a regression that appears only at a higher weight
+  factor is exactly such a tilt) or only its tail above the p95 (``tail_from``). This
+  uses every bucket instead of a few edges; ``latency_edges``, when given, restricts the
+  bins to those bounds. The null is "no slower than stable".
+* Errors and latency share one alpha budget: the e-values are averaged (latency takes
+  ``latency_share`` of the wealth, 30%, from the first interval with buckets). The
+  budget covers the whole rollout: the evidence carries across stages, so the chance of
+  ever rolling back a canary that is no worse than tolerated is at most alpha however
+  often the controller looks (Ville's inequality). Part of the budget
+  (``restart_share``, 20%) is kept for evidence that starts afresh at the 2nd and 3rd
+  stage, so a regression that appears only at a higher weight
   is not buried under the healthy evidence of the stages before it.
 * Rollback when the combined e-value reaches ``1/alpha``. Early promotion of a stage
   (``early_promotion``) uses the mirror test, "the canary is worse than
@@ -31,7 +32,10 @@ How it decides (notes/statistics.md has the derivation, evidence.py the arithmet
   ``min_stage_requests`` canary requests in it. That evidence is only computed when
   early promotion is on.
 * Robustness: errors that come in clusters (retries) are detected from the excess
-  variance of the canary's share and discounted; each interval's contribution is capped;
+  variance of the canary's share (around the canary/stable ratio fitted in the current
+  stage) and of the stable version's own errors from one interval to the next (it has
+  many more errors, so it learns in a few intervals what the canary's share needs
+  minutes for), and discounted; each interval's contribution is capped;
   an interval with a missing version, a negative increment (a counter reset) or more
   errors than requests is skipped; an interval without canary traffic carries no
   evidence; the first ``warmup`` seconds of canary traffic are ignored.
@@ -92,6 +96,11 @@ class JudgeTuning:
     prior_decay: float = 0.0  # > 0 leans the prior towards small effects
     cap_fraction: float = 0.5  # one interval adds at most this share of log(1/alpha)
     dispersion_prior: float = 20.0  # 0: assume independent errors (no dispersion guard)
+    stable_dispersion: float = 5.0  # > 0: also learn it from the stable version's errors
+    refit_per_stage: bool = True  # the guard's canary/stable ratio is fitted per stage
+    latency_share: float = 0.3  # of the wealth moved to latency when its buckets arrive
+    tail_from: float = 0.95  # the latency "tail" alternative starts at this quantile
+    promote_tail_from: float = 0.9  # and the mirror test's (a tail from the p90)
     promote_tolerance: float = 1.5  # mirror test for errors: canary >= this x stable
     latency: bool = True  # judge latency when histograms are there
     beta_low: float = 0.04  # latency alternatives: tilts in normal-score units
@@ -99,7 +108,7 @@ class JudgeTuning:
     promote_beta: float = 0.2  # mirror test for latency: canary slower by this tilt
     latency_min_stable: float = 200.0  # stable requests with latency before it counts
     warmup: float = 15.0  # seconds of canary traffic ignored at the start
-    restart_share: float = 0.5  # of the budget kept for evidence restarting at stage 2, 3
+    restart_share: float = 0.2  # of the budget kept for evidence restarting at stage 2, 3
 
 
 @dataclass(frozen=True)
@@ -190,12 +199,12 @@ class SequentialJudge:
     # -- helpers shared with the engine ---------------------------------------------
 
     def start_latency(self, state: JudgeState, bounds: tuple[float, ...]) -> None:
-        """Fix the latency bins and give latency half of the current wealth."""
+        """Fix the latency bins and give latency its share of the current wealth."""
         state.bounds = bounds
         total = self.log_wealth(state)
         if state.errors is not None:
-            state.errors.log_alloc -= math.log(2)
-            total -= math.log(2)
+            state.errors.log_alloc += math.log1p(-self.tuning.latency_share)
+            total += math.log(self.tuning.latency_share)
         state.log_idle = None
         state.latency = Family.fresh(SHAPES, self.tuning.points, total, (2, len(bounds) + 1))
 

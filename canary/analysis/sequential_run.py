@@ -39,17 +39,24 @@ NO_STABLE = ("; no stable traffic to compare with (100% stage?): the evidence st
 def errors_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, counts: Arr,
                  data: Arr, live: npt.NDArray[np.bool_]) -> tuple[Arr, Arr, Arr]:
     """Errors over T intervals: ``data`` (..., T, 4) = canary requests, errors, stable
-    requests, errors; state: rollback (..., E, 1, J), promote (..., 1, J), counts (..., 6),
+    requests, errors; state: rollback (..., E, 1, J), promote (..., 1, J), counts (..., 10),
     ``live`` (..., E) the epochs started. Returns the paths of the rollback sums
-    (..., E, 1, T, J), the promotion sums (..., 1, T, J) and the counts (..., T, 6)."""
+    (..., E, 1, T, J), the promotion sums (..., 1, T, J) and the counts (..., T, 10)."""
     c, x, s, y = (data[..., i] for i in range(4))
     rho, n = ev.share_of(c, s), x + y
     totals = ev.paths(counts[..., :4], data)
     terms = ev.dispersion_terms(_before(counts[..., :4], totals), x, n, rho)
-    sums = ev.paths(counts[..., 4:], terms)
+    sums = ev.paths(counts[..., 4:6], terms)
+    previous = _before(counts[..., 6:8], data[..., 2:4])
+    stable_sums = ev.paths(counts[..., 8:10], ev.stable_terms(previous, data[..., 2:4]))
     tune = judge.tuning
-    phi = ev.phi(_before(counts[..., 4:], sums), pseudo=tune.dispersion_prior) \
-        if tune.dispersion_prior > 0 else None
+    phi = None
+    if tune.dispersion_prior > 0:
+        phi = ev.phi(_before(counts[..., 4:6], sums), pseudo=tune.dispersion_prior)
+    if tune.stable_dispersion > 0:
+        from_stable = ev.phi(_before(counts[..., 8:10], stable_sums),
+                             pseudo=tune.stable_dispersion)
+        phi = from_stable if phi is None else np.maximum(phi, from_stable)
 
     def lr(mix: ev.Mixture) -> Arr:
         return ev.increments(x, n, rho, mix, cap=judge.cap, phi=phi,
@@ -59,7 +66,8 @@ def errors_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, counts: Ar
     # promotion evidence costs as much again and only early promotion reads it
     pinc = lr(judge.pmix["errors"]) if judge.spec.early_promotion else np.zeros_like(inc)
     return (_epochs(rollback, inc[..., None, :, :], live),
-            ev.paths(promote, pinc[..., None, :, :]), np.concatenate([totals, sums], axis=-1))
+            ev.paths(promote, pinc[..., None, :, :]),
+            np.concatenate([totals, sums, data[..., 2:4], stable_sums], axis=-1))
 
 
 def latency_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, bins: Arr,
@@ -73,13 +81,14 @@ def latency_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, bins: Arr
     width = stable.shape[-1]
     seen = np.sum(stable, axis=-1)
     q = (stable + 0.5) / (seen + 0.5 * width)[..., None]
-    scores = ev.bin_scores(q)
+    scores = ev.bin_scores(q, tail_from=judge.tuning.tail_from)
     x, n = data[..., 0, :], data[..., 0, :] + data[..., 1, :]
     rho = ev.share_of(np.sum(x, axis=-1), np.sum(data[..., 1, :], axis=-1))
     ready = (seen >= judge.tuning.latency_min_stable)[..., None, None]
     inc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, cap=judge.cap)
     if judge.spec.early_promotion:
-        pinc = ev.tilt_increments(x, n, rho, q, scores, judge.promote_betas,
+        pscores = ev.bin_scores(q, tail_from=judge.tuning.promote_tail_from)
+        pinc = ev.tilt_increments(x, n, rho, q, pscores, judge.promote_betas,
                                   null=judge.promote_beta, cap=judge.cap)
     else:
         pinc = np.zeros_like(inc)
@@ -125,6 +134,8 @@ def feed(judge: SequentialJudge, state: JudgeState,
                 if fam is not None:
                     fam.promote[:] = 0.0
                     fam.epochs = min(fam.epochs + 1, len(fam.rollback))
+            if state.errors is not None and judge.tuning.refit_per_stage:
+                state.errors.counts[:4] = 0.0  # the canary/stable ratio is fitted anew
         errors, latency, snaps, notes = [], [], [], []
         start_latency: tuple[float, ...] | None = None
         j = i

@@ -122,7 +122,8 @@ def test_clustered_errors_are_discounted() -> None:
     runs = [rollout(seed, cluster=4, latency=False, rps=200) for seed in range(100)]
     guarded = SequentialJudge(SequentialSpec(alpha=0.05, tolerance=1.0))
     naive = SequentialJudge(SequentialSpec(alpha=0.05, tolerance=1.0),
-                            tuning=JudgeTuning(dispersion_prior=0, cap_fraction=10))
+                            tuning=JudgeTuning(dispersion_prior=0, stable_dispersion=0,
+                                               cap_fraction=10))
     assert sum(guarded.run(r).decision == "rollback" for r in runs) <= 3
     assert sum(naive.run(r).decision == "rollback" for r in runs) >= 8
     bad = [guarded.run(rollout(s, cluster=4, latency=False, rps=200, canary_err=0.05))
