@@ -221,6 +221,7 @@ class Sequential:
         self.seconds += np.where((n.c > 0) | (self.seconds > 0), DT, 0.0)
         warm = ~(self.seconds <= j.tuning.warmup) if j.tuning.warmup > 0 else np.ones(
             len(n.c), dtype=bool)
+        warm_lat = self.seconds > j.tuning.warmup * j.tuning.latency_warmup_factor
         err = np.stack([n.c, n.x, n.s, n.y], axis=-1) * warm[:, None]
         rb, pr, counts = errors_paths(j, self.err[0], self.err[1], self.err[2], err[:, None],
                                       live)
@@ -231,7 +232,7 @@ class Sequential:
         ok &= family_log_promote(pr, j.pmix["errors"].log_prior)[:, 0] >= j.log_threshold
         if self.lat_alloc is not None:
             bins = np.stack([np.diff(n.cl, prepend=0.0, axis=-1),
-                             np.diff(n.sl, prepend=0.0, axis=-1)], axis=1) * warm[:, None, None]
+                             np.diff(n.sl, prepend=0.0, axis=-1)], axis=1) * warm_lat[:, None, None]
             rb, pr, counts = latency_paths(j, self.lat[0], self.lat[1], self.lat[2],
                                            bins[:, None], live)
             self.lat = [rb[..., 0, :], pr[:, :, 0], counts[:, 0]]
@@ -239,6 +240,7 @@ class Sequential:
             ok &= family_log_promote(pr, j.lat_prior)[:, 0] >= j.log_threshold
         self.log_e = ev.logsumexp(np.stack(parts, axis=-1))
         if self.lat_alloc is None and j.latency_wanted:  # as start_latency does
+            self.lat[2][:, 1, :] = np.diff(n.sl, prepend=0.0, axis=-1)  # first stable bins
             share = j.tuning.latency_share
             self.lat_alloc = self.log_e + math.log(share)
             self.err_alloc = self.err_alloc + math.log1p(-share)

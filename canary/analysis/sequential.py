@@ -38,7 +38,10 @@ How it decides (notes/statistics.md has the derivation, evidence.py the arithmet
   minutes for), and discounted; each interval's contribution is capped;
   an interval with a missing version, a negative increment (a counter reset) or more
   errors than requests is skipped; an interval without canary traffic carries no
-  evidence; the first ``warmup`` seconds of canary traffic are ignored.
+  evidence; the first ``warmup`` seconds of canary traffic are ignored, and for latency
+  twice as long (``latency_warmup_factor``): caches and JIT keep a new version slow
+  after they stop making it fail (bench/results/floors.md measures what a warm-up
+  that fades in 20 s costs a judge that looks sooner).
 * At 100% (no concurrent stable traffic) the share is 1 and the comparison carries no
   information: the evidence stops moving, the judge keeps answering ``continue`` with the
   evidence reached so far, and only absolute guards (threshold metrics) can still stop
@@ -108,6 +111,7 @@ class JudgeTuning:
     promote_beta: float = 0.2  # mirror test for latency: canary slower by this tilt
     latency_min_stable: float = 200.0  # stable requests with latency before it counts
     warmup: float = 15.0  # seconds of canary traffic ignored at the start
+    latency_warmup_factor: float = 2.0  # latency is ignored this many times as long
     restart_share: float = 0.2  # of the budget kept for evidence restarting at stage 2, 3
 
 

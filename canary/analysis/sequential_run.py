@@ -165,6 +165,8 @@ def feed(judge: SequentialJudge, state: JudgeState,
             return state, decision, i + k, note
         if start_latency is not None:
             judge.start_latency(state, start_latency)
+            assert state.latency is not None
+            state.latency.counts[1] = _stable_bins(intervals[j - 1], start_latency)
         i = j
     return state, "continue", n - 1, note
 
@@ -186,11 +188,14 @@ def _screen(judge: SequentialJudge, state: JudgeState,
     state.stage_requests += can.requests
     if can.requests > 0 or state.canary_seconds > 0:
         state.canary_seconds += iv.seconds
-    if judge.tuning.warmup > 0 and state.canary_seconds <= judge.tuning.warmup:
+    warmup = judge.tuning.warmup
+    if warmup > 0 and state.canary_seconds <= warmup:
         return zeros_e, zeros_l, "; canary warming up: interval not judged"
     row_e = [can.requests, can.errors, sta.requests, sta.errors]
     rows_l = zeros_l
-    if state.bounds is not None:  # cumulative here; turned into bins, or zeros, by _bins
+    if state.canary_seconds <= warmup * judge.tuning.latency_warmup_factor:
+        pass  # latency still warming up: errors only
+    elif state.bounds is not None:  # cumulative here; turned into bins, or zeros, by _bins
         rows_l = [[v.latency.get(b, math.nan) for b in state.bounds]
                   + [v.latency.get(INF, v.requests)] for v in (can, sta)]
     note = NO_STABLE if sta.requests <= 0 < can.requests else ""
@@ -250,6 +255,19 @@ def _bounds(judge: SequentialJudge, iv: IntervalCounts) -> tuple[float, ...] | N
     if judge.spec.latency_edges:
         common &= set(judge.spec.latency_edges)
     return tuple(sorted(common)) if common else None
+
+
+def _stable_bins(iv: IntervalCounts, bounds: tuple[float, ...]) -> Arr:
+    """The stable version's requests per bin in the interval that showed the bounds: the
+    latency test's first estimate of the stable distribution, so the next interval is
+    already judged (zeros when unusable)."""
+    width = len(bounds) + 1
+    if iv.stable is None or not _sane(iv.stable):
+        return np.zeros(width)
+    cum = [iv.stable.latency.get(b, math.nan) for b in bounds] \
+        + [iv.stable.latency.get(INF, iv.stable.requests)]
+    rows = np.array([[0.0] * width, cum], dtype=np.float64)[None]
+    return np.asarray(_bins(rows)[0, 1], dtype=np.float64)
 
 
 def _bins(cumulative: Arr) -> Arr:
