@@ -18,8 +18,16 @@ import time
 
 import numpy as np
 
-from bench.scenarios import BAD, BOUNDS, DT, HEALTHY, STAGE_STEPS, Counts, Scenario, \
-    Simulation, bin_probs
+from bench.scenarios import (
+    BAD,
+    DT,
+    HEALTHY,
+    STAGE_STEPS,
+    Counts,
+    Scenario,
+    Simulation,
+    bin_probs,
+)
 
 SEED = 20260520
 OUT = os.path.join(os.path.dirname(__file__), "results", "floors.md")
@@ -119,7 +127,8 @@ lower bound is above 1%, no judge built on this statistic can be that fast and w
 false-rollback target. canary's judge takes 1.00, 1.75 and 1.75 min
 (bench/results/judge.md).
 
-| regression vs healthy | skipped | w | minutes (median) | threshold | healthy rolled back: same intervals | any window |
+| regression vs healthy | skipped | w | minutes (median) | threshold | \
+healthy rolled back: same intervals | any window |
 |---|---|---|---|---|---|---|
 """
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
