@@ -36,6 +36,9 @@ CONFIG = f"""Judges (the settings shown in the tables; the sweep at the end cove
 
 - **oracle SPRT**: knows both versions' true error rates and latency distributions per
   interval; one-sided SPRT on the canary's requests, rollback at log((1 - 0.05) / alpha).
+- **two-sample SPRT**: knows the true effect (the error-rate ratio, the latency bin
+  ratios) but, like canary's judge, sees only the canary's share of each interval's
+  errors and of each latency bin's requests; same threshold as the oracle.
 - **Flagger-style**: every minute, the canary's error rate over the last minute must be
   <= m x the healthy baseline and its p99 (histogram_quantile) <= (1 + (m - 1) / 2) x the
   healthy p99; no data is a failed check; rollback after t failed checks (cumulative).
@@ -44,7 +47,8 @@ CONFIG = f"""Judges (the settings shown in the tables; the sweep at the end cove
   canary values against the stable's (error rate, p99); a metric fails at p < 0.01, one
   failing metric gives score 50 < 75: rollback.
 - **canary sequential**: `SequentialJudge` with alpha = {ALPHA}, tolerance 1.0 (no worse
-  than stable), errors and latency (all buckets), JudgeTuning defaults.
+  than stable), errors and latency (all buckets), JudgeTuning defaults (the policy
+  `default` runs these).
 - **canary + early promotion**: the same with early_promotion on and
   min_stage_requests 500; a stage ends when promoted or after 10 minutes."""
 

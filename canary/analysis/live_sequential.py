@@ -26,7 +26,7 @@ from canary.analysis.sequential import (
     VersionCounts,
     metric_results,
 )
-from canary.errors import CanaryError
+from canary.errors import CanaryError, InputError
 from canary.metrics.base import MetricsProvider
 from canary.model import MetricResult, Outcome, PolicySpec
 
@@ -86,10 +86,17 @@ class LiveSequential:
             return (MetricResult(name="sequential", outcome=Outcome.ERROR, value=None,
                                  query=query, message=f"sequential: could not measure: "
                                  f"{exc}"),), None, False
-        step = self.judge.update(memory, IntervalCounts(stable=stable, canary=canary,
-                                                        seconds=seconds, stage=stage))
+        interval = IntervalCounts(stable=stable, canary=canary, seconds=seconds, stage=stage)
+        restarted = ""
+        try:
+            step = self.judge.update(memory, interval)
+        except InputError as exc:  # memory of an older canary (an upgrade mid-rollout)
+            step = self.judge.update(None, interval)
+            restarted = f" (evidence restarted: {exc})"
         results = list(metric_results(step))
         head = results[0]
+        if restarted:
+            head = dataclasses.replace(head, message=head.message + restarted)
         if head.outcome is Outcome.INCONCLUSIVE:
             if canary is not None and canary.requests > 0:
                 head = dataclasses.replace(head, outcome=Outcome.PASSED,

@@ -131,6 +131,20 @@ def test_clustered_errors_are_discounted() -> None:
     assert all(b.decision == "rollback" for b in bad)
 
 
+def test_clusters_are_learned_from_the_stable_version_alone() -> None:
+    """With the canary-split estimate off, the stable version's own errors still reveal
+    the clustering (it has 19 times the canary's errors at 5%), and the cap stays at its
+    default: false rollbacks stay rare where the unguarded judge has many."""
+    runs = [rollout(seed, cluster=4, latency=False, rps=200) for seed in range(100)]
+    stable_only = SequentialJudge(SequentialSpec(alpha=0.05, tolerance=1.0),
+                                  tuning=JudgeTuning(dispersion_prior=0))
+    unguarded = SequentialJudge(SequentialSpec(alpha=0.05, tolerance=1.0),
+                                tuning=JudgeTuning(dispersion_prior=0, stable_dispersion=0))
+    guarded = sum(stable_only.run(r).decision == "rollback" for r in runs)
+    naive = sum(unguarded.run(r).decision == "rollback" for r in runs)
+    assert guarded <= 3 and naive >= 3 * max(guarded, 1)
+
+
 def test_tolerance_lets_a_small_increase_through() -> None:
     strict = SequentialJudge(SequentialSpec(alpha=0.05, tolerance=1.0))
     lenient = SequentialJudge(SequentialSpec(alpha=0.05, tolerance=3.0))

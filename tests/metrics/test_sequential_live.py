@@ -100,3 +100,16 @@ def test_record_refuses_bad_input(tmp_path: Path) -> None:
     res = runner.invoke(app, ["record", "--service", "s", "--canary", "2", "--stable", "1",
                               "--start", "yesterday", "--end", "now"])
     assert res.exit_code == 2 and "ISO time" in res.output
+
+
+def test_memory_of_an_older_judge_restarts_the_evidence(lab: Lab,
+                                                        provider: PrometheusProvider) -> None:
+    """A controller upgraded mid-rollout finds a memory it cannot read: the check still
+    judges (from fresh evidence) and says so, rather than erroring towards a rollback."""
+    live = LiveSequential(policy(lab.prometheus_url), provider)
+    old = {"v": 1, "errors": {"counts": [0.0] * 6}}
+    results, memory, _early = live.check(old, service="checkout", version="2.0.0",
+                                         stable_version="1.0.0", stage=0)
+    assert results[0].outcome is not Outcome.ERROR
+    assert "evidence restarted" in results[0].message
+    assert memory is not None and memory["v"] != 1
