@@ -18,51 +18,17 @@ import time
 
 import numpy as np
 
-from bench.scenarios import (
-    BAD,
-    DT,
-    HEALTHY,
-    STAGE_STEPS,
-    Counts,
-    Scenario,
-    Simulation,
-    bin_probs,
-)
+from bench.judges import errors_llr, latency_llr
+from bench.scenarios import BAD, DT, HEALTHY, STAGE_STEPS, Simulation, bin_probs, seed_of
 
-SEED = 20260520
 OUT = os.path.join(os.path.dirname(__file__), "results", "floors.md")
-
-
-def _scenario(name: str) -> tuple[Scenario, int]:
-    every = list(HEALTHY + BAD)
-    i = [s.name for s in every].index(name)
-    return every[i], SEED + 1000 * i  # bench/judge.py's seed for it
-
-
-def _share(n: Counts) -> np.ndarray:
-    total = n.c + n.s
-    return np.divide(n.c, total, out=np.zeros_like(total), where=total > 0)
-
-
-def errors_llr(n: Counts, r: float) -> np.ndarray:
-    """The canary's share of the interval's errors: log LR of ratio ``r`` against 1."""
-    return np.asarray(n.x * np.log(r) - (n.x + n.y) * np.log1p(_share(n) * (r - 1)))
-
-
-def latency_llr(n: Counts, q1: np.ndarray, q0: np.ndarray) -> np.ndarray:
-    """Each bin's canary share: log LR of the bin ratios q1 / q0 against equal ones."""
-    r = q1 / q0
-    xb = np.diff(n.cl, prepend=0.0, axis=-1)
-    nb = xb + np.diff(n.sl, prepend=0.0, axis=-1)
-    return np.asarray(np.sum(xb * np.log(r) - nb * np.log1p(_share(n)[:, None] * (r - 1)),
-                             axis=-1))
 
 
 def series(name: str, runs: int, stat: str, stage: int) -> np.ndarray:
     """(runs, STAGE_STEPS) per-interval statistics over stage ``stage``: the errors'
     (ratio 6 at the 5% stage, as err+5; 2 later, as err+1) or latency x1.1's."""
-    sc, seed = _scenario(name)
-    sim = Simulation(sc, runs, seed)
+    sc = next(s for s in HEALTHY + BAD if s.name == name)
+    sim = Simulation(sc, runs, seed_of(sc))
     q0 = bin_probs(np.ones(1), 0.0)[0]
     q1 = bin_probs(np.array([1.1]), 0.0)[0]
     out = np.zeros((runs, STAGE_STEPS))

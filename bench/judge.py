@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 
 from bench.report import write_report
-from bench.scenarios import BAD, DT, HEALTHY, STEPS, Scenario
+from bench.scenarios import BAD, DT, HEALTHY, STEPS, Scenario, seed_of
 from bench.simulate import Outcome, run_early, run_fixed
 from canary.analysis.sequential import JudgeTuning, SequentialJudge
 from canary.model import SequentialSpec
 
-SEED = 20260520
 ALPHA = 0.02
 ALPHAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
 FLAGGER = [(m, t) for m in (1.5, 2.0, 3.0) for t in (1, 2, 3, 5, 10)]
@@ -107,10 +106,9 @@ def main() -> None:
         a.healthy_runs, a.bad_runs, a.early_runs = 400, 200, 200
     scenarios = [s for s in HEALTHY + BAD if a.only is None or s.name in a.only]
     jobs = []
-    for i, sc in enumerate(HEALTHY + BAD):
-        if sc in scenarios:
-            runs = a.bad_runs if sc.bad else a.healthy_runs
-            jobs.append((sc, runs, min(runs, a.early_runs), SEED + 1000 * i))
+    for sc in scenarios:
+        runs = a.bad_runs if sc.bad else a.healthy_runs
+        jobs.append((sc, runs, min(runs, a.early_runs), seed_of(sc)))
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         results = dict(pool.map(one, sorted(jobs, key=lambda j: -j[1])))

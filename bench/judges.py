@@ -76,6 +76,30 @@ class Oracle:
             self.first[a][hit] = k
 
 
+def share(n: Counts) -> np.ndarray:
+    """The canary's observed share of requests per run, 0 without traffic."""
+    total = n.c + n.s
+    return np.divide(n.c, total, out=np.zeros_like(total), where=total > 0)
+
+
+def errors_llr(n: Counts, r: np.ndarray | float) -> np.ndarray:
+    """The canary's share of the interval's errors: log LR of an error-rate ratio ``r``
+    against 1 (what the two-sample SPRT sums)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        llr = n.x * np.log(r) - (n.x + n.y) * np.log1p(share(n) * (r - 1))
+    return np.nan_to_num(np.asarray(llr))
+
+
+def latency_llr(n: Counts, q1: np.ndarray, q0: np.ndarray) -> np.ndarray:
+    """Each latency bin's canary share: log LR of bin probabilities q1 against q0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(q0 > 0, q1 / q0, 1.0)
+        xb = np.diff(n.cl, prepend=0.0, axis=-1)
+        nb = xb + np.diff(n.sl, prepend=0.0, axis=-1)
+        per_bin = xb * np.log(r) - nb * np.log1p(share(n)[:, None] * (r - 1))
+    return np.nan_to_num(np.sum(np.where(nb > 0, per_bin, 0.0), axis=-1))
+
+
 class TwoSample:
     """The best a comparison with the stable version can do: an SPRT on the canary's share
     of each interval's errors and of each latency bin's requests (the split canary's
@@ -90,20 +114,11 @@ class TwoSample:
         self.slow_q = bin_probs(np.array([1.1]), 0.0)[0]
 
     def observe(self, k: int, n: Counts) -> None:
-        total = n.c + n.s
-        rho = np.divide(n.c, total, out=np.zeros_like(total), where=total > 0)
         if self.bad:
             r_err, q1 = n.pc / n.ps, n.qc
         else:
             r_err, q1 = np.minimum(n.pc + 0.01, 1.0) / n.pc, self.slow_q
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r_bin = np.where(n.qs > 0, q1 / n.qs, 1.0)
-            err = n.x * np.log(r_err) - (n.x + n.y) * np.log1p(rho * (r_err - 1))
-            xb = np.diff(n.cl, prepend=0.0, axis=-1)
-            nb = xb + np.diff(n.sl, prepend=0.0, axis=-1)
-            lat = np.sum(np.where(nb > 0, xb * np.log(r_bin)
-                                  - nb * np.log1p(rho[:, None] * (r_bin - 1)), 0.0), axis=-1)
-        self.llr += np.nan_to_num(err) + np.nan_to_num(lat)
+        self.llr += errors_llr(n, r_err) + latency_llr(n, q1, n.qs)
         hit = (self.first < 0) & (self.llr >= math.log(0.95 / self.alpha))
         self.first[hit] = k
 

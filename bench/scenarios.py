@@ -69,6 +69,15 @@ BAD = (
 )
 
 
+SEED = 20260520  # the benchmark's; every tool that reads its data derives seeds from it
+
+
+def seed_of(sc: Scenario) -> int:
+    """The seed of ``sc``'s simulation in bench/judge.py (and the tools that reuse its
+    data: bench/sweep.py, bench/floors.py)."""
+    return SEED + 1000 * (HEALTHY + BAD).index(sc)
+
+
 def _cdf(x: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:
     with np.errstate(divide="ignore"):
         return np.asarray(ndtr(np.log(x / (MEDIAN * scale)) / SIGMA))

@@ -20,11 +20,19 @@ from typing import Any
 import numpy as np
 
 from bench.judges import Oracle, Sequential, TwoSample
-from bench.scenarios import BAD, DT, HEALTHY, STAGE_STEPS, STEPS, Scenario, Simulation
+from bench.scenarios import (
+    BAD,
+    DT,
+    HEALTHY,
+    STAGE_STEPS,
+    STEPS,
+    Scenario,
+    Simulation,
+    seed_of,
+)
 from canary.analysis.sequential import JudgeTuning, SequentialJudge
 from canary.model import SequentialSpec
 
-SEED = 20260520  # bench/judge.py's, so the data are the same
 LEDGER = [  # each protection of the judge taken away, then all of them
     "no warm-up:warmup=0",
     "no cap:cap_fraction=100",
@@ -126,11 +134,8 @@ def main() -> None:
     if a.ledger:
         a.variants, a.out = LEDGER, LEDGER_OUT
     variants = ["", *a.variants]
-    jobs = []
-    for i, sc in enumerate(HEALTHY + BAD):
-        if a.only is None or sc.name in a.only:
-            jobs.append((sc, a.bad_runs if sc.bad else a.healthy_runs, SEED + 1000 * i,
-                         variants))
+    jobs = [(sc, a.bad_runs if sc.bad else a.healthy_runs, seed_of(sc), variants)
+            for sc in HEALTHY + BAD if a.only is None or sc.name in a.only]
     t0 = time.perf_counter()
     with ProcessPoolExecutor(max_workers=a.workers) as pool:
         rows = list(pool.map(one, jobs))
