@@ -27,7 +27,7 @@ from canary.model import (
     Stage,
 )
 from canary.notify.registry import check_entry, default_events
-from canary.notify.templates import check_templates
+from canary.notify.templates import EVENT_NAMES, check_templates
 from canary.policyfile import (
     PACKAGE_POLICIES as PACKAGE_POLICIES,
 )
@@ -102,7 +102,8 @@ class _Notification(_Model):
     # PagerDuty: the routing key's variable name (never the key); templates: per event.
     routing_key_env: str | None = Field(default=None, alias="routingKeyEnv",
                                         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    templates: dict[str, str] = Field(default_factory=dict)
+    templates: dict[str, str] = Field(default_factory=dict, json_schema_extra={
+        "propertyNames": {"enum": list(EVENT_NAMES)}})
 
     @model_validator(mode="after")
     def _one_mode(self) -> _Notification:
