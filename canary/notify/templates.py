@@ -272,9 +272,12 @@ class Templates:
 
     def render(self, n: Notification, *, escape: Callable[[str], str] = lambda s: s
                ) -> str | None:
-        """The rendered text for this notification's event, or None (use the default)."""
+        """The rendered text for this notification's event, or None (use the default).
+        Trailing whitespace is dropped: a YAML ``|`` block always ends in a newline."""
         template = self.by_event.get(n.event)
-        return None if template is None else template.render(context(n), escape=escape)
+        if template is None:
+            return None
+        return template.render(context(n), escape=escape).rstrip()
 
 
 NO_TEMPLATES = Templates({})

@@ -106,7 +106,7 @@ def test_template_is_the_summary_and_stays_under_1024(schema_receiver: SchemaRec
     notifier.send(rollback(event="held", reason="x" * 900))
     rolled, held = accepted(schema_receiver)
     assert rolled["payload"]["summary"] == (  # type: ignore[index]
-        "[checkout-svc] 2.0.0 rolled back at 25%: error-rate=0.0523 latency-p99=no value ")
+        "[checkout-svc] 2.0.0 rolled back at 25%: error-rate=0.0523 latency-p99=no value")
     assert len(held["payload"]["summary"]) == 1024  # type: ignore[index]
 
 

@@ -72,7 +72,7 @@ def test_loop_over_the_failing_deciding_metrics() -> None:
         "- error-rate (failed) = 0.0523, want <= 0.01 [no graph] \n"
         '  sum(rate(http_requests_total{service="checkout-svc",code=~"5.."}[1m]))\n'
         "- latency-p99 (error) = no value, want <= 0.5 [no graph] Prometheus unreachable\n"
-        "  histogram_quantile(0.99, sum by (le) (rate(x_bucket[1m])))\n")
+        "  histogram_quantile(0.99, sum by (le) (rate(x_bucket[1m])))")
     # the passing metric and the dry-run one are not "failing"
     assert "queue-depth" not in text and "cpu" not in text
 
