@@ -4,9 +4,11 @@ success closes it.
 Each notification is one ``POST /v2/enqueue``. Bad news (rolled back, gate failed,
 needs a human, held, aborted) is ``event_action: trigger`` with a severity by event; good
 news (promoted, or progressing again: a ``stage`` event after an operator resumed, promoted
-or retried) is ``resolve``. Both carry the same ``dedup_key``, one per service and rollout
-name, so the next success of that rollout resolves whatever its failures opened, and a
-second failure while the incident is open is added to it instead of paging again.
+or retried) is ``resolve``. Both carry the same ``dedup_key``, one per rollout run (the
+rollout's id, which ``canary retry`` keeps), so the run's next success resolves whatever
+its failures opened, a second failure while the incident is open is added to it instead
+of paging again, and the first stage of an unrelated later deploy never resolves an
+incident it did not fix.
 
 That same key makes delivery safe to repeat: the runner records each notification's key
 once sent and never sends it again, and should a controller die between sending and
@@ -53,9 +55,9 @@ RESOLVES = frozenset({"promoted", "stage"})
 
 
 def dedup_key(n: Notification) -> str:
-    """One key per service and rollout, whatever the version or attempt: the next success
-    of the rollout is what resolves its incident."""
-    key = f"canary/{n.service}/{n.rollout}"
+    """One key per rollout run, whatever the attempt: service, rollout name and id (the
+    version stands in for the id when a notification is sent outside a runner)."""
+    key = f"canary/{n.service}/{n.rollout}/{n.rollout_id or n.version}"
     if len(key) <= MAX_DEDUP_KEY:
         return key
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]

@@ -43,10 +43,10 @@ def test_rollback_triggers_and_the_next_promotion_resolves(schema_receiver: Sche
                                                            ) -> None:
     notifier = pd(schema_receiver)
     notifier.send(rollback())
-    notifier.send(rollback(event="promoted", version="2.0.1", reason="", results=()))
+    notifier.send(rollback(event="promoted", reason="", results=()))
     trigger, resolve = accepted(schema_receiver)
     assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
-    assert trigger["dedup_key"] == resolve["dedup_key"] == "canary/checkout-svc/checkout"
+    assert trigger["dedup_key"] == resolve["dedup_key"] == "canary/checkout-svc/checkout/2.0.0"
     assert trigger["routing_key"] == resolve["routing_key"] == ROUTING_KEY
     assert "payload" not in resolve
     payload = trigger["payload"]
@@ -87,11 +87,13 @@ def test_severity_by_event(schema_receiver: SchemaReceiver, event: str, severity
     assert event_body["payload"]["class"] == event  # type: ignore[index]
 
 
-def test_one_key_per_rollout_not_per_version_or_attempt() -> None:
-    a = rollback()
-    assert dedup_key(a) == dedup_key(rollback(version="9.9.9", rollout_id="x", attempt=3))
-    assert dedup_key(a) != dedup_key(rollback(rollout="payments"))
-    assert dedup_key(a) != dedup_key(rollback(service="other-svc"))
+def test_one_key_per_rollout_run_whatever_the_attempt() -> None:
+    run = rollback(rollout_id="9f1c", attempt=1)
+    assert dedup_key(run) == "canary/checkout-svc/checkout/9f1c"
+    assert dedup_key(run) == dedup_key(rollback(event="promoted", rollout_id="9f1c", attempt=2))
+    assert dedup_key(run) != dedup_key(rollback(rollout_id="a77e"))  # a later deploy
+    assert dedup_key(run) != dedup_key(rollback(rollout="payments", rollout_id="9f1c"))
+    assert dedup_key(rollback()) != dedup_key(rollback(version="2.0.1"))  # no runner: version
     long = dedup_key(rollback(rollout="r" * 400))
     assert len(long) == 255 and long != dedup_key(rollback(rollout="r" * 401))
 

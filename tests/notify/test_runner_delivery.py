@@ -107,4 +107,5 @@ def test_failed_run_triggers_and_the_retried_run_resolves(store: SQLiteStore,
     assert schema_receiver.refused == []
     assert [e["event_action"] for e in events] == ["trigger", "resolve"]
     assert events[0]["payload"]["class"] == "rolled-back"
-    assert events[0]["dedup_key"] == events[1]["dedup_key"]
+    assert events[0]["dedup_key"] == events[1]["dedup_key"] == (
+        f"canary/checkout/checkout/{failed.id}")
