@@ -41,7 +41,10 @@ from canary.notify.webhook import USER_AGENT, Delivery, exchange_json
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1024  # payload.summary, per the Events API v2
 MAX_DEDUP_KEY = 255
-MAX_DETAIL = 2000  # a query or reason in custom_details: enough to act on, never the 512 KB
+# custom_details: enough to act on, and far from the 512 KB an event may take even in
+# four-byte characters (20 metrics x 2 texts x 1000 characters x 4 bytes = 160 KB)
+MAX_DETAIL = 1000
+MAX_METRICS = 20
 
 # event -> severity of the alert it triggers; events not here resolve.
 SEVERITY: dict[str, str] = {
@@ -87,6 +90,7 @@ def pagerduty_event(n: Notification, *, routing_key: str,
         body["event_action"] = "resolve"
         return body
     summary = templates.render(n) or default_summary(n)
+    bad = failing(n.results)
     details: dict[str, Any] = {
         "event": n.event, "rollout": n.rollout, "service": n.service, "version": n.version,
         "stableVersion": n.stable_version, "stage": n.stage, "weight": n.weight,
@@ -95,7 +99,8 @@ def pagerduty_event(n: Notification, *, routing_key: str,
             {"name": r.name, "outcome": r.outcome.value, "value": format_value(r.value),
              "threshold": r.threshold, "query": _cut(r.query, MAX_DETAIL),
              "message": _cut(r.message, MAX_DETAIL), "url": r.link}
-            for r in failing(n.results)],
+            for r in bad[:MAX_METRICS]],
+        "moreFailingMetrics": [r.name[:200] for r in bad[MAX_METRICS:]],
         "inspect": f"canary status {n.rollout}; canary history {n.rollout}",
     }
     body["event_action"] = "trigger"
@@ -109,7 +114,7 @@ def pagerduty_event(n: Notification, *, routing_key: str,
         "custom_details": details,
     }
     links = [{"href": r.link, "text": f"{r.name} = {format_value(r.value)} (graph)"}
-             for r in failing(n.results) if r.link.startswith(("http://", "https://"))]
+             for r in bad if r.link.startswith(("http://", "https://"))]
     if links:
         body["links"] = links[:10]
     return body

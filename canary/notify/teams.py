@@ -10,8 +10,8 @@ sent: version 1.4, which Teams renders on desktop, web and mobile.
 The card says what the Slack message says: a headline, the summary line (or the entry's
 template for the event), the facts (rollout, service, versions, how far traffic got), each
 failing metric with its value, threshold and query, and the commands to look further; a
-metric's Prometheus graph becomes an ``Action.OpenUrl`` button. Texts are cut to stay well
-under the ~28 KB a Teams message may take.
+metric's Prometheus graph becomes an ``Action.OpenUrl`` button. Texts are cut, and metrics
+left out, to stay under the ~28 KB a Teams message may take.
 
 The URL is the credential (its ``sig`` query parameter signs the request): it is masked in
 ``repr`` and errors and registered for log redaction. Workflows answer 202; the retry
@@ -37,8 +37,12 @@ from canary.notify.webhook import USER_AGENT, Delivery, post_json
 CARD_VERSION = "1.4"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 MAX_TEXT = 2000  # characters per TextBlock
+MAX_METRIC_LINE = 500
+MAX_QUERY = 1000
 MAX_METRICS = 10  # metric blocks on one card; the rest are named in one line
-MAX_ACTIONS = 5
+MAX_ACTIONS = 3
+MAX_URL = 1500  # a graph link longer than this is left out, not cut (a cut URL is wrong)
+MAX_BYTES = 24 * 1024  # Teams takes ~28 KB per message; the envelope and headers need some
 
 # event -> (headline colour, what happened). Adaptive Card colours, not hex.
 _LOOK: dict[str, str] = {
@@ -72,8 +76,8 @@ def default_text(n: Notification) -> str:
     return text
 
 
-def _text(text: str, **style: Any) -> dict[str, Any]:
-    return {"type": "TextBlock", "text": _cut(text), "wrap": True, **style}
+def _text(text: str, limit: int = MAX_TEXT, **style: Any) -> dict[str, Any]:
+    return {"type": "TextBlock", "text": _cut(text, limit), "wrap": True, **style}
 
 
 def _metric_blocks(r: MetricResult) -> list[dict[str, Any]]:
@@ -82,15 +86,26 @@ def _metric_blocks(r: MetricResult) -> list[dict[str, Any]]:
             f"threshold {r.threshold or 'none'}")
     if r.message:
         line += f" — {r.message}"
-    blocks = [_text(line, spacing="Medium")]
+    blocks = [_text(line, MAX_METRIC_LINE, spacing="Medium")]
     if r.query:
-        blocks.append(_text(r.query, fontType="Monospace", isSubtle=True, spacing="None"))
+        blocks.append(_text(r.query, MAX_QUERY, fontType="Monospace", isSubtle=True,
+                            spacing="None"))
     return blocks
 
 
 def teams_card(n: Notification, *, templates: Templates = NO_TEMPLATES) -> dict[str, Any]:
-    """The Adaptive Card for one notification (the ``content`` of the attachment)."""
+    """The Adaptive Card for one notification (the ``content`` of the attachment), with
+    as many failing metrics as fit in :data:`MAX_BYTES` (multi-byte text counts more)."""
     rendered = templates.render(n)
+    shown = min(len(failing(n.results)), MAX_METRICS)
+    while True:
+        card = _card(n, rendered, shown)
+        if shown == 0 or len(json.dumps(card, ensure_ascii=False).encode()) <= MAX_BYTES:
+            return card
+        shown -= 1
+
+
+def _card(n: Notification, rendered: str | None, shown: int) -> dict[str, Any]:
     body: list[dict[str, Any]] = [
         _text(headline(n), size="Medium", weight="Bolder",
               color=_LOOK.get(n.event, "Default")),
@@ -108,12 +123,12 @@ def teams_card(n: Notification, *, templates: Templates = NO_TEMPLATES) -> dict[
         if bad:
             body.append(_text(f"Failing metrics ({len(bad)})", weight="Bolder",
                               separator=True))
-            for r in bad[:MAX_METRICS]:
+            for r in bad[:shown]:
                 body.extend(_metric_blocks(r))
-            if len(bad) > MAX_METRICS:
-                rest = bad[MAX_METRICS:]
+            if len(bad) > shown:
+                rest = bad[shown:]
                 body.append(_text(f"…and {len(rest)} more: "
-                                  + ", ".join(r.name for r in rest)))
+                                  + ", ".join(r.name for r in rest), MAX_METRIC_LINE))
     body.append(_text(f"Inspect: canary status {n.rollout} · canary history {n.rollout}",
                       size="Small", isSubtle=True, separator=True))
     card: dict[str, Any] = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard",
@@ -121,7 +136,8 @@ def teams_card(n: Notification, *, templates: Templates = NO_TEMPLATES) -> dict[
                             "body": body}
     actions = [{"type": "Action.OpenUrl", "title": _cut(f"Graph {r.name}", 100),
                 "url": r.link}
-               for r in bad if r.link.startswith(("http://", "https://"))][:MAX_ACTIONS]
+               for r in bad if r.link.startswith(("http://", "https://"))
+               and len(r.link) <= MAX_URL][:MAX_ACTIONS]
     if actions:
         card["actions"] = actions
     return card

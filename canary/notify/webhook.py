@@ -228,6 +228,7 @@ def sign(body: bytes, secret: bytes) -> str:
 
 class WebhookNotifier:
     """POSTs each notification as JSON; signs it when ``secret_env`` names a variable.
+    With a template for the event, the JSON also carries the rendered ``text``.
 
     The signing secret is read once, here, so a missing variable is an input error when
     the rollout is loaded rather than a silent unsigned alert during a rollback.

@@ -112,6 +112,18 @@ def test_template_is_the_summary_and_stays_under_1024(schema_receiver: SchemaRec
     assert len(held["payload"]["summary"]) == 1024  # type: ignore[index]
 
 
+def test_a_huge_failure_stays_far_under_512_kb(schema_receiver: SchemaReceiver) -> None:
+    metrics = tuple(MetricResult(f"m{i}", Outcome.ERROR, None, "界" * 5000,
+                                 message="錯" * 5000) for i in range(60))
+    pd(schema_receiver).send(rollback(results=metrics, reason="理" * 10_000))
+    [req] = schema_receiver.requests
+    assert req.status == 202, schema_receiver.refused
+    assert len(req.body) < 512 * 1024 // 2
+    details = req.payload["payload"]["custom_details"]
+    assert len(details["failingMetrics"]) == 20
+    assert details["moreFailingMetrics"] == [f"m{i}" for i in range(20, 60)]
+
+
 def test_metric_graphs_become_links(schema_receiver: SchemaReceiver) -> None:
     results = (MetricResult("latency", Outcome.FAILED, 0.9, "q", threshold="<= 0.5",
                             link="https://prom.example/graph?g0.expr=q"),

@@ -98,6 +98,19 @@ def test_a_huge_failure_still_fits_one_teams_message(schema_receiver: SchemaRece
     assert "…and 50 more: m10, m11" in "".join(texts(req.payload))
 
 
+def test_multibyte_text_drops_metrics_to_fit(schema_receiver: SchemaReceiver) -> None:
+    metrics = tuple(MetricResult(f"m{i}", Outcome.ERROR, None, "界" * 5000,
+                                 message="錯" * 3000) for i in range(60))
+    TeamsNotifier(teams_url(schema_receiver)).send(rollback(results=metrics,
+                                                            reason="理" * 10_000))
+    [req] = schema_receiver.requests
+    assert req.status == 202, schema_receiver.refused
+    assert len(req.body) < 28 * 1024
+    text = "".join(texts(req.payload))
+    shown = sum(1 for t in texts(req.payload) if t.startswith("**m"))
+    assert 1 <= shown < 10 and f"…and {60 - shown} more" in text
+
+
 def test_429_waits_for_retry_after(schema_receiver: SchemaReceiver) -> None:
     clock = RecordingClock()
     schema_receiver.script(Reply(429, "slow down", (("Retry-After", "4"),)),
