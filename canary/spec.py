@@ -108,7 +108,7 @@ class _Notification(_Model):
     @model_validator(mode="after")
     def _one_mode(self) -> _Notification:
         if self.type in ("teams", "pagerduty") or self.routing_key_env is not None:
-            check_entry(self.type, set(self.model_fields_set))
+            check_entry(self.type, set(self.model_fields_set), templates=self.templates)
             return self
         bot = self.bot_token_env is not None
         if self.type == "webhook" and (bot or self.channel or self.api_url):

@@ -13,7 +13,7 @@ from canary.errors import InputError, NotifyError
 from canary.model import Notification, NotificationSpec
 from canary.notify.base import Notifier
 from canary.notify.null import NullNotifier
-from canary.notify.pagerduty import DEFAULT_EVENTS_URL, PagerDutyNotifier
+from canary.notify.pagerduty import DEFAULT_EVENTS_URL, RESOLVES, PagerDutyNotifier
 from canary.notify.slack import EVENTS, SlackNotifier
 from canary.notify.slack_bot import DEFAULT_API_URL, SlackBotNotifier
 from canary.notify.teams import TeamsNotifier
@@ -79,9 +79,10 @@ _YAML = {"webhook_url": "webhookUrl", "routing_key_env": "routingKeyEnv", "api_u
          "bot_token_env": "botTokenEnv", "secret_env": "secretEnv", "channel": "channel"}
 
 
-def check_entry(kind: str, fields: set[str]) -> None:
+def check_entry(kind: str, fields: set[str], *, templates: Iterable[str] = ()) -> None:
     """ValueError (shown by ``canary validate`` with file and line) when a teams or
-    pagerduty entry misses a field it needs or has one that belongs to another type."""
+    pagerduty entry misses a field it needs, has one that belongs to another type, or
+    templates an event PagerDuty only resolves (a resolve carries no text)."""
     if kind not in _FIELDS:
         raise ValueError(f"routingKeyEnv is for type pagerduty, not {kind}")
     required, allowed = _FIELDS[kind]
@@ -92,6 +93,10 @@ def check_entry(kind: str, fields: set[str]) -> None:
     if extra:
         raise ValueError(f"{', '.join(extra)} do(es) not apply to a {kind} notification; it "
                          f"takes {', '.join(sorted(_YAML.get(f, f) for f in allowed))}")
+    unused = sorted(set(templates) & RESOLVES) if kind == "pagerduty" else []
+    if unused:
+        raise ValueError(f"PagerDuty resolves on {', '.join(unused)}: a resolve has no "
+                         "summary, so a template for it would never be used")
 
 
 def default_events(kind: str) -> tuple[str, ...]:

@@ -91,6 +91,8 @@ def test_slack_bot_still_defaults_to_slack(monkeypatch: pytest.MonkeyPatch) -> N
      "routingKeyEnv is for type pagerduty"),
     (PAGERDUTY.replace("PD_ROUTING_KEY", "'not a name'"),
      "spec.notifications[0].routingKeyEnv", "should match pattern"),
+    (PAGERDUTY + "      templates: {promoted: '{{ version }} live'}\n", "spec.notifications[0]",
+     "PagerDuty resolves on promoted: a resolve has no summary"),
     ("    - type: msteams\n      webhookUrl: https://example.invalid/x\n",
      "spec.notifications[0].type", "expected 'slack', 'webhook', 'teams' or 'pagerduty'"),
 ])
