@@ -26,6 +26,8 @@ from canary.model import (
     RouterSpec,
     Stage,
 )
+from canary.notify.registry import check_entry, default_events
+from canary.notify.templates import EVENT_NAMES, check_templates
 from canary.policyfile import (
     PACKAGE_POLICIES as PACKAGE_POLICIES,
 )
@@ -88,7 +90,7 @@ class _Migration(_Model):
 
 
 class _Notification(_Model):
-    type: Literal["slack", "webhook"]
+    type: Literal["slack", "webhook", "teams", "pagerduty"]
     webhook_url: str | None = Field(default=None, alias="webhookUrl", min_length=1)
     events: list[str] = Field(default_factory=list)
     secret_env: str | None = Field(default=None, alias="secretEnv")
@@ -97,9 +99,17 @@ class _Notification(_Model):
                                       pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     channel: str | None = Field(default=None, min_length=1)
     api_url: str | None = Field(default=None, alias="apiUrl", pattern=r"^https?://")
+    # PagerDuty: the routing key's variable name (never the key); templates: per event.
+    routing_key_env: str | None = Field(default=None, alias="routingKeyEnv",
+                                        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    templates: dict[str, str] = Field(default_factory=dict, json_schema_extra={
+        "propertyNames": {"enum": list(EVENT_NAMES)}})
 
     @model_validator(mode="after")
     def _one_mode(self) -> _Notification:
+        if self.type in ("teams", "pagerduty") or self.routing_key_env is not None:
+            check_entry(self.type, set(self.model_fields_set), templates=self.templates)
+            return self
         bot = self.bot_token_env is not None
         if self.type == "webhook" and (bot or self.channel or self.api_url):
             raise ValueError("a webhook takes webhookUrl; botTokenEnv, channel and apiUrl "
@@ -211,6 +221,8 @@ def parse_rollout(raw: Document, *, version: str | None = None,
     doc = interpolate(raw, env)
     m: _Rollout = _validate(_Rollout, doc, doc.data)
     spec = m.spec
+    for i, n in enumerate(spec.notifications):
+        check_templates(doc, ("spec", "notifications", i, "templates"), n.templates)
     router = _router(doc, spec.router)
     pause = spec.pause if spec.pause is not None else DEFAULT_PAUSE
     stages = tuple(Stage(weight=s, pause=pause) if isinstance(s, int)
@@ -233,9 +245,11 @@ def parse_rollout(raw: Document, *, version: str | None = None,
             compat_command=tuple(mig.compat_check.command) if mig.compat_check else (),
             compat_timeout=mig.compat_check.timeout if mig.compat_check else 600.0),
         notifications=tuple(NotificationSpec(
-            type=n.type, url=n.webhook_url or "", events=tuple(n.events),
+            type=n.type, url=n.webhook_url or "",
+            events=tuple(n.events) or default_events(n.type),
             secret_env=n.secret_env, bot_token_env=n.bot_token_env, channel=n.channel or "",
-            **({"api_url": n.api_url} if n.api_url else {}))
+            api_url=n.api_url or "", routing_key_env=n.routing_key_env,
+            templates=dict(n.templates))
             for n in spec.notifications),
         hooks=_hook_specs(spec.hooks), progress_deadline=spec.progress_deadline,
         deadline=spec.deadline,
