@@ -277,7 +277,9 @@ def resolve_policy_path(ref: str, *, base_dir: str) -> str:
                 return str(c)
         except (OSError, ValueError):  # a name too long for the file system, a NUL
             continue
-    raise InputError(f"analysis policy {ref!r} not found (looked in "
-                     f"{', '.join(str(c) for c in candidates)})", field="spec.analysis.policy")
+    where = f" (looked in {', '.join(str(c) for c in candidates)})"
+    if len(ref) > 80:  # the name is in every candidate: say it once, shortened
+        ref, where = ref[:80] + "...", ""
+    raise InputError(f"analysis policy {ref!r} not found{where}", field="spec.analysis.policy")
 
 

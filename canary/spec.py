@@ -140,7 +140,9 @@ class _Hook(_Call):
     name: Name
     timeout: Duration = 60.0
     retries: int = Field(default=2, ge=0, le=20)
-    backoff: Duration = 1.0
+    # The first retry's delay doubles per retry: at most an hour, so 20 retries stay a
+    # delay time.sleep() and datetime can hold.
+    backoff: Duration = Field(default=1.0, le=3600)
     compensate: _Call | None = None
 
 
@@ -290,7 +292,10 @@ def load_any(path: str) -> str:
     kind = raw.data.get("kind") if isinstance(raw.data, dict) else None
     if kind == "Rollout":
         spec = parse_rollout(raw, version=None if _has_version(raw) else "unset")
-        policy_path = resolve_policy_path(spec.policy, base_dir=spec.base_dir)
+        try:
+            policy_path = resolve_policy_path(spec.policy, base_dir=spec.base_dir)
+        except InputError as exc:
+            raise raw.error(exc.message, ("spec", "analysis", "policy")) from None
         load_policy(policy_path)
         return "Rollout"
     if kind == "AnalysisPolicy":

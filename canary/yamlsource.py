@@ -187,7 +187,12 @@ def _check_size(size: int, file: str) -> None:
 
 def load_text(text: str, *, file: str) -> Document:
     _check_size(len(text.encode("utf-8", "surrogatepass")), file)
-    loader = _GuardedLoader(text)
+    try:
+        loader = _GuardedLoader(text)  # its reader refuses unprintable characters here
+    except yaml.reader.ReaderError as exc:
+        raise InputError(f"invalid YAML: the {_character(exc.character)} cannot appear in a "
+                         "YAML file", file=file,
+                         line=text[:exc.position].count("\n") + 1) from None
     try:
         node = loader.get_single_node()
     except yaml.YAMLError as exc:
@@ -202,6 +207,11 @@ def load_text(text: str, *, file: str) -> Document:
     lines: dict[Path, int] = {}
     data = _build(node, (), lines, file)
     return Document(data=data, file=file, text=text, lines=lines)
+
+
+def _character(char: object) -> str:
+    code = char if isinstance(char, int) else ord(str(char)[:1] or "\0")
+    return f"character U+{code:04X}"
 
 
 def load_file(path: str) -> Document:
