@@ -45,7 +45,11 @@ EXIT_CODES: tuple[tuple[type[CanaryError], int], ...] = (
 
 
 # Set by the global --debug flag (or CANARY_DEBUG=1): print an internal error's traceback.
-_DEBUG = {"on": os.environ.get("CANARY_DEBUG", "") not in ("", "0")}
+_DEBUG = {"on": False}
+
+
+def _debug_env() -> bool:
+    return os.environ.get("CANARY_DEBUG", "") not in ("", "0")
 
 
 @app.callback()
@@ -56,8 +60,7 @@ def _global_options(
                                         "temp directory)")] = False,
 ) -> None:
     """canary: progressive delivery with automatic analysis and rollback."""
-    if debug:
-        _DEBUG["on"] = True
+    _DEBUG["on"] = debug or _debug_env()
 
 
 def handled(fn: Callable[P, None]) -> Callable[P, None]:
@@ -107,7 +110,7 @@ def _internal_error(exc: BaseException) -> None:
         where = f"the traceback is in {path}"
     except OSError as err:
         where = f"the traceback could not be written to {path} ({err.strerror})"
-    if _DEBUG["on"]:
+    if _DEBUG["on"] or _debug_env():
         typer.echo(trace.rstrip(), err=True)
     what = " ".join(f"{type(exc).__name__}: {exc}".split())
     if len(what) > 300:

@@ -20,7 +20,7 @@ from pydantic import (
 
 from canary.errors import InputError
 from canary.model import MetricSpec, PolicySpec, SequentialSpec
-from canary.specbase import Count, Duration, Name, _Metadata, _Model, _validate
+from canary.specbase import MAX_COUNT, Count, Duration, Name, _Metadata, _Model, _validate
 from canary.yamlsource import Document, interpolate, load_file
 
 BUILTINS = ("error-rate", "latency", "request-rate")
@@ -77,7 +77,8 @@ class _Metric(_Model):
     consecutive_failure_limit: Count | None = Field(default=None,
                                                     alias="consecutiveFailureLimit")
     inconclusive_limit: Count = Field(default=0, alias="inconclusiveLimit")
-    consecutive_error_limit: Count = Field(default=4, alias="consecutiveErrorLimit", ge=1)
+    consecutive_error_limit: int = Field(default=4, alias="consecutiveErrorLimit", ge=1,
+                                         le=MAX_COUNT)
     initial_delay: Duration = Field(default=0.0, alias="initialDelay")
     min_requests: float | None = Field(default=None, alias="minRequests", ge=0)
     on_no_data: Literal["inconclusive", "fail"] = Field(default="inconclusive", alias="onNoData")
