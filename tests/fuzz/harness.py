@@ -36,6 +36,7 @@ class Outcome:
     output: str  # stdout and stderr of validate
     seconds: float
     traceback: bool  # validate printed one, or raised out of the command
+    hung: bool  # still running after the hang guard's limit (stopped there)
     deploy_error: str | None  # what the deploy path raised other than InputError
 
 
@@ -54,22 +55,28 @@ def hang_guard(seconds: float = HANG_SECONDS) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_case(case: Case, workdir: Path, index: int) -> Outcome:
+def run_case(case: Case, workdir: Path, index: int, *, hang: float = HANG_SECONDS
+             ) -> Outcome:
     path = workdir / f"case-{index}-{case.seed.name}"
     path.write_bytes(case.data)
     runner = CliRunner()
     started = time.perf_counter()
-    with hang_guard():
+    with hang_guard(hang):
         result = runner.invoke(app, ["validate", str(path)])
     seconds = time.perf_counter() - started
-    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    hung = isinstance(result.exception, Hang)
+    crashed = result.exception is not None and not isinstance(result.exception,
+                                                               SystemExit | Hang)
     traceback = crashed or "Traceback" in result.output
     deploy_error = None
     if result.exit_code == 0:
-        with hang_guard():
-            deploy_error = deploy_path(case, path, workdir)
+        try:
+            with hang_guard(hang):
+                deploy_error = deploy_path(case, path, workdir)
+        except Hang as exc:
+            deploy_error = f"hang: {exc}"
     return Outcome(exit_code=result.exit_code, output=result.output, seconds=seconds,
-                   traceback=traceback, deploy_error=deploy_error)
+                   traceback=traceback, hung=hung, deploy_error=deploy_error)
 
 
 def deploy_path(case: Case, path: Path, workdir: Path) -> str | None:

@@ -35,9 +35,10 @@ def test_fuzzed_files_never_crash_validate_or_deploy(tmp_path: Path) -> None:
     for i, case in enumerate(cases(N, seed=SEED)):
         out = run_case(case, tmp_path, i)
         codes[out.exit_code] = codes.get(out.exit_code, 0) + 1
-        if out.traceback or out.exit_code not in (0, 2) or out.deploy_error:
+        if out.traceback or out.hung or out.exit_code not in (0, 2) or out.deploy_error:
             bad.append(f"case {i} ({case.seed.name}, {'+'.join(case.mutations)}): exit "
-                       f"{out.exit_code}, deploy: {out.deploy_error}\n{out.output[-600:]}")
+                       f"{out.exit_code}, hung: {out.hung}, deploy: {out.deploy_error}\n"
+                       f"{out.output[-600:]}")
     assert not bad, "\n\n".join(bad[:5])
     # The corpus must exercise both answers, or it tests nothing.
     assert codes.get(0, 0) > 0 and codes.get(2, 0) > 0, codes
