@@ -259,3 +259,21 @@ def test_the_api_parses_through_the_same_door(tmp_path: Path) -> None:
             submit(text, file=str(tmp_path / "rollout.yaml"), version=None, store=store,
                    now=datetime.now(UTC))
     assert store.list_active() == []
+
+
+def test_a_stored_document_is_read_through_the_same_door(tmp_path: Path) -> None:
+    """On resume, `canary serve` rebuilds the runner from the document kept in the store."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from canary.deploy import runner_for_state, submit
+    from canary.store.base import open_store
+
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    store = open_store(f"sqlite:///{tmp_path}/state.db")
+    _, _, state, _ = submit(ROLLOUT, file=str(tmp_path / "rollout.yaml"), version=None,
+                            store=store, now=datetime.now(UTC))
+    assert runner_for_state(state, store=store).plan.stages[0].weight == 5
+    for document in (ROLLOUT.replace("  pause: 1m\n", "  pause: .nan\n"), ROLLOUT + BOMB):
+        with pytest.raises(InputError):
+            runner_for_state(dataclasses.replace(state, document=document), store=store)
