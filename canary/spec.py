@@ -43,8 +43,8 @@ from canary.policyfile import (
 from canary.policyfile import (
     resolve_policy_path as resolve_policy_path,
 )
-from canary.specbase import Duration, _Metadata, _Model, _validate
-from canary.yamlsource import Document, interpolate, load_file, load_text
+from canary.specbase import MAX_VERSION, Duration, Name, Version, _Metadata, _Model, _validate
+from canary.yamlsource import Document, control_character, interpolate, load_file, load_text
 
 DEFAULT_STAGES = (5, 25, 50, 100)
 DEFAULT_PAUSE = 600.0
@@ -147,10 +147,12 @@ class _Call(_Model):
 
 
 class _Hook(_Call):
-    name: str = Field(min_length=1)
+    name: Name
     timeout: Duration = 60.0
     retries: int = Field(default=2, ge=0, le=20)
-    backoff: Duration = 1.0
+    # The first retry's delay doubles per retry: at most an hour, so 20 retries stay a
+    # delay time.sleep() and datetime can hold.
+    backoff: Duration = Field(default=1.0, le=3600)
     compensate: _Call | None = None
 
 
@@ -174,13 +176,13 @@ class _Hooks(_Model):
 
 
 class _AnalysisRef(_Model):
-    policy: str = "default"
+    policy: str = Field(default="default", min_length=1, max_length=1024)
 
 
 class _RolloutSpec(_Model):
-    service: str = Field(min_length=1)
-    version: str | None = None
-    stable_version: str | None = Field(default=None, alias="stableVersion")
+    service: Name
+    version: Version | None = None
+    stable_version: Version | None = Field(default=None, alias="stableVersion")
     router: dict[str, Any]
     migration: _Migration | None = None
     stages: list[_Stage | int] | None = None
@@ -231,6 +233,12 @@ def parse_rollout(raw: Document, *, version: str | None = None,
     final_version = version or spec.version
     if not final_version:
         raise doc.error("no version: set spec.version or pass --version", ("spec", "version"))
+    if version:  # --version or the API's version: the same rules as spec.version
+        bad = control_character(version)
+        if bad or len(version) > MAX_VERSION:
+            raise InputError(f"the version holds a {bad}" if bad else
+                             f"the version is longer than {MAX_VERSION} characters",
+                             field="--version")
     mig = spec.migration
     return RolloutSpec(
         name=m.metadata.name, service=spec.service, version=final_version,
@@ -298,7 +306,10 @@ def load_any(path: str) -> str:
     kind = raw.data.get("kind") if isinstance(raw.data, dict) else None
     if kind == "Rollout":
         spec = parse_rollout(raw, version=None if _has_version(raw) else "unset")
-        policy_path = resolve_policy_path(spec.policy, base_dir=spec.base_dir)
+        try:
+            policy_path = resolve_policy_path(spec.policy, base_dir=spec.base_dir)
+        except InputError as exc:
+            raise raw.error(exc.message, ("spec", "analysis", "policy")) from None
         load_policy(policy_path)
         return "Rollout"
     if kind == "AnalysisPolicy":
