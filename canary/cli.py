@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import signal
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, NoReturn, ParamSpec
 
@@ -40,8 +44,31 @@ EXIT_CODES: tuple[tuple[type[CanaryError], int], ...] = (
     (CanaryError, 4))
 
 
+# Set by the global --debug flag (or CANARY_DEBUG=1): print an internal error's traceback.
+_DEBUG = {"on": False}
+
+
+def _debug_env() -> bool:
+    return os.environ.get("CANARY_DEBUG", "") not in ("", "0")
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="on an internal error, print the "
+                                        "traceback too (it is always written to "
+                                        "$CANARY_DEBUG_LOG or canary-debug-*.log in the "
+                                        "temp directory)")] = False,
+) -> None:
+    """canary: progressive delivery with automatic analysis and rollback."""
+    _DEBUG["on"] = debug or _debug_env()
+
+
 def handled(fn: Callable[P, None]) -> Callable[P, None]:
-    """The one place the error tree becomes exit codes; never a traceback for our errors."""
+    """The one place the error tree becomes exit codes; never a traceback for our errors.
+
+    Anything else is a bug of canary: exit 4 ("a human must look") with one line naming the
+    debug log, never 1, which promises the traffic is back on stable.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> None:
@@ -51,8 +78,51 @@ def handled(fn: Callable[P, None]) -> Callable[P, None]:
             code = next(c for kind, c in EXIT_CODES if isinstance(exc, kind))
             typer.echo(f"canary: {exc}", err=True)
             raise typer.Exit(code) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if _is_click_error(exc):
+                raise
+            _internal_error(exc)
+            raise typer.Exit(4) from None
 
     return wrapper
+
+
+def debug_log_path() -> str:
+    """Where internal errors' tracebacks go: $CANARY_DEBUG_LOG, else one file per user in
+    the system temp directory (kept across runs: appended, each entry dated)."""
+    explicit = os.environ.get("CANARY_DEBUG_LOG")
+    if explicit:
+        return explicit
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return os.path.join(tempfile.gettempdir(), f"canary-debug-{user}.log")
+
+
+def _internal_error(exc: BaseException) -> None:
+    """One line on stderr; the traceback to the debug log (and stderr with --debug)."""
+    trace = "".join(traceback.format_exception(exc))
+    path = debug_log_path()
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"--- {datetime.now(UTC).isoformat()} canary {' '.join(sys.argv[1:])}\n"
+                    f"{trace}\n")
+        where = f"the traceback is in {path}"
+    except OSError as err:
+        where = f"the traceback could not be written to {path} ({err.strerror})"
+    if _DEBUG["on"] or _debug_env():
+        typer.echo(trace.rstrip(), err=True)
+    what = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(what) > 300:
+        what = what[:300] + "..."
+    typer.echo(f"canary: internal error: {what}; the rollout's state is kept (rerun to "
+               f"resume); {where}; rerun with --debug to print it", err=True)
+
+
+def _is_click_error(exc: BaseException) -> bool:
+    """click's usage errors and exits (typer vendors click: duck-typed)."""
+    return (callable(getattr(exc, "show", None))
+            and isinstance(getattr(exc, "exit_code", None), int))
 
 
 @app.command()
@@ -383,14 +453,14 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _safe_exit("interrupted; the rollout's state is kept: rerun to resume", 5)
-    except Exception as exc:  # click's usage errors (typer vendors click: duck-typed)
-        show = getattr(exc, "show", None)
-        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
-            show()
+    except Exception as exc:
+        if _is_click_error(exc):  # a usage error: bad option or argument
+            exc.show()  # type: ignore[attr-defined]
             sys.exit(2)
         if type(exc).__name__ == "Abort":
             _safe_exit("aborted", 5)
-        raise
+        _internal_error(exc)  # outside any command (option parsing, a callback): a bug
+        sys.exit(4)
 
 
 def _safe_exit(message: str, code: int) -> NoReturn:

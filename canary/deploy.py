@@ -22,6 +22,7 @@ from canary.rollout.runner import Analyzer, Reporter, Runner, StoreThreads
 from canary.rollout.state import RolloutState
 from canary.spec import load_policy, parse_rollout_text, resolve_policy_path
 from canary.store.base import StateStore, open_store
+from canary.yamlsource import read_text
 
 DEFAULT_STORE = "sqlite:///.canary/state.db"
 
@@ -156,11 +157,7 @@ def prepare(path: str, *, version: str | None, store: StateStore, reporter: Repo
             analyzer_factory: Callable[[PolicySpec], Analyzer] | None = None,
             poll: float = 1.0, preflight: bool = True) -> Prepared:
     clock = clock or SystemClock()
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError as exc:
-        raise InputError(f"cannot read the file: {exc.strerror}", file=path) from exc
+    text = read_text(path)  # UTF-8 only and size-capped, like every document
     # Preflight asks the policy's Prometheus: only when that is what will be measured.
     spec, policy, state, resumed = submit(
         text, file=path, version=version, store=store, now=clock.now(),

@@ -150,15 +150,21 @@ class HookResult:
 
 @dataclass(frozen=True)
 class NotificationSpec:
-    type: str  # slack | webhook
-    url: str = field(repr=False)  # a secret: never printed; "" for a Slack bot
+    type: str  # slack | webhook | teams | pagerduty
+    url: str = field(repr=False)  # a secret: never printed; "" for a Slack bot, PagerDuty
     events: tuple[str, ...] = ()  # empty: every event but stage progress
     secret_env: str | None = None  # webhook: HMAC-SHA256 key read from this variable
     # Slack bot mode (instead of ``url``): the variable holding an xoxb token, where to
     # post, and the Web API base. The token itself is read at deploy, never stored here.
     bot_token_env: str | None = None
     channel: str = ""
-    api_url: str = "https://slack.com/api"
+    # Slack bot: the Web API base; PagerDuty: the Events v2 enqueue URL. "" is the type's
+    # own public endpoint (canary/notify/registry.py).
+    api_url: str = ""
+    # PagerDuty: the variable holding the integration's routing key (read at deploy).
+    routing_key_env: str | None = None
+    # event -> template text (canary/notify/templates.py); validated when the file is read.
+    templates: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pydantic import (
 
 from canary.errors import InputError
 from canary.model import MetricSpec, PolicySpec, SequentialSpec
-from canary.specbase import Duration, _Metadata, _Model, _validate
+from canary.specbase import MAX_COUNT, Count, Duration, Name, _Metadata, _Model, _validate
 from canary.yamlsource import Document, interpolate, load_file
 
 BUILTINS = ("error-rate", "latency", "request-rate")
@@ -63,7 +63,7 @@ class _Select(_Model):
 
 
 class _Metric(_Model):
-    name: str = Field(min_length=1)
+    name: Name
     builtin: Literal["error-rate", "latency", "request-rate"] | None = None
     query: str | None = None
     family: FamilyName | None = None
@@ -73,11 +73,12 @@ class _Metric(_Model):
     quantile: float | None = Field(default=None, gt=0, lt=1)
     relative_max: float | None = Field(default=None, alias="relativeMax", ge=0)
     relative_ratio: float | None = Field(default=None, alias="relativeRatio", gt=0)
-    failure_limit: int = Field(default=0, alias="failureLimit", ge=0)
-    consecutive_failure_limit: int | None = Field(default=None, alias="consecutiveFailureLimit",
-                                                  ge=0)
-    inconclusive_limit: int = Field(default=0, alias="inconclusiveLimit", ge=0)
-    consecutive_error_limit: int = Field(default=4, alias="consecutiveErrorLimit", ge=1)
+    failure_limit: Count = Field(default=0, alias="failureLimit")
+    consecutive_failure_limit: Count | None = Field(default=None,
+                                                    alias="consecutiveFailureLimit")
+    inconclusive_limit: Count = Field(default=0, alias="inconclusiveLimit")
+    consecutive_error_limit: int = Field(default=4, alias="consecutiveErrorLimit", ge=1,
+                                         le=MAX_COUNT)
     initial_delay: Duration = Field(default=0.0, alias="initialDelay")
     min_requests: float | None = Field(default=None, alias="minRequests", ge=0)
     on_no_data: Literal["inconclusive", "fail"] = Field(default="inconclusive", alias="onNoData")
@@ -272,9 +273,14 @@ def resolve_policy_path(ref: str, *, base_dir: str) -> str:
                      PACKAGE_POLICIES):
             candidates.append(root / f"{ref}.yaml")
     for c in candidates:
-        if c.is_file():
-            return str(c)
-    raise InputError(f"analysis policy {ref!r} not found (looked in "
-                     f"{', '.join(str(c) for c in candidates)})", field="spec.analysis.policy")
+        try:
+            if c.is_file():
+                return str(c)
+        except (OSError, ValueError):  # a name too long for the file system, a NUL
+            continue
+    where = f" (looked in {', '.join(str(c) for c in candidates)})"
+    if len(ref) > 80:  # the name is in every candidate: say it once, shortened
+        ref, where = ref[:80] + "...", ""
+    raise InputError(f"analysis policy {ref!r} not found{where}", field="spec.analysis.policy")
 
 

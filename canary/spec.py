@@ -26,6 +26,8 @@ from canary.model import (
     RouterSpec,
     Stage,
 )
+from canary.notify.registry import check_entry, default_events
+from canary.notify.templates import EVENT_NAMES, check_templates
 from canary.policyfile import (
     PACKAGE_POLICIES as PACKAGE_POLICIES,
 )
@@ -41,8 +43,8 @@ from canary.policyfile import (
 from canary.policyfile import (
     resolve_policy_path as resolve_policy_path,
 )
-from canary.specbase import Duration, _Metadata, _Model, _validate
-from canary.yamlsource import Document, interpolate, load_file, load_text
+from canary.specbase import MAX_VERSION, Duration, Name, Version, _Metadata, _Model, _validate
+from canary.yamlsource import Document, control_character, interpolate, load_file, load_text
 
 DEFAULT_STAGES = (5, 25, 50, 100)
 DEFAULT_PAUSE = 600.0
@@ -88,7 +90,7 @@ class _Migration(_Model):
 
 
 class _Notification(_Model):
-    type: Literal["slack", "webhook"]
+    type: Literal["slack", "webhook", "teams", "pagerduty"]
     webhook_url: str | None = Field(default=None, alias="webhookUrl", min_length=1)
     events: list[str] = Field(default_factory=list)
     secret_env: str | None = Field(default=None, alias="secretEnv")
@@ -97,9 +99,17 @@ class _Notification(_Model):
                                       pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     channel: str | None = Field(default=None, min_length=1)
     api_url: str | None = Field(default=None, alias="apiUrl", pattern=r"^https?://")
+    # PagerDuty: the routing key's variable name (never the key); templates: per event.
+    routing_key_env: str | None = Field(default=None, alias="routingKeyEnv",
+                                        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    templates: dict[str, str] = Field(default_factory=dict, json_schema_extra={
+        "propertyNames": {"enum": list(EVENT_NAMES)}})
 
     @model_validator(mode="after")
     def _one_mode(self) -> _Notification:
+        if self.type in ("teams", "pagerduty") or self.routing_key_env is not None:
+            check_entry(self.type, set(self.model_fields_set), templates=self.templates)
+            return self
         bot = self.bot_token_env is not None
         if self.type == "webhook" and (bot or self.channel or self.api_url):
             raise ValueError("a webhook takes webhookUrl; botTokenEnv, channel and apiUrl "
@@ -137,10 +147,12 @@ class _Call(_Model):
 
 
 class _Hook(_Call):
-    name: str = Field(min_length=1)
+    name: Name
     timeout: Duration = 60.0
     retries: int = Field(default=2, ge=0, le=20)
-    backoff: Duration = 1.0
+    # The first retry's delay doubles per retry: at most an hour, so 20 retries stay a
+    # delay time.sleep() and datetime can hold.
+    backoff: Duration = Field(default=1.0, le=3600)
     compensate: _Call | None = None
 
 
@@ -164,13 +176,13 @@ class _Hooks(_Model):
 
 
 class _AnalysisRef(_Model):
-    policy: str = "default"
+    policy: str = Field(default="default", min_length=1, max_length=1024)
 
 
 class _RolloutSpec(_Model):
-    service: str = Field(min_length=1)
-    version: str | None = None
-    stable_version: str | None = Field(default=None, alias="stableVersion")
+    service: Name
+    version: Version | None = None
+    stable_version: Version | None = Field(default=None, alias="stableVersion")
     router: dict[str, Any]
     migration: _Migration | None = None
     stages: list[_Stage | int] | None = None
@@ -211,6 +223,8 @@ def parse_rollout(raw: Document, *, version: str | None = None,
     doc = interpolate(raw, env)
     m: _Rollout = _validate(_Rollout, doc, doc.data)
     spec = m.spec
+    for i, n in enumerate(spec.notifications):
+        check_templates(doc, ("spec", "notifications", i, "templates"), n.templates)
     router = _router(doc, spec.router)
     pause = spec.pause if spec.pause is not None else DEFAULT_PAUSE
     stages = tuple(Stage(weight=s, pause=pause) if isinstance(s, int)
@@ -219,6 +233,12 @@ def parse_rollout(raw: Document, *, version: str | None = None,
     final_version = version or spec.version
     if not final_version:
         raise doc.error("no version: set spec.version or pass --version", ("spec", "version"))
+    if version:  # --version or the API's version: the same rules as spec.version
+        bad = control_character(version)
+        if bad or len(version) > MAX_VERSION:
+            raise InputError(f"the version holds a {bad}" if bad else
+                             f"the version is longer than {MAX_VERSION} characters",
+                             field="--version")
     mig = spec.migration
     return RolloutSpec(
         name=m.metadata.name, service=spec.service, version=final_version,
@@ -233,9 +253,11 @@ def parse_rollout(raw: Document, *, version: str | None = None,
             compat_command=tuple(mig.compat_check.command) if mig.compat_check else (),
             compat_timeout=mig.compat_check.timeout if mig.compat_check else 600.0),
         notifications=tuple(NotificationSpec(
-            type=n.type, url=n.webhook_url or "", events=tuple(n.events),
+            type=n.type, url=n.webhook_url or "",
+            events=tuple(n.events) or default_events(n.type),
             secret_env=n.secret_env, bot_token_env=n.bot_token_env, channel=n.channel or "",
-            **({"api_url": n.api_url} if n.api_url else {}))
+            api_url=n.api_url or "", routing_key_env=n.routing_key_env,
+            templates=dict(n.templates))
             for n in spec.notifications),
         hooks=_hook_specs(spec.hooks), progress_deadline=spec.progress_deadline,
         deadline=spec.deadline,
@@ -284,7 +306,10 @@ def load_any(path: str) -> str:
     kind = raw.data.get("kind") if isinstance(raw.data, dict) else None
     if kind == "Rollout":
         spec = parse_rollout(raw, version=None if _has_version(raw) else "unset")
-        policy_path = resolve_policy_path(spec.policy, base_dir=spec.base_dir)
+        try:
+            policy_path = resolve_policy_path(spec.policy, base_dir=spec.base_dir)
+        except InputError as exc:
+            raise raw.error(exc.message, ("spec", "analysis", "policy")) from None
         load_policy(policy_path)
         return "Rollout"
     if kind == "AnalysisPolicy":

@@ -1,5 +1,11 @@
-"""What both file kinds share at the YAML edge: the strict base model, durations, and
-turning a pydantic error into an InputError with file, line and field."""
+"""What both file kinds share at the YAML edge: the strict base model, durations, bounded
+names and counts, and turning a pydantic error into an InputError with file, line and
+field.
+
+The yamlsource module already refused control characters, odd tags and oversized
+documents; the bounds here make sure every number a file can carry is one the controller
+can compute with (no NaN or infinity, no count that only a typo would write).
+"""
 
 from __future__ import annotations
 
@@ -12,9 +18,24 @@ from canary.yamlsource import Document
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
+# Names (services, hooks, metrics) follow Kubernetes' DNS subdomain length; versions fit
+# an OCI image tag. Control characters were refused when the YAML was read.
+MAX_NAME = 253
+MAX_VERSION = 128
+# Failure, inconclusive and error limits count checks: a million checks at one a second
+# is eleven days, more than any rollout; a larger number can only be a typo.
+MAX_COUNT = 1_000_000
+
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Version = Annotated[str, Field(min_length=1, max_length=MAX_VERSION)]
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    # allow_inf_nan: a threshold or duration of .nan or .inf passes every comparison
+    # wrongly or crashes date arithmetic; refused here for every float of both files.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True,
+                              allow_inf_nan=False)
 
 
 class _Metadata(_Model):

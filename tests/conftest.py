@@ -1,7 +1,14 @@
-"""Shared test configuration: servers more than one test folder needs.
+"""Shared test configuration: servers more than one test folder needs, and the fast lane.
 
 A real PostgreSQL: one server per session (started on first use), one schema per test
 (a schema takes milliseconds to create; a database about 0.3 s).
+
+The fast lane (`scripts/test --fast`, i.e. `-m "not servers"`): every test that starts a
+real server is marked ``servers`` here, from the fixtures it uses (directly or through
+other fixtures), the parameters that pick a server-backed fixture, or the folder it lives
+in. The mark is not taken on trust: in the fast lane the lab refuses to start a server
+(``CANARY_TEST_NO_SERVERS``), so a test that starts one without being marked fails and
+names itself.
 """
 
 from __future__ import annotations
@@ -17,6 +24,33 @@ from examples.lab import postgres
 from examples.lab.proc import Server
 
 _names = itertools.count(1)
+
+# Fixtures that start (or need) a real server process.
+SERVER_FIXTURES = frozenset({
+    "postgres_server", "lab", "scenarios", "haproxy_server", "nginx_server", "start_serve",
+    "stack_for", "browser", "haproxy_lb", "nginx_lb",
+})
+# Parameter values that make a parametrised fixture start a server.
+SERVER_PARAMS = frozenset({"postgres", "haproxy_harness", "nginx_harness"})
+# Folders whose every test drives real servers end to end.
+SERVER_FOLDERS = frozenset({"e2e", "serve", "server"})
+
+
+def _needs_servers(item: pytest.Item) -> bool:
+    names = set(getattr(item, "fixturenames", ()))
+    if names & SERVER_FIXTURES:
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and any(isinstance(v, str) and v in SERVER_PARAMS
+                                    for v in callspec.params.values()):
+        return True
+    return bool(SERVER_FOLDERS & set(item.path.parent.parts[-1:]))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _needs_servers(item) and item.get_closest_marker("servers") is None:
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest.fixture(scope="session")

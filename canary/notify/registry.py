@@ -13,37 +13,97 @@ from canary.errors import InputError, NotifyError
 from canary.model import Notification, NotificationSpec
 from canary.notify.base import Notifier
 from canary.notify.null import NullNotifier
+from canary.notify.pagerduty import DEFAULT_EVENTS_URL, RESOLVES, PagerDutyNotifier
 from canary.notify.slack import EVENTS, SlackNotifier
-from canary.notify.slack_bot import SlackBotNotifier
+from canary.notify.slack_bot import DEFAULT_API_URL, SlackBotNotifier
+from canary.notify.teams import TeamsNotifier
+from canary.notify.templates import EVENT_NAMES, Templates, TemplatesError, compile_templates
 from canary.notify.threads import LocalThreads, ThreadMemory
 from canary.notify.webhook import WebhookNotifier
 
 KNOWN_EVENTS: tuple[str, ...] = tuple(sorted(EVENTS))
 
+Builder = Callable[[NotificationSpec, ThreadMemory, Templates], Notifier]
 
-def _slack(spec: NotificationSpec, threads: ThreadMemory) -> Notifier:
+
+def _slack(spec: NotificationSpec, threads: ThreadMemory, templates: Templates) -> Notifier:
     """A bot when a token is configured (threads per rollout run), else the webhook."""
     if bool(spec.url) == bool(spec.bot_token_env):
         raise InputError("a slack notification takes either webhookUrl or botTokenEnv "
                          "(with channel), not both or neither", field="notifications")
     if spec.bot_token_env:
         return SlackBotNotifier(token_env=spec.bot_token_env, channel=spec.channel,
-                                api_url=spec.api_url, threads=threads)
-    return SlackNotifier(spec.url)
+                                api_url=spec.api_url or DEFAULT_API_URL, threads=threads,
+                                templates=templates)
+    return SlackNotifier(spec.url, templates=templates)
 
 
-def _webhook(spec: NotificationSpec, threads: ThreadMemory) -> Notifier:
+def _webhook(spec: NotificationSpec, threads: ThreadMemory, templates: Templates) -> Notifier:
     if spec.bot_token_env or spec.channel:
         raise InputError("botTokenEnv and channel are for type slack; a webhook takes "
                          "webhookUrl", field="notifications")
-    return WebhookNotifier(spec.url, secret_env=spec.secret_env)
+    return WebhookNotifier(spec.url, secret_env=spec.secret_env, templates=templates)
 
 
-_BUILDERS: dict[str, Callable[[NotificationSpec, ThreadMemory], Notifier]] = {
+def _teams(spec: NotificationSpec, threads: ThreadMemory, templates: Templates) -> Notifier:
+    return TeamsNotifier(spec.url, templates=templates)
+
+
+def _pagerduty(spec: NotificationSpec, threads: ThreadMemory, templates: Templates
+               ) -> Notifier:
+    if not spec.routing_key_env:
+        raise InputError("a pagerduty notification needs routingKeyEnv (the variable "
+                         "holding the integration's routing key)",
+                         field="notifications.routingKeyEnv")
+    return PagerDutyNotifier(routing_key_env=spec.routing_key_env,
+                             url=spec.api_url or DEFAULT_EVENTS_URL, templates=templates)
+
+
+_BUILDERS: dict[str, Builder] = {
     "slack": _slack,
     "webhook": _webhook,
+    "teams": _teams,
+    "pagerduty": _pagerduty,
 }
 KNOWN_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
+
+# Rollout-file fields (pydantic names) each newer type requires and accepts; slack and
+# webhook keep their own rules in canary/spec.py.
+_FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "teams": (frozenset({"webhook_url"}),
+              frozenset({"type", "webhook_url", "events", "templates"})),
+    "pagerduty": (frozenset({"routing_key_env"}),
+                  frozenset({"type", "routing_key_env", "api_url", "events", "templates"})),
+}
+_YAML = {"webhook_url": "webhookUrl", "routing_key_env": "routingKeyEnv", "api_url": "apiUrl",
+         "bot_token_env": "botTokenEnv", "secret_env": "secretEnv", "channel": "channel"}
+
+
+def check_entry(kind: str, fields: set[str], *, templates: Iterable[str] = ()) -> None:
+    """ValueError (shown by ``canary validate`` with file and line) when a teams or
+    pagerduty entry misses a field it needs, has one that belongs to another type, or
+    templates an event PagerDuty only resolves (a resolve carries no text)."""
+    if kind not in _FIELDS:
+        raise ValueError(f"routingKeyEnv is for type pagerduty, not {kind}")
+    required, allowed = _FIELDS[kind]
+    missing = sorted(_YAML.get(f, f) for f in required - fields)
+    if missing:
+        raise ValueError(f"a {kind} notification needs {', '.join(missing)}")
+    extra = sorted(_YAML.get(f, f) for f in fields - allowed)
+    if extra:
+        raise ValueError(f"{', '.join(extra)} do(es) not apply to a {kind} notification; it "
+                         f"takes {', '.join(sorted(_YAML.get(f, f) for f in allowed))}")
+    unused = sorted(set(templates) & RESOLVES) if kind == "pagerduty" else []
+    if unused:
+        raise ValueError(f"PagerDuty resolves on {', '.join(unused)}: a resolve has no "
+                         "summary, so a template for it would never be used")
+
+
+def default_events(kind: str) -> tuple[str, ...]:
+    """The events an entry without ``events`` gets. () means the runtime default (every
+    event but stage progress); PagerDuty takes every event, stage included, since a
+    rollout that progresses again after it was held is what resolves its incident."""
+    return EVENT_NAMES if kind == "pagerduty" else ()
 
 
 class EventFilter:
@@ -104,7 +164,11 @@ def build_notifier(spec: NotificationSpec, *, threads: ThreadMemory | None = Non
             f"known events: {', '.join(KNOWN_EVENTS)}",
             field="notifications.events",
         )
-    notifier = builder(spec, threads if threads is not None else LocalThreads())
+    try:
+        templates = compile_templates(spec.templates)
+    except TemplatesError as exc:
+        raise InputError(exc.message, field=f"notifications.templates.{exc.event}") from None
+    notifier = builder(spec, threads if threads is not None else LocalThreads(), templates)
     # Without a filter a channel gets every event but per-stage progress, which only
     # channels that ask for it ("stage") want.
     events = spec.events or tuple(e for e in KNOWN_EVENTS if e != "stage")

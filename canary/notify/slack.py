@@ -16,7 +16,6 @@ without ever leaving an open code fence or half an ``&amp;``.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import httpx
@@ -24,6 +23,7 @@ import httpx
 from canary.clock import Clock
 from canary.model import MetricResult, Notification, Outcome
 from canary.notify.secrets import check_url, mask_url, register_url
+from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.webhook import USER_AGENT, Delivery, post_json
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): characters per text, blocks.
@@ -82,21 +82,6 @@ def _fence(text: str) -> str:
     return escape(text).replace("```", "`\u200b``")
 
 
-def format_value(value: float | None) -> str:
-    if value is None:
-        return "no value"
-    if math.isnan(value):
-        return "NaN"
-    return f"{value:.6g}"
-
-
-def failing(results: tuple[MetricResult, ...]) -> list[MetricResult]:
-    """The results that explain a failure: failed or unmeasurable, and deciding (a
-    dry-run metric never decides, so listing it would point at the wrong cause)."""
-    bad = (Outcome.FAILED, Outcome.ERROR)
-    return [r for r in results if r.outcome in bad and not r.dry_run]
-
-
 def headline(n: Notification) -> str:
     emoji, what = EVENTS.get(n.event, (_UNKNOWN_EVENT, n.event.replace("-", " ")))
     if n.event == "stage":
@@ -127,6 +112,18 @@ def _section(text: str) -> dict[str, object]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, MAX_SECTION)}}
 
 
+def _header(n: Notification) -> dict[str, object]:
+    return {"type": "header",
+            "text": {"type": "plain_text", "text": truncate(headline(n), MAX_HEADER),
+                     "emoji": True}}
+
+
+def _inspect(n: Notification) -> dict[str, object]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(
+        f"Inspect: {_code(f'canary status {n.rollout}')} · "
+        f"{_code(f'canary history {n.rollout}')}", MAX_SECTION)}]}
+
+
 def _fallback_text(n: Notification, bad: list[MetricResult]) -> str:
     stable = n.stable_version or "?"
     text = (f"{headline(n)}: service {n.service}, {stable} → {n.version}, "
@@ -141,8 +138,17 @@ def _fallback_text(n: Notification, bad: list[MetricResult]) -> str:
     return truncate(escape(text), MAX_TEXT)
 
 
-def slack_message(n: Notification) -> dict[str, Any]:
-    """The incoming-webhook payload for one notification: ``text`` plus ``blocks``."""
+def slack_message(n: Notification, *, templates: Templates = NO_TEMPLATES
+                  ) -> dict[str, Any]:
+    """The incoming-webhook payload for one notification: ``text`` plus ``blocks``.
+
+    With a template for the event, its text (values escaped, the author's mrkdwn kept)
+    is both ``text`` and the one section under the header, in place of the default
+    fields, reason and metric sections."""
+    rendered = templates.render(n, escape=escape)
+    if rendered is not None:
+        return {"text": truncate(rendered, MAX_TEXT), "blocks": [
+            _header(n), _section(rendered), _inspect(n)]}
     bad = failing(n.results)
     fields = [
         f"*Rollout*\n{escape(n.rollout)}",
@@ -151,19 +157,14 @@ def slack_message(n: Notification) -> dict[str, Any]:
         f"*Reached*\n{reached(n)}",
     ]
     head: list[dict[str, object]] = [
-        {"type": "header",
-         "text": {"type": "plain_text", "text": truncate(headline(n), MAX_HEADER), "emoji": True}},
+        _header(n),
         {"type": "section",
          "fields": [{"type": "mrkdwn", "text": truncate(f, MAX_FIELD)}
                     for f in fields[:MAX_FIELDS]]},
     ]
     if n.reason:
         head.append(_section(f"*Reason*\n{escape(n.reason)}"))
-    tail: list[dict[str, object]] = [
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": truncate(
-            f"Inspect: {_code(f'canary status {n.rollout}')} · "
-            f"{_code(f'canary history {n.rollout}')}", MAX_SECTION)}]},
-    ]
+    tail: list[dict[str, object]] = [_inspect(n)]
     middle: list[dict[str, object]] = []
     if bad:
         room = MAX_BLOCKS - len(head) - len(tail) - 2  # title block + a divider
@@ -189,6 +190,7 @@ class SlackNotifier:
         self,
         webhook_url: str,
         *,
+        templates: Templates = NO_TEMPLATES,
         timeout: float = 5.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -200,6 +202,7 @@ class SlackNotifier:
         check_url(webhook_url, what="slack webhook")
         register_url(webhook_url)
         self._url = webhook_url
+        self.templates = templates
         self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
                                  deadline=deadline, max_retry_after=max_retry_after)
         self._client = client
@@ -209,7 +212,8 @@ class SlackNotifier:
         return f"SlackNotifier({mask_url(self._url)!r})"
 
     def send(self, notification: Notification) -> None:
-        body = json.dumps(slack_message(notification), ensure_ascii=False).encode()
+        body = json.dumps(slack_message(notification, templates=self.templates),
+                          ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
         post_json(self._url, body, headers=headers, delivery=self.delivery,
                   client=self._client, clock=self._clock, what="slack")

@@ -30,6 +30,7 @@ from canary.errors import InputError
 from canary.model import Notification
 from canary.notify.secrets import check_url, mask_url, redact, register_secret
 from canary.notify.slack import slack_message
+from canary.notify.templates import NO_TEMPLATES, Templates
 from canary.notify.threads import LocalThreads, ThreadMemory
 from canary.notify.webhook import (
     USER_AGENT,
@@ -58,6 +59,7 @@ class SlackBotNotifier:
         channel: str,
         api_url: str = DEFAULT_API_URL,
         threads: ThreadMemory | None = None,
+        templates: Templates = NO_TEMPLATES,
         timeout: float = 5.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -80,6 +82,7 @@ class SlackBotNotifier:
         self.channel = channel
         self._endpoint = api_url.rstrip("/") + "/chat.postMessage"
         self.threads: ThreadMemory = threads if threads is not None else LocalThreads()
+        self.templates = templates
         self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
                                  deadline=deadline, max_retry_after=max_retry_after)
         self._client = client
@@ -91,7 +94,8 @@ class SlackBotNotifier:
 
     def send(self, notification: Notification) -> None:
         n = notification
-        payload: dict[str, Any] = {"channel": self.channel, **slack_message(n)}
+        payload: dict[str, Any] = {"channel": self.channel,
+                                   **slack_message(n, templates=self.templates)}
         thread_ts = (self.threads.recall(n.rollout_id, n.attempt, self.channel)
                      if n.rollout_id else None)
         if thread_ts:

@@ -34,6 +34,7 @@ from canary.clock import Clock, SystemClock
 from canary.errors import InputError, NotifyError
 from canary.model import Notification
 from canary.notify.secrets import check_url, mask_url, redact, register_url, secret_forms
+from canary.notify.templates import NO_TEMPLATES, Templates
 
 log = logging.getLogger("canary.notify")
 
@@ -227,6 +228,7 @@ def sign(body: bytes, secret: bytes) -> str:
 
 class WebhookNotifier:
     """POSTs each notification as JSON; signs it when ``secret_env`` names a variable.
+    With a template for the event, the JSON also carries the rendered ``text``.
 
     The signing secret is read once, here, so a missing variable is an input error when
     the rollout is loaded rather than a silent unsigned alert during a rollback.
@@ -237,6 +239,7 @@ class WebhookNotifier:
         url: str,
         *,
         secret_env: str | None = None,
+        templates: Templates = NO_TEMPLATES,
         timeout: float = 5.0,
         retries: int = 3,
         backoff: float = 0.5,
@@ -256,6 +259,7 @@ class WebhookNotifier:
                                  "secret) is not set or empty")
             self._secret = value.encode()
         self.secret_env = secret_env
+        self.templates = templates
         self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
                                  deadline=deadline, max_retry_after=max_retry_after)
         self._client = client
@@ -266,8 +270,11 @@ class WebhookNotifier:
         return f"WebhookNotifier({mask_url(self._url)!r}{signed})"
 
     def send(self, notification: Notification) -> None:
-        body = json.dumps(notification_json(notification), sort_keys=True,
-                          separators=(",", ":")).encode()
+        payload = notification_json(notification)
+        rendered = self.templates.render(notification)
+        if rendered is not None:
+            payload["text"] = rendered  # the entry's template for this event
+        body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,

@@ -56,6 +56,11 @@ class Server:
 
     def start(self, *, env: dict[str, str] | None = None, cwd: str | None = None,
               user: str | None = None) -> Server:
+        if os.environ.get("CANARY_TEST_NO_SERVERS"):
+            # The test suite's fast lane: a test that gets here starts a real server but is
+            # not marked `servers` (tests/conftest.py says how tests are marked).
+            raise RuntimeError(f"the fast lane starts no servers, but this test starts "
+                               f"{self.name}: mark it `servers` (tests/conftest.py)")
         argv = list(self.argv)
         if user is not None:
             argv = ["runuser", "-u", user, "--", *argv]

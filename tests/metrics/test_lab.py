@@ -59,7 +59,8 @@ def test_background_load_stops_promptly() -> None:
     time.sleep(0.2)
     start = time.monotonic()
     result = load.stop()
-    assert time.monotonic() - start < 0.5
+    # A hang guard, not a speed figure: stop() must not wait out a request timeout (30 s).
+    assert time.monotonic() - start < 5
     assert result.sent >= 1 and result.failures == result.sent
 
 

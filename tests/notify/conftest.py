@@ -9,6 +9,7 @@ import pytest
 
 from examples.lab.slack_receiver import SlackReceiver
 
+from .receivers import SchemaReceiver
 from .samples import SECRET_PATH
 
 
@@ -24,3 +25,14 @@ def receiver() -> Iterator[SlackReceiver]:
 @pytest.fixture
 def secret_url(receiver: SlackReceiver) -> str:
     return receiver.url(SECRET_PATH)
+
+
+@pytest.fixture
+def schema_receiver() -> Iterator[SchemaReceiver]:
+    """Teams Workflows and PagerDuty stand-in: 400 for a payload off its schema, else 202."""
+    r = SchemaReceiver(echo=None)
+    r.start()
+    try:
+        yield r
+    finally:
+        r.stop()

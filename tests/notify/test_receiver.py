@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from canary.notify.slack import SlackNotifier
 from examples.lab.proc import Server, free_port, port_open, wait_until
@@ -29,6 +30,7 @@ def test_answers_like_slack(receiver: SlackReceiver) -> None:
     assert [r.status for r in receiver.requests] == [200, 400, 400]
 
 
+@pytest.mark.servers  # starts the receiver as a process of its own
 def test_runs_as_a_program_writes_jsonl_and_prints_a_line(tmp_path: Path) -> None:
     port = free_port()
     out = tmp_path / "alerts.jsonl"

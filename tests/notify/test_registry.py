@@ -32,13 +32,13 @@ def test_known_types(secret_url: str) -> None:
     assert "stage" not in slack.events and {"promoted", "rolled-back"} <= slack.events
 
 
-@pytest.mark.parametrize("kind", ["slak", "Slack", "", "teams"])
+@pytest.mark.parametrize("kind", ["slak", "Slack", "", "msteams", "pager-duty"])
 def test_unknown_type_is_refused_naming_the_known_ones(kind: str) -> None:
     with pytest.raises(InputError) as caught:
         build_notifier(NotificationSpec(kind, "https://hooks.slack.com" + SECRET_PATH))
     message = str(caught.value)
     assert f"unknown notification type {kind!r}" in message
-    assert "known types: slack, webhook" in message
+    assert "known types: pagerduty, slack, teams, webhook" in message
     assert SECRET_TOKEN not in message
 
 

@@ -288,7 +288,7 @@ def test_rollout_file_bot_mode() -> None:
     spec = parse_rollout_text(ROLLOUT, file="rollout.yaml")
     [n] = spec.notifications
     assert (n.type, n.url, n.bot_token_env, n.channel, n.api_url) == (
-        "slack", "", "SLACK_BOT_TOKEN", "#deploys", "https://slack.com/api")
+        "slack", "", "SLACK_BOT_TOKEN", "#deploys", "")
     custom = parse_rollout_text(
         ROLLOUT + "      apiUrl: http://127.0.0.1:9/api\n", file="rollout.yaml")
     assert custom.notifications[0].api_url == "http://127.0.0.1:9/api"
