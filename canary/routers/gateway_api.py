@@ -4,29 +4,68 @@ Any Gateway API implementation (Envoy Gateway, Istio, Cilium, NGINX Gateway Fabr
 ...) splits a rule's traffic between its backendRefs in proportion to their weights, so
 shifting a canary is rewriting two numbers in the HTTPRoute. canary writes stable=100-N
 and canary=N; the route, its rules and both backendRefs are the user's and must exist.
+
+The features beyond the split (features.py) are written into the same HTTPRoute:
+
+* ``match``: a rule canary owns, named ``matchRuleName`` (default ``canary-match``),
+  right before the weighted rule, with one backendRef: the canary Service. Its matches
+  are the weighted rule's matches, each with the header added (``Exact``, or
+  ``RegularExpression`` for a regex; see kube_rules.py). HTTPRoute has no cookie match,
+  so a cookie is a ``RegularExpression`` match on the ``Cookie`` header. Gateway API
+  ranks matches by specificity before rule order (same path, one header more wins), and
+  list order breaks the remaining ties, so the owned rule wins for exactly the weighted
+  rule's requests that carry the header. Regex matches are "implementation-specific"
+  support in Gateway API: check that your implementation has them. The match off
+  removes the owned rule; the user's rules are left as they were.
+* ``mirror``: a ``RequestMirror`` filter on the weighted rule sending ``percent`` of its
+  requests to the canary Service (``percent`` needs Gateway API v1.2 or later), removed
+  at 0.
+* ``sticky``: ``sessionPersistence`` on the weighted rule (type Cookie, ``sessionName``
+  the cookie, ``absoluteTimeout`` the lifetime, a Permanent cookie), written with every
+  weight change. It is an experimental-channel field: with the standard-channel CRD the
+  API server drops it on write, which canary reads back and reports as a RouterError.
+
+Nothing here has run against a real cluster (none can run where canary is tested): the
+adapter is exercised through the real client against examples/lab/fake_kube.py, and every
+object it writes is validated against the upstream HTTPRoute CRD schema (tests/data/schemas).
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Literal
 
 from kubernetes.client import CustomObjectsApi
 from pydantic import Field, model_validator
 
 from canary.errors import RouterError
+from canary.model import Weights
+from canary.routers.features import Match, Routes, Sticky
 from canary.routers.kube import (
     KubeConnection,
     KubeObjects,
     ObjectRef,
+    Patch,
     WeightedObjectRouter,
     WeightedPair,
     find_pair,
 )
+from canary.routers.kube_rules import (
+    cookie_regex,
+    covers,
+    gateway_duration,
+    header_regex,
+    owned_ops,
+    user_indices,
+)
+
+FEATURES = frozenset({"match", "sticky", "mirror"})
 
 GROUP = "gateway.networking.k8s.io"
 PLURAL = "httproutes"
 DEFAULT_WEIGHT = 1  # the Gateway API default for a backendRef without a weight
 DEFAULT_MATCH = [{"path": {"type": "PathPrefix", "value": "/"}}]  # a rule without matches
+_ROUTE_MATCH_KEYS = frozenset({"path", "headers", "queryParams", "method"})
 
 
 class Config(KubeConnection):
@@ -36,22 +75,41 @@ class Config(KubeConnection):
     stable_service: str = Field(min_length=1)
     canary_service: str = Field(min_length=1)
     port: int | None = Field(default=None, ge=1, le=65535)  # only backendRefs on this port
-    # Which rule: by index, by name (rules[].name) or by a match it contains, e.g.
-    # {path: {type: PathPrefix, value: /api}}. None of them: the one rule naming both
-    # services.
+    # Which rule: by index (not counting canary's match rule), by name (rules[].name) or
+    # by a match it contains, e.g. {path: {type: PathPrefix, value: /api}}. None of them:
+    # the one rule naming both services.
     rule: int | None = Field(default=None, ge=0)
     rule_name: str | None = None
-    match: dict[str, Any] | None = None
+    rule_match: dict[str, Any] | None = None
     version: Literal["v1", "v1beta1"] = "v1"
+    match: Match | None = None
+    match_rule_name: str = Field(default="canary-match", min_length=1, max_length=253,
+                                 pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    sticky: Sticky | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_match(cls, data: Any) -> Any:
+        # Before matches existed, `match` chose the rule by an HTTPRouteMatch; such a block
+        # (path, headers, queryParams, method) still means ruleMatch.
+        if isinstance(data, dict) and isinstance(data.get("match"), dict) and \
+                data["match"] and set(data["match"]) <= _ROUTE_MATCH_KEYS \
+                and "ruleMatch" not in data and "rule_match" not in data:
+            data = {**data, "ruleMatch": data["match"]}
+            del data["match"]
+        return data
 
     @model_validator(mode="after")
     def _one_selector(self) -> Config:
         chosen = [n for n, v in (("rule", self.rule), ("ruleName", self.rule_name),
-                                 ("match", self.match)) if v is not None]
+                                 ("ruleMatch", self.rule_match)) if v is not None]
         if len(chosen) > 1:
             raise ValueError(f"choose the rule one way, not with {' and '.join(chosen)}")
         if self.stable_service == self.canary_service:
             raise ValueError("stableService and canaryService must be different Services")
+        if self.rule_name is not None and self.rule_name == self.match_rule_name:
+            raise ValueError(f"ruleName {self.rule_name!r} is the name of canary's own match "
+                             "rule; set matchRuleName to another name")
         return self
 
 
@@ -70,9 +128,7 @@ class GatewayAPIRouter(WeightedObjectRouter):
                 f"({c.stable_service} -> {c.canary_service})")
 
     def locate(self, obj: dict[str, Any]) -> WeightedPair:
-        rules = (obj.get("spec") or {}).get("rules")
-        if not isinstance(rules, list) or not rules:
-            raise RouterError(f"{self.ref} has no rules")
+        rules = _rules(obj, self.ref)
         index = self._rule_index(rules)
         return find_pair(
             rules[index].get("backendRefs"),
@@ -86,28 +142,150 @@ class GatewayAPIRouter(WeightedObjectRouter):
 
     def _rule_index(self, rules: list[Any]) -> int:
         c = self.config
+        mine = user_indices(rules, c.match_rule_name)  # canary's match rule is never chosen
         if c.rule is not None:
-            if c.rule >= len(rules):
-                raise RouterError(f"{self.ref} has {len(rules)} rules; rule {c.rule} does "
-                                  "not exist (rules are counted from 0)")
-            return c.rule
+            if c.rule >= len(mine):
+                raise RouterError(f"{self.ref} has {len(mine)} rules; rule {c.rule} does "
+                                  "not exist (rules are counted from 0, without canary's "
+                                  "match rule)")
+            return mine[c.rule]
         if c.rule_name is not None:
-            hits = [i for i, r in enumerate(rules) if r.get("name") == c.rule_name]
+            hits = [i for i in mine if rules[i].get("name") == c.rule_name]
             what = f"named {c.rule_name!r}"
-        elif c.match is not None:
-            hits = [i for i, r in enumerate(rules)
-                    if any(_contains(m, c.match) for m in r.get("matches") or DEFAULT_MATCH)]
-            what = f"with a match containing {c.match}"
+        elif c.rule_match is not None:
+            hits = [i for i in mine if any(_contains(m, c.rule_match)
+                                           for m in rules[i].get("matches") or DEFAULT_MATCH)]
+            what = f"with a match containing {c.rule_match}"
         else:
-            hits = [i for i, r in enumerate(rules)
-                    if any(self._is_service(b, c.stable_service) for b in _refs(r))
-                    and any(self._is_service(b, c.canary_service) for b in _refs(r))]
+            hits = [i for i in mine
+                    if any(self._is_service(b, c.stable_service) for b in _refs(rules[i]))
+                    and any(self._is_service(b, c.canary_service) for b in _refs(rules[i]))]
             what = f"referencing both {c.stable_service} and {c.canary_service}"
         if len(hits) != 1:
             count = "no rule" if not hits else f"{len(hits)} rules"
             raise RouterError(f"{self.ref}: {count} {what}; choose one with rule (an index), "
-                              "ruleName or match in the router block")
+                              "ruleName or ruleMatch in the router block")
         return hits[0]
+
+    # -- weights, with the affinity written alongside ----------------------------------
+    def set_weights(self, weights: Weights) -> None:
+        def plan(obj: dict[str, Any]) -> Patch:
+            return [*self.locate(obj).ops(weights), *self._sticky_ops(obj)]
+        self._check_sticky(self._objects.update(self.ref, plan))
+
+    def _sticky_ops(self, obj: dict[str, Any]) -> Patch:
+        sticky = self.config.sticky
+        if sticky is None:
+            return []
+        rules = _rules(obj, self.ref)
+        index = self._rule_index(rules)
+        want = _persistence(sticky)
+        if covers(rules[index].get("sessionPersistence"), want):
+            return []
+        return [{"op": "add", "path": f"/spec/rules/{index}/sessionPersistence", "value": want}]
+
+    def _check_sticky(self, stored: dict[str, Any]) -> None:
+        if self.config.sticky is None:
+            return
+        rules = _rules(stored, self.ref)
+        if rules[self._rule_index(rules)].get("sessionPersistence") is None:
+            raise RouterError(
+                f"{self.ref}: the API server dropped sessionPersistence from the rule: the "
+                "HTTPRoute CRD in the cluster is the standard channel, and session "
+                "persistence is an experimental-channel field; install the experimental "
+                "Gateway API CRDs or remove sticky from the router block")
+
+    # -- matches and mirroring (RoutingRules) ------------------------------------------
+    def set_routes(self, routes: Routes) -> None:
+        if routes.match and self.config.match is None:
+            raise RouterError(f"{self.describe()}: asked to turn the match on, but the "
+                              "router block has no match")
+        self._check_sticky(self._objects.update(
+            self.ref, lambda obj: self._routes_ops(obj, routes)))
+
+    def get_routes(self) -> Routes:
+        rules = _rules(self._objects.get(self.ref), self.ref)
+        index = self._rule_index(rules)
+        # Any rule under canary's name still sends requests to the canary, whatever its
+        # content, so the match counts as on until the last one is gone.
+        match = len(user_indices(rules, self.config.match_rule_name)) < len(rules)
+        percents = [_mirror_percent(f) for f in self._mirrors(rules[index])]
+        return Routes(match=match, mirror=max(percents, default=0))
+
+    def _routes_ops(self, obj: dict[str, Any], routes: Routes) -> Patch:
+        rules = _rules(obj, self.ref)
+        index = self._rule_index(rules)
+        weighted = rules[index]
+        canary = self._canary_ref(weighted, index)
+        ops: Patch = [*self._mirror_ops(weighted, index, canary, routes.mirror),
+                      *self._sticky_ops(obj)]
+        want = self._match_rule(weighted, canary) if routes.match else None
+        return ops + owned_ops(rules, pointer="/spec/rules", name=self.config.match_rule_name,
+                               before=index, want=want)
+
+    def _canary_ref(self, rule: dict[str, Any], index: int) -> dict[str, Any]:
+        refs = [r for r in _refs(rule) if self._is_service(r, self.config.canary_service)]
+        if not refs:
+            raise RouterError(f"{self.ref} rule {index}: no backendRef for Service "
+                              f"{self.config.canary_service}")
+        return {k: v for k, v in refs[0].items() if k in ("group", "kind", "name",
+                                                          "namespace", "port")}
+
+    def _match_rule(self, weighted: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
+        match = self.config.match
+        assert match is not None
+        if match.header is not None:
+            name = match.header
+            header = ({"type": "Exact", "name": name, "value": match.value}
+                      if match.value is not None else
+                      {"type": "RegularExpression", "name": name,
+                       "value": header_regex(str(match.regex))})
+        else:
+            name = "Cookie"
+            header = {"type": "RegularExpression", "name": name, "value": cookie_regex(match)}
+        matches = []
+        for m in weighted.get("matches") or DEFAULT_MATCH:
+            headers = list(m.get("headers") or [])
+            if any(str(h.get("name", "")).lower() == name.lower() for h in headers):
+                raise RouterError(f"{self.ref}: the weighted rule already matches on header "
+                                  f"{name}; canary cannot add its match on the same header")
+            matches.append({**copy.deepcopy(m), "headers": [*headers, header]})
+        rule: dict[str, Any] = {"name": self.config.match_rule_name, "matches": matches,
+                                "backendRefs": [canary]}
+        # The rest of the rule (filters, timeouts, retry) applies to matched requests too;
+        # not canary's mirror, which would copy canary traffic to the canary.
+        for key, value in weighted.items():
+            if key not in ("name", "matches", "backendRefs", "sessionPersistence", "filters"):
+                rule[key] = copy.deepcopy(value)
+        filters = [f for f in weighted.get("filters") or [] if f not in self._mirrors(weighted)]
+        if filters:
+            rule["filters"] = copy.deepcopy(filters)
+        return rule
+
+    def _mirrors(self, rule: dict[str, Any]) -> list[dict[str, Any]]:
+        return [f for f in rule.get("filters") or []
+                if isinstance(f, dict) and f.get("type") == "RequestMirror"
+                and self._is_service(_mirror_target(f), self.config.canary_service)]
+
+    def _mirror_ops(self, rule: dict[str, Any], index: int, canary: dict[str, Any],
+                    percent: int) -> Patch:
+        filters = rule.get("filters") or []
+        ours = [i for i, f in enumerate(filters) if f in self._mirrors(rule)]
+        want = {"type": "RequestMirror", "requestMirror": {"backendRef": canary,
+                                                           "percent": percent}}
+        pointer = f"/spec/rules/{index}/filters"
+        if percent == 0:
+            if len(ours) == len(filters) and ours:  # leave no empty list behind
+                return [{"op": "remove", "path": pointer}]
+            return [{"op": "remove", "path": f"{pointer}/{i}"} for i in reversed(ours)]
+        if len(ours) == 1 and covers(filters[ours[0]], want):
+            return []
+        ops: Patch = [{"op": "remove", "path": f"{pointer}/{i}"} for i in reversed(ours[1:])]
+        if ours:
+            return [*ops, {"op": "replace", "path": f"{pointer}/{ours[0]}", "value": want}]
+        if "filters" not in rule:
+            return [{"op": "add", "path": pointer, "value": [want]}]
+        return [{"op": "add", "path": f"{pointer}/-", "value": want}]
 
     def _is_service(self, ref: dict[str, Any], service: str) -> bool:
         return (
@@ -117,6 +295,35 @@ class GatewayAPIRouter(WeightedObjectRouter):
             and ref.get("namespace", self.config.namespace) == self.config.namespace
             and (self.config.port is None or ref.get("port") == self.config.port)
         )
+
+
+def _rules(obj: dict[str, Any], ref: ObjectRef) -> list[Any]:
+    rules = (obj.get("spec") or {}).get("rules")
+    if not isinstance(rules, list) or not rules:
+        raise RouterError(f"{ref} has no rules")
+    return rules
+
+
+def _persistence(sticky: Sticky) -> dict[str, Any]:
+    return {"sessionName": sticky.cookie, "type": "Cookie",
+            "absoluteTimeout": gateway_duration(sticky.lifetime),
+            "cookieConfig": {"lifetimeType": "Permanent"}}
+
+
+def _mirror_target(f: dict[str, Any]) -> dict[str, Any]:
+    target = (f.get("requestMirror") or {}).get("backendRef")
+    return target if isinstance(target, dict) else {}
+
+
+def _mirror_percent(f: dict[str, Any]) -> int:
+    """The share a RequestMirror filter copies: percent, fraction, or all when neither."""
+    mirror = f.get("requestMirror") or {}
+    if isinstance(mirror.get("percent"), int):
+        return int(mirror["percent"])
+    fraction = mirror.get("fraction")
+    if isinstance(fraction, dict) and isinstance(fraction.get("numerator"), int):
+        return round(100 * int(fraction["numerator"]) / int(fraction.get("denominator") or 100))
+    return 100
 
 
 def _refs(rule: dict[str, Any]) -> list[dict[str, Any]]:
