@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jsonschema import Draft4Validator
 
 from canary.errors import InputError, RouterError
@@ -28,9 +29,11 @@ from examples.lab.fake_kube import FakeKube
 
 Obj = dict[str, Any]
 SCHEMAS = Path(__file__).parents[1] / "data" / "schemas"
+EXAMPLES = Path(__file__).parents[2] / "examples" / "kubernetes"
 GW_EXPERIMENTAL = "gateway-api-v1.6.1-experimental-httproute-v1.json"
 GW_STANDARD = "gateway-api-v1.6.1-standard-httproute-v1.json"
 VS = "istio-1.30.3-virtualservice-v1beta1.json"
+DR = "istio-1.30.3-destinationrule-v1beta1.json"
 HOST = "reviews.prod.svc.cluster.local"
 
 
@@ -437,3 +440,49 @@ def test_features_a_kubernetes_router_lacks_are_input_errors() -> None:
         require_feature("smi", "sticky", field="router.sticky")
     require_feature("gateway-api", "sticky", field="router.sticky")
     require_feature("istio", "mirror", field="stages[0].mirror")
+
+
+# -- the examples -----------------------------------------------------------------------
+
+def uncommented(path: Path, keys: tuple[str, ...]) -> Obj:
+    """The example rollout's router block with its commented ``keys`` lines switched on
+    (the first line for each key)."""
+    lines, seen = [], set()
+    for line in path.read_text().splitlines():
+        key = line.strip().removeprefix("# ").split(":")[0]
+        if line.startswith("    # ") and key in keys and key not in seen:
+            seen.add(key)
+            line = line.replace("# ", "", 1)
+        lines.append(line)
+    assert seen == set(keys), f"{path} has no commented {set(keys) - seen}"
+    router: Obj = yaml.safe_load("\n".join(lines))["spec"]["router"]
+    return router
+
+
+@pytest.mark.parametrize("folder, kind, schema_name, keys", [
+    ("gateway-api", "HTTPRoute", GW_EXPERIMENTAL, ("match", "sticky")),
+    ("istio", "VirtualService", VS, ("match",)),
+])
+def test_the_commented_examples_work_and_write_valid_objects(
+        fake: FakeKube, routers: list[Any], tmp_path: Path, folder: str, kind: str,
+        schema_name: str, keys: tuple[str, ...]) -> None:
+    manifests = EXAMPLES / folder / "manifests.yaml"
+    custom = [d for d in yaml.safe_load_all(manifests.read_text()) if d["kind"] != "Service"]
+    for doc in custom:  # the example manifests themselves are valid upstream objects
+        assert_valid(doc, {"HTTPRoute": GW_EXPERIMENTAL, "VirtualService": VS,
+                           "DestinationRule": DR}[doc["kind"]])
+    fake.load(manifests)
+    block = uncommented(EXAMPLES / folder / "rollout.yaml", keys)
+    block["kubeconfig"] = fake.write_kubeconfig(tmp_path / "kubeconfig")
+    router = build_router(RouterSpec(type=block.pop("type"), options=block))
+    assert isinstance(router, (gateway_api.GatewayAPIRouter, istio.IstioRouter))
+    routers.append(router)
+    router.ensure()
+    router.set_weights(Weights(canary=5))
+    router.set_routes(Routes(match=True, mirror=20))
+    assert router.get_routes() == Routes(match=True, mirror=20)
+    written = fake.get(kind, "shop", "checkout")
+    assert_valid(written, schema_name)
+    if kind == "HTTPRoute":
+        assert_cel_rules(written)
+        assert "sessionPersistence" in written["spec"]["rules"][1]
