@@ -22,8 +22,11 @@ The features beyond the split (features.py) are written into the same HTTPRoute:
   at 0.
 * ``sticky``: ``sessionPersistence`` on the weighted rule (type Cookie, ``sessionName``
   the cookie, ``absoluteTimeout`` the lifetime, a Permanent cookie), written with every
-  weight change. It is an experimental-channel field: with the standard-channel CRD the
-  API server drops it on write, which canary reads back and reports as a RouterError.
+  weight change while both sides carry traffic and removed while one is at 0%: Gateway
+  API keeps a session on its backend even at weight 0, and a rollback must move canary
+  cookie holders back to stable. It is an experimental-channel field: with the
+  standard-channel CRD the API server drops it on write, which canary reads back and
+  reports as a RouterError.
 
 Nothing here has run against a real cluster (none can run where canary is tested): the
 adapter is exercised through the real client against examples/lab/fake_kube.py, and every
@@ -33,6 +36,7 @@ object it writes is validated against the upstream HTTPRoute CRD schema (tests/d
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Literal
 
 from kubernetes.client import CustomObjectsApi
@@ -170,22 +174,38 @@ class GatewayAPIRouter(WeightedObjectRouter):
     # -- weights, with the affinity written alongside ----------------------------------
     def set_weights(self, weights: Weights) -> None:
         def plan(obj: dict[str, Any]) -> Patch:
-            return [*self.locate(obj).ops(weights), *self._sticky_ops(obj)]
-        self._check_sticky(self._objects.update(self.ref, plan))
+            return [*self.locate(obj).ops(weights), *self._sticky_ops(obj, weights)]
+        self._check_sticky(self._objects.update(self.ref, plan), weights)
 
-    def _sticky_ops(self, obj: dict[str, Any]) -> Patch:
+    def _sticky_ops(self, obj: dict[str, Any], weights: Weights | None = None) -> Patch:
+        """Session persistence on the weighted rule while both sides carry traffic.
+
+        Gateway API keeps a session on its backend "even if the weight is set to 0"
+        (GEP-1619), so a rollback would leave canary cookie holders on the canary; the
+        field is removed while a side is at 0%, and every client follows the weights.
+        """
         sticky = self.config.sticky
         if sticky is None:
             return []
         rules = _rules(obj, self.ref)
         index = self._rule_index(rules)
+        pointer = f"/spec/rules/{index}/sessionPersistence"
+        current = rules[index].get("sessionPersistence")
+        if not self._both_sides(obj, weights):
+            return [] if current is None else [{"op": "remove", "path": pointer}]
         want = _persistence(sticky)
-        if covers(rules[index].get("sessionPersistence"), want):
-            return []
-        return [{"op": "add", "path": f"/spec/rules/{index}/sessionPersistence", "value": want}]
+        return [] if covers(current, want) else [{"op": "add", "path": pointer, "value": want}]
 
-    def _check_sticky(self, stored: dict[str, Any]) -> None:
-        if self.config.sticky is None:
+    def _both_sides(self, obj: dict[str, Any], weights: Weights | None) -> bool:
+        """Whether stable and canary both get traffic (after ``weights``, or as stored)."""
+        if weights is not None:
+            return 0 < weights.canary < 100
+        pair = self.locate(obj)
+        return all((pair.default if raw is None else raw) > 0
+                   for raw in (pair.stable_raw, pair.canary_raw))
+
+    def _check_sticky(self, stored: dict[str, Any], weights: Weights | None = None) -> None:
+        if self.config.sticky is None or not self._both_sides(stored, weights):
             return
         rules = _rules(stored, self.ref)
         if rules[self._rule_index(rules)].get("sessionPersistence") is None:
@@ -322,7 +342,8 @@ def _mirror_percent(f: dict[str, Any]) -> int:
         return int(mirror["percent"])
     fraction = mirror.get("fraction")
     if isinstance(fraction, dict) and isinstance(fraction.get("numerator"), int):
-        return round(100 * int(fraction["numerator"]) / int(fraction.get("denominator") or 100))
+        share = 100 * int(fraction["numerator"]) / int(fraction.get("denominator") or 100)
+        return min(100, math.ceil(share))  # 1/1000 mirrored is not 0
     return 100
 
 

@@ -32,6 +32,7 @@ writes is validated against the upstream VirtualService CRD schema (tests/data/s
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any, Literal
 
 from kubernetes.client import CustomObjectsApi
@@ -229,7 +230,7 @@ class IstioRouter(WeightedObjectRouter):
             return 0
         share = route.get("mirrorPercentage")
         if isinstance(share, dict) and isinstance(share.get("value"), (int, float)):
-            return round(float(share["value"]))
+            return min(100, math.ceil(float(share["value"])))  # 0.5% mirrored is not 0
         legacy = route.get("mirrorPercent")  # deprecated integer form
         return legacy if isinstance(legacy, int) else 100  # no percentage: everything
 

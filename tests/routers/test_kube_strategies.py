@@ -242,6 +242,12 @@ def test_gateway_mirror_filter_comes_and_goes(fake: FakeKube, routers: list[Any]
     assert rules[0]["filters"] == WEIGHTED["filters"]
     assert router.get_routes() == Routes(match=True, mirror=25)
 
+    fake.modify("HTTPRoute", "prod", "web", lambda r: r["spec"]["rules"][1]["filters"][-1][
+        "requestMirror"].update(percent=None, fraction={"numerator": 1, "denominator": 1000}))
+    fake.modify("HTTPRoute", "prod", "web", lambda r: r["spec"]["rules"][1]["filters"][-1][
+        "requestMirror"].pop("percent"))
+    assert router.get_routes() == Routes(match=True, mirror=1)  # a tenth of a percent is on
+
     router.set_routes(Routes())
     assert fake.get("HTTPRoute", "prod", "web")["spec"]["rules"] == [WEIGHTED]
 
@@ -309,6 +315,20 @@ def test_gateway_session_persistence_is_written_with_the_weights(
     fake.modify("HTTPRoute", "prod", "web",
                 lambda r: r["spec"]["rules"][1].pop("sessionPersistence"))
     router.set_routes(Routes())  # repaired by any write, not only by a weight change
+    assert "sessionPersistence" in rules_of(fake)[1]
+
+    # Gateway API keeps a session on its backend even at weight 0: while a side is at 0%
+    # there is no persistence, so a rollback (or a promotion) moves every client.
+    for canary, sticky in ((0, False), (50, True), (100, False), (99, True)):
+        router.set_weights(Weights(canary=canary))
+        assert ("sessionPersistence" in rules_of(fake)[1]) is sticky, canary
+    fake.modify("HTTPRoute", "prod", "web", lambda r: r["spec"]["rules"][1].update(
+        backendRefs=[backend("web-v1", 1000), backend("web-v2", 0)]))
+    router.set_routes(Routes())  # the weights as stored decide: canary has none
+    assert "sessionPersistence" not in rules_of(fake)[1]
+    fake.modify("HTTPRoute", "prod", "web", lambda r: r["spec"]["rules"][1].update(
+        backendRefs=[backend("web-v1", 1000), backend("web-v2", 1)]))
+    router.set_routes(Routes())  # 0.1% is still traffic
     assert "sessionPersistence" in rules_of(fake)[1]
 
 
@@ -404,6 +424,9 @@ def test_istio_cookie_match_and_mirror(fake: FakeKube, routers: list[Any]) -> No
     fake.modify("VirtualService", "prod", "reviews",
                 lambda vs: vs["spec"]["http"][0]["mirrorPercentage"].update(value=75.0))
     assert router.get_routes() == Routes(match=True, mirror=75)
+    fake.modify("VirtualService", "prod", "reviews",
+                lambda vs: vs["spec"]["http"][0]["mirrorPercentage"].update(value=0.2))
+    assert router.get_routes() == Routes(match=True, mirror=1)  # a fifth of a percent is on
     router.set_routes(Routes(match=True, mirror=30))
     assert http_of(fake) == routes  # repaired: order and percentage
 
