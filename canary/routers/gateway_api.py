@@ -35,8 +35,6 @@ object it writes is validated against the upstream HTTPRoute CRD schema (tests/d
 
 from __future__ import annotations
 
-import copy
-import math
 from typing import Any, Literal
 
 from kubernetes.client import CustomObjectsApi
@@ -45,6 +43,14 @@ from pydantic import Field, model_validator
 from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers.features import Match, Routes, Sticky
+from canary.routers.gateway_rules import (
+    DEFAULT_MATCH,
+    match_rule,
+    mirror_ops,
+    mirror_percent,
+    mirror_target,
+    persistence,
+)
 from canary.routers.kube import (
     KubeConnection,
     KubeObjects,
@@ -54,21 +60,13 @@ from canary.routers.kube import (
     WeightedPair,
     find_pair,
 )
-from canary.routers.kube_rules import (
-    cookie_regex,
-    covers,
-    gateway_duration,
-    header_regex,
-    owned_ops,
-    user_indices,
-)
+from canary.routers.kube_rules import covers, owned_ops, user_indices
 
 FEATURES = frozenset({"match", "sticky", "mirror"})
 
 GROUP = "gateway.networking.k8s.io"
 PLURAL = "httproutes"
 DEFAULT_WEIGHT = 1  # the Gateway API default for a backendRef without a weight
-DEFAULT_MATCH = [{"path": {"type": "PathPrefix", "value": "/"}}]  # a rule without matches
 _ROUTE_MATCH_KEYS = frozenset({"path", "headers", "queryParams", "method"})
 
 
@@ -193,7 +191,7 @@ class GatewayAPIRouter(WeightedObjectRouter):
         current = rules[index].get("sessionPersistence")
         if not self._both_sides(obj, weights):
             return [] if current is None else [{"op": "remove", "path": pointer}]
-        want = _persistence(sticky)
+        want = persistence(sticky)
         return [] if covers(current, want) else [{"op": "add", "path": pointer, "value": want}]
 
     def _both_sides(self, obj: dict[str, Any], weights: Weights | None) -> bool:
@@ -229,7 +227,8 @@ class GatewayAPIRouter(WeightedObjectRouter):
         # Any rule under canary's name still sends requests to the canary, whatever its
         # content, so the match counts as on until the last one is gone.
         match = len(user_indices(rules, self.config.match_rule_name)) < len(rules)
-        percents = [_mirror_percent(f) for f in self._mirrors(rules[index])]
+        percents = [mirror_percent(f) for f in rules[index].get("filters") or []
+                    if self._own_mirror(f)]
         return Routes(match=match, mirror=max(percents, default=0))
 
     def _routes_ops(self, obj: dict[str, Any], routes: Routes) -> Patch:
@@ -237,9 +236,15 @@ class GatewayAPIRouter(WeightedObjectRouter):
         index = self._rule_index(rules)
         weighted = rules[index]
         canary = self._canary_ref(weighted, index)
-        ops: Patch = [*self._mirror_ops(weighted, index, canary, routes.mirror),
-                      *self._sticky_ops(obj)]
-        want = self._match_rule(weighted, canary) if routes.match else None
+        c = self.config
+        ops = [*mirror_ops(weighted, pointer=f"/spec/rules/{index}/filters", canary=canary,
+                           percent=routes.mirror, is_own_mirror=self._own_mirror),
+               *self._sticky_ops(obj)]
+        want = None
+        if routes.match:
+            assert c.match is not None  # set_routes checked
+            want = match_rule(weighted, name=c.match_rule_name, match=c.match, canary=canary,
+                              is_own_mirror=self._own_mirror, where=str(self.ref))
         return ops + owned_ops(rules, pointer="/spec/rules", name=self.config.match_rule_name,
                                before=index, want=want)
 
@@ -251,61 +256,9 @@ class GatewayAPIRouter(WeightedObjectRouter):
         return {k: v for k, v in refs[0].items() if k in ("group", "kind", "name",
                                                           "namespace", "port")}
 
-    def _match_rule(self, weighted: dict[str, Any], canary: dict[str, Any]) -> dict[str, Any]:
-        match = self.config.match
-        assert match is not None
-        if match.header is not None:
-            name = match.header
-            header = ({"type": "Exact", "name": name, "value": match.value}
-                      if match.value is not None else
-                      {"type": "RegularExpression", "name": name,
-                       "value": header_regex(str(match.regex))})
-        else:
-            name = "Cookie"
-            header = {"type": "RegularExpression", "name": name, "value": cookie_regex(match)}
-        matches = []
-        for m in weighted.get("matches") or DEFAULT_MATCH:
-            headers = list(m.get("headers") or [])
-            if any(str(h.get("name", "")).lower() == name.lower() for h in headers):
-                raise RouterError(f"{self.ref}: the weighted rule already matches on header "
-                                  f"{name}; canary cannot add its match on the same header")
-            matches.append({**copy.deepcopy(m), "headers": [*headers, header]})
-        rule: dict[str, Any] = {"name": self.config.match_rule_name, "matches": matches,
-                                "backendRefs": [canary]}
-        # The rest of the rule (filters, timeouts, retry) applies to matched requests too;
-        # not canary's mirror, which would copy canary traffic to the canary.
-        for key, value in weighted.items():
-            if key not in ("name", "matches", "backendRefs", "sessionPersistence", "filters"):
-                rule[key] = copy.deepcopy(value)
-        filters = [f for f in weighted.get("filters") or [] if f not in self._mirrors(weighted)]
-        if filters:
-            rule["filters"] = copy.deepcopy(filters)
-        return rule
-
-    def _mirrors(self, rule: dict[str, Any]) -> list[dict[str, Any]]:
-        return [f for f in rule.get("filters") or []
-                if isinstance(f, dict) and f.get("type") == "RequestMirror"
-                and self._is_service(_mirror_target(f), self.config.canary_service)]
-
-    def _mirror_ops(self, rule: dict[str, Any], index: int, canary: dict[str, Any],
-                    percent: int) -> Patch:
-        filters = rule.get("filters") or []
-        ours = [i for i, f in enumerate(filters) if f in self._mirrors(rule)]
-        want = {"type": "RequestMirror", "requestMirror": {"backendRef": canary,
-                                                           "percent": percent}}
-        pointer = f"/spec/rules/{index}/filters"
-        if percent == 0:
-            if len(ours) == len(filters) and ours:  # leave no empty list behind
-                return [{"op": "remove", "path": pointer}]
-            return [{"op": "remove", "path": f"{pointer}/{i}"} for i in reversed(ours)]
-        if len(ours) == 1 and covers(filters[ours[0]], want):
-            return []
-        ops: Patch = [{"op": "remove", "path": f"{pointer}/{i}"} for i in reversed(ours[1:])]
-        if ours:
-            return [*ops, {"op": "replace", "path": f"{pointer}/{ours[0]}", "value": want}]
-        if "filters" not in rule:
-            return [{"op": "add", "path": pointer, "value": [want]}]
-        return [{"op": "add", "path": f"{pointer}/-", "value": want}]
+    def _own_mirror(self, f: dict[str, Any]) -> bool:
+        return bool(mirror_target(f)) and self._is_service(mirror_target(f),
+                                                           self.config.canary_service)
 
     def _is_service(self, ref: dict[str, Any], service: str) -> bool:
         return (
@@ -322,29 +275,6 @@ def _rules(obj: dict[str, Any], ref: ObjectRef) -> list[Any]:
     if not isinstance(rules, list) or not rules:
         raise RouterError(f"{ref} has no rules")
     return rules
-
-
-def _persistence(sticky: Sticky) -> dict[str, Any]:
-    return {"sessionName": sticky.cookie, "type": "Cookie",
-            "absoluteTimeout": gateway_duration(sticky.lifetime),
-            "cookieConfig": {"lifetimeType": "Permanent"}}
-
-
-def _mirror_target(f: dict[str, Any]) -> dict[str, Any]:
-    target = (f.get("requestMirror") or {}).get("backendRef")
-    return target if isinstance(target, dict) else {}
-
-
-def _mirror_percent(f: dict[str, Any]) -> int:
-    """The share a RequestMirror filter copies: percent, fraction, or all when neither."""
-    mirror = f.get("requestMirror") or {}
-    if isinstance(mirror.get("percent"), int):
-        return int(mirror["percent"])
-    fraction = mirror.get("fraction")
-    if isinstance(fraction, dict) and isinstance(fraction.get("numerator"), int):
-        share = 100 * int(fraction["numerator"]) / int(fraction.get("denominator") or 100)
-        return min(100, math.ceil(share))  # 1/1000 mirrored is not 0
-    return 100
 
 
 def _refs(rule: dict[str, Any]) -> list[dict[str, Any]]:
