@@ -239,13 +239,16 @@ class IstioRouter(WeightedObjectRouter):
         pointer = f"/spec/http/{index}"
         mirror = route.get("mirror")
         ours = isinstance(mirror, dict) and self._is({"destination": mirror}, self.config.canary)
+        if percent == 0:  # a mirror that is not canary's stays, and is no reason to fail
+            keys = ("mirror", "mirrorPercentage", "mirrorPercent") if ours else ()
+            return [{"op": "remove", "path": f"{pointer}/{k}"} for k in keys if k in route]
         if mirror is not None and not ours:
             raise RouterError(f"{self.ref} http route {index} already mirrors to "
                               f"{_label({'destination': mirror})}; canary will not replace "
                               "a mirror it does not own")
-        if percent == 0:
-            keys = ("mirror", "mirrorPercentage", "mirrorPercent") if ours else ()
-            return [{"op": "remove", "path": f"{pointer}/{k}"} for k in keys if k in route]
+        if route.get("mirrors"):
+            raise RouterError(f"{self.ref} http route {index} mirrors with `mirrors`; canary "
+                              "writes `mirror` and will not set both")
         want = {"mirror": canary, "mirrorPercentage": {"value": float(percent)}}
         ops: Patch = [{"op": "add", "path": f"{pointer}/{k}", "value": v}
                       for k, v in want.items() if not covers(route.get(k), v)]

@@ -2,7 +2,8 @@
 
 The gateway-api, istio and smi adapters all do one thing to different custom objects:
 find two weighted entries in a list (stable and canary) and rewrite their weights. This
-module holds the rest, so each adapter is its Config plus a ``locate`` function.
+module holds the rest, so each adapter is its Config plus a ``locate`` function (and,
+for matches and mirroring, the rules of kube_rules.py).
 
 Writes are JSON patches that start with a ``test`` of ``metadata.resourceVersion``: a
 change made by anyone between our read and our write fails the patch instead of being

@@ -440,6 +440,15 @@ def test_istio_refuses_to_replace_a_foreign_mirror(fake: FakeKube, routers: list
     assert router.get_routes() == Routes()
     with pytest.raises(RouterError, match="already mirrors to shadow"):
         router.set_routes(Routes(mirror=10))
+    router.set_routes(Routes())  # turning canary's mirror off never fails on the user's
+    assert fake.get("VirtualService", "prod", "reviews")["spec"]["http"][0]["mirror"] == {
+        "host": "shadow"}
+    fake.modify("VirtualService", "prod", "reviews", lambda vs: vs["spec"]["http"][0].update(
+        mirror=None, mirrors=[{"destination": {"host": "shadow"}}]))
+    fake.modify("VirtualService", "prod", "reviews",
+                lambda vs: vs["spec"]["http"][0].pop("mirror"))
+    with pytest.raises(RouterError, match="mirrors with `mirrors`"):
+        router.set_routes(Routes(mirror=10))
 
 
 # -- what each router refuses -----------------------------------------------------------
