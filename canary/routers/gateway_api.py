@@ -218,11 +218,41 @@ class GatewayAPIRouter(WeightedObjectRouter):
         if routes.match and self.config.match is None:
             raise RouterError(f"{self.describe()}: asked to turn the match on, but the "
                               "router block has no match")
-        self._check_sticky(self._objects.update(
-            self.ref, lambda obj: self._routes_ops(obj, routes)))
+        stored = self._objects.update(self.ref, lambda obj: self._routes_ops(obj, routes))
+        if routes.match and not self.get_routes_of(stored).match:
+            self._undo_unnamed_rule()
+        self._check_sticky(stored)
+
+    def _undo_unnamed_rule(self) -> None:
+        """Remove the match rule a pre-v1.2 CRD stored without its name, then fail.
+
+        HTTPRoute ``rules[].name`` exists since Gateway API v1.2; an older CRD prunes it,
+        and a rule canary cannot name again would be added once more on every write.
+        """
+        def plan(obj: dict[str, Any]) -> Patch:
+            rules = _rules(obj, self.ref)
+            index = self._rule_index(rules)
+            c = self.config
+            assert c.match is not None
+            want = match_rule(rules[index], name=c.match_rule_name, match=c.match,
+                              canary=self._canary_ref(rules[index], index),
+                              is_own_mirror=self._own_mirror, where=str(self.ref))
+            del want["name"]
+            if index > 0 and "name" not in rules[index - 1] and covers(rules[index - 1], want):
+                return [{"op": "remove", "path": f"/spec/rules/{index - 1}"}]
+            return []
+        self._objects.update(self.ref, plan)
+        raise RouterError(f"{self.ref}: the API server dropped the name of canary's match "
+                          "rule (HTTPRoute rules[].name needs the Gateway API v1.2+ CRDs), so "
+                          "canary could not find it again; the rule was removed. Upgrade the "
+                          "CRDs to use match")
 
     def get_routes(self) -> Routes:
-        rules = _rules(self._objects.get(self.ref), self.ref)
+        return self.get_routes_of(self._objects.get(self.ref))
+
+    def get_routes_of(self, obj: dict[str, Any]) -> Routes:
+        """The routes in effect in ``obj``, an HTTPRoute as read from the cluster."""
+        rules = _rules(obj, self.ref)
         index = self._rule_index(rules)
         # Any rule under canary's name still sends requests to the canary, whatever its
         # content, so the match counts as on until the last one is gone.

@@ -348,6 +348,20 @@ def test_sticky_on_a_standard_channel_crd_is_an_error(routers: list[Any]) -> Non
         assert_valid(route, GW_STANDARD)
 
 
+def test_a_crd_without_rule_names_gets_no_stray_match_rule(routers: list[Any]) -> None:
+    old = schema(GW_STANDARD)  # as before Gateway API v1.2: rules have no name
+    del old["properties"]["spec"]["properties"]["rules"]["items"]["properties"]["name"]
+    with FakeKube(schemas={"HTTPRoute": old}) as fake:
+        fake.create(httproute({k: v for k, v in WEIGHTED.items() if k != "name"}))
+        before = fake.get("HTTPRoute", "prod", "web")["spec"]
+        router = gw_router(fake, routers, match=HEADER_EXACT)
+        for _ in range(2):
+            with pytest.raises(RouterError, match=r"dropped the name .* v1\.2\+ CRDs"):
+                router.set_routes(Routes(match=True))
+            assert fake.get("HTTPRoute", "prod", "web")["spec"] == before
+        assert router.get_routes() == Routes()
+
+
 # -- istio ------------------------------------------------------------------------------
 
 def dest(subset: str, weight: int | None = None) -> Obj:
