@@ -16,7 +16,8 @@ The features beyond the split (features.py) are written into the same HTTPRoute:
   list order breaks the remaining ties, so the owned rule wins for exactly the weighted
   rule's requests that carry the header. Regex matches are "implementation-specific"
   support in Gateway API: check that your implementation has them. The match off
-  removes the owned rule; the user's rules are left as they were.
+  removes the owned rule; the user's rules are left as they were. ``rules[].name`` needs
+  the v1.2+ CRDs: an older one prunes it, which canary detects and undoes.
 * ``mirror``: a ``RequestMirror`` filter on the weighted rule sending ``percent`` of its
   requests to the canary Service (``percent`` needs Gateway API v1.2 or later), removed
   at 0.
