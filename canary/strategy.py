@@ -21,12 +21,15 @@ rollout's router type cannot do it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from canary.errors import InputError
-from canary.model import Stage
+from canary.model import Phase, Stage
+from canary.rollout.state import RolloutState
+from canary.routers.features import Routes
 from canary.specbase import Duration, _Model
 from canary.yamlsource import Document
 
@@ -130,3 +133,19 @@ def _need(doc: Document, router: dict[str, Any], feature: str,
         raise doc.error("a match stage needs spec.router.match (which header or cookie), "
                         "or the match itself here: {match: {header: X-Canary, value: \"1\"}}",
                         where)
+
+
+def routes_for(state: RolloutState, stages: Sequence[Stage], *,
+               match_configured: bool) -> Routes:
+    """The matches and mirroring a rollout in ``state`` wants from its router.
+
+    The match is on while the canary takes part (from the first stage until promotion);
+    a stage's mirroring lasts while that stage runs. Everything else (pending, gating, a
+    rollback, any ending) wants neither: matching requests go back to stable with the
+    rest.
+    """
+    if state.phase not in (Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING):
+        return Routes()
+    stage = stages[state.stage_index] if 0 <= state.stage_index < len(stages) else None
+    mirror = stage.mirror if stage is not None and state.phase is not Phase.PROMOTING else 0
+    return Routes(match=match_configured, mirror=mirror)

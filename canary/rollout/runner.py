@@ -50,7 +50,9 @@ from canary.rollout.machine import (
 )
 from canary.rollout.state import RolloutState
 from canary.routers.base import Router
+from canary.routers.features import Routes, RoutingRules
 from canary.store.base import LeaseOwner, StateStore
+from canary.strategy import routes_for
 
 log = logging.getLogger("canary.runner")
 
@@ -101,7 +103,7 @@ class Runner:
         state = self.store.get(self.name)
         now = self.clock.now()
         self.store.acquire_lease(self.name, self.owner, ttl=self.lease_ttl, now=now)
-        weights, router_error = self._read_weights()
+        weights, router_error = self._read_weights(state)
         verdict = None
         if (self.analyzer is not None and weights is not None
                 and weights.canary == state.desired_weight and analysis_due(state, now)):
@@ -119,14 +121,51 @@ class Runner:
             return self.store.get(self.name)
         self.reporter.tick(saved, decision.events)
         self._act(saved, decision)
+        self._sync_routes(saved)
         return saved
 
-    def _read_weights(self) -> tuple[Weights | None, str]:
+    def _read_weights(self, state: RolloutState) -> tuple[Weights | None, str]:
         try:
-            return self.router.get_weights(), ""
+            weights = self.router.get_weights()
+            if self._routes is not None and weights.canary == 0:
+                # Matching or mirrored requests the state no longer wants still reach the
+                # canary: it is not at 0%, so a rollback is not confirmed yet.
+                actual = self._routes.get_routes()
+                wanted = self._wanted_routes(state)
+                if (actual.match and not wanted.match) or (actual.mirror and not wanted.mirror):
+                    return Weights(canary=1), ""
+            return weights, ""
         except RouterError as exc:
             log.warning("router: %s", exc)
             return None, str(exc)
+
+    @property
+    def _routes(self) -> RoutingRules | None:
+        """The router's matches and mirroring, when this rollout uses them."""
+        uses = "match" in self.spec.router.options or any(s.mirror for s in self.spec.stages)
+        return self.router if uses and isinstance(self.router, RoutingRules) else None
+
+    def _wanted_routes(self, state: RolloutState) -> Routes:
+        return routes_for(state, self.spec.stages,
+                          match_configured="match" in self.spec.router.options)
+
+    def _sync_routes(self, state: RolloutState) -> None:
+        """Level-triggered like the weights: re-applied whenever the router disagrees."""
+        rules = self._routes
+        if rules is None:
+            return
+        wanted = self._wanted_routes(state)
+        try:
+            if rules.get_routes() == wanted:
+                return
+            rules.set_routes(wanted)
+        except RouterError as exc:
+            self._record(state, "router-error", f"could not set the match "
+                         f"{'on' if wanted.match else 'off'} and mirroring to "
+                         f"{wanted.mirror}%: {exc}")
+            return
+        self._record(state, "router", f"match {'on' if wanted.match else 'off'}, mirroring "
+                                      f"{wanted.mirror}%", level=logging.INFO)
 
     def _act(self, state: RolloutState, decision: Decision) -> None:
         for action in decision.actions:
