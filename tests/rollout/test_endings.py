@@ -1,0 +1,128 @@
+"""Endings that survive a crash: owed alerts delivered once by the next runner, the same
+deploy of an ended version is a no-op, and an internal error holds the rollout for a human."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from canary.clock import ManualClock
+from canary.model import Command, Notification, Outcome, Phase, Weights
+from canary.operations import record_command
+from canary.rollout.runner import Runner, exit_code
+from canary.rollout.state import RolloutState
+from canary.store.sqlite import SQLiteStore
+from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
+from tests.rollout.helpers import T0, new_state, plan
+from tests.rollout.test_runner import SPEC, Crash, make
+
+
+class CrashingNotifier(RecordingNotifier):
+    """Dies (kill -9) while sending its first alert; nothing is recorded after it."""
+
+    def send(self, notification: Notification) -> None:
+        raise Crash()
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> SQLiteStore:
+    s = SQLiteStore(f"{tmp_path}/state.db")
+    s.create(new_state(revision=0, created_at=T0, updated_at=T0))
+    return s
+
+
+def test_alert_interrupted_by_a_kill_is_delivered_by_the_next_run_once(
+        store: SQLiteStore) -> None:
+    router, clock = FakeRouter(), ManualClock(T0)
+    with pytest.raises(Crash):
+        make(store, router, clock, outcomes=[Outcome.FAILED], notifier=CrashingNotifier()).run()
+    ended = store.get("checkout")
+    assert ended.phase is Phase.ROLLING_BACK or ended.phase is Phase.FAILED
+    assert list(ended.alerts_owed.values()) == ["rolled-back"]  # owed, saved with the decision
+    note = RecordingNotifier()
+    final = make(store, router, clock, outcomes=[Outcome.FAILED], notifier=note).run()
+    assert final.phase is Phase.FAILED and exit_code(final) == 1
+    assert [n.event for n in note.sent] == ["rolled-back"]
+    again = RecordingNotifier()
+    make(store, router, clock, notifier=again).run()
+    assert again.sent == []  # delivered means delivered: never twice
+    kinds = [e.kind for e in store.events(final.id)]
+    assert kinds.count("notified") == 1
+
+
+def test_failed_delivery_stays_owed_and_the_next_run_sends_it(store: SQLiteStore) -> None:
+    router, clock = FakeRouter(), ManualClock(T0)
+    down = RecordingNotifier(fail=True)
+    final = make(store, router, clock, outcomes=[Outcome.FAILED], notifier=down).run()
+    assert final.phase is Phase.FAILED
+    assert not store.has_event_key(next(iter(final.alerts_owed)))
+    up = RecordingNotifier()
+    make(store, router, clock, notifier=up).run()
+    assert [n.event for n in up.sent] == ["rolled-back"]
+
+
+def test_alerts_with_two_notifiers_repeat_none_that_went_out(store: SQLiteStore) -> None:
+    router, clock = FakeRouter(), ManualClock(T0)
+    ok, down = RecordingNotifier(), RecordingNotifier(fail=True)
+    r = Runner(name="checkout", spec=SPEC, plan=plan(), store=store, router=router, clock=clock,
+               analyzer=ScriptedAnalyzer([Outcome.FAILED]), notifiers=[ok, down])
+    r.run()
+    down.fail = False
+    Runner(name="checkout", spec=SPEC, plan=plan(), store=store, router=router, clock=clock,
+           notifiers=[ok, down]).run()
+    assert [n.event for n in ok.sent] == ["rolled-back"]
+    assert [n.event for n in down.sent] == ["rolled-back"]
+
+
+class BrokenAnalyzer(ScriptedAnalyzer):
+    def measure(self, state: RolloutState, now: datetime) -> object:  # type: ignore[override]
+        self.calls += 1
+        raise ZeroDivisionError("a bug in the analysis")
+
+
+def test_internal_error_holds_traffic_alerts_once_and_exits_4(store: SQLiteStore) -> None:
+    router, clock, note = FakeRouter(), ManualClock(T0), RecordingNotifier()
+    analyzer = BrokenAnalyzer([])
+    r = Runner(name="checkout", spec=SPEC, plan=plan(), store=store, router=router, clock=clock,
+               analyzer=analyzer, notifiers=[note])
+    final = r.run()
+    assert final.phase is Phase.PAUSED and final.needs_human and exit_code(final) == 4
+    assert router.weights == Weights(5) and final.desired_weight == 5  # left where it was
+    assert [n.event for n in note.sent] == ["needs-human"]
+    for _ in range(5):  # further ticks (a controller) neither loop nor alert again
+        clock.advance(10)
+        assert r.tick().revision == final.revision
+    kinds = [e.kind for e in store.events(final.id)]
+    assert kinds.count("internal-error") == 1 and "rolled-back" not in kinds
+    assert "promoted" not in kinds and analyzer.calls == 1
+    store.release_lease("checkout", r.owner)
+    # an operator aborts: the hold is lifted and the rollback runs as usual
+    record_command(store, "checkout", Command.ABORT)
+    done = Runner(name="checkout", spec=SPEC, plan=plan(), store=store, router=router,
+                  clock=clock, notifiers=[note]).run()
+    assert done.phase is Phase.ABORTED and router.weights == Weights(0)
+    assert exit_code(done) == 3
+
+
+def test_internal_error_after_the_save_holds_without_losing_the_step(store: SQLiteStore) -> None:
+    class Buggy(FakeRouter):
+        def set_weights(self, weights: Weights) -> None:
+            if weights.canary == 25:
+                raise KeyError("backend")
+            super().set_weights(weights)
+
+    router, clock, note = Buggy(), ManualClock(T0), RecordingNotifier()
+    final = make(store, router, clock, notifier=note).run()
+    assert final.phase is Phase.PAUSED and final.needs_human and final.desired_weight == 5
+    assert router.history == [5] and [n.event for n in note.sent] == ["needs-human"]
+
+
+def test_ended_rollout_is_not_ticked_again(store: SQLiteStore) -> None:
+    router, clock = FakeRouter(), ManualClock(T0)
+    final = make(store, router, clock).run()
+    assert final.phase is Phase.SUCCEEDED
+    router.set_weights(Weights(5))  # someone moved traffic by hand: an ended rollout stays out
+    again = make(store, router, clock).run()
+    assert again.revision == final.revision and router.weights == Weights(5)
