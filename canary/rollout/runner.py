@@ -133,8 +133,8 @@ class Runner:
             # An operator command landed first: nothing was acted on, decide again.
             self._gate_result, self._hook_result = gate, hook
             return self.store.get(self.name)
-        self.reporter.tick(saved, decision.events)
         try:
+            self.reporter.tick(saved, decision.events)
             self._act(saved, decision)
         except CanaryError:
             raise

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from canary.clock import ManualClock
-from canary.model import Command, Notification, Outcome, Phase, Weights
+from canary.model import Command, Notification, Outcome, Phase, Verdict, Weights
 from canary.operations import record_command
 from canary.rollout.runner import Runner, exit_code
 from canary.rollout.state import RolloutState
@@ -77,7 +77,7 @@ def test_alerts_with_two_notifiers_repeat_none_that_went_out(store: SQLiteStore)
 
 
 class BrokenAnalyzer(ScriptedAnalyzer):
-    def measure(self, state: RolloutState, now: datetime) -> object:  # type: ignore[override]
+    def measure(self, state: RolloutState, now: datetime) -> Verdict:
         self.calls += 1
         raise ZeroDivisionError("a bug in the analysis")
 
@@ -126,3 +126,27 @@ def test_ended_rollout_is_not_ticked_again(store: SQLiteStore) -> None:
     router.set_weights(Weights(5))  # someone moved traffic by hand: an ended rollout stays out
     again = make(store, router, clock).run()
     assert again.revision == final.revision and router.weights == Weights(5)
+
+
+def test_same_deploy_after_its_ending_is_a_no_op_new_version_starts(tmp_path: Path) -> None:
+    from canary.deploy import submit
+    from canary.store.base import open_store
+    from tests.spec.test_cli_analysis import files
+
+    rollout = files(tmp_path, "http://127.0.0.1:9")
+    store = open_store(f"sqlite:///{tmp_path}/s.db")
+    text = rollout.read_text()
+    _, _, first, resumed = submit(text, file=str(rollout), version=None, store=store, now=T0)
+    assert not resumed
+    promoted = store.save(first.replace(phase=Phase.SUCCEEDED, desired_weight=100))
+    # a CI retry of the same deploy: no new rollout, the ending is reported (preflight would
+    # have asked the dead Prometheus at port 9: it is not asked either)
+    _, _, again, resumed = submit(text, file=str(rollout), version=None, store=store, now=T0,
+                                  preflight=True)
+    assert resumed and again == promoted and len(store.history("checkout")) == 1
+    rolled_back = new_state(id="r2", version="2.0.1", phase=Phase.FAILED, revision=0)
+    store.create(rolled_back)
+    _, _, same, _ = submit(text, file=str(rollout), version="2.0.1", store=store, now=T0)
+    assert same.id == "r2" and same.phase is Phase.FAILED  # rolled back: exit 1 again
+    _, _, new, resumed = submit(text, file=str(rollout), version="2.0.2", store=store, now=T0)
+    assert not resumed and new.version == "2.0.2" and not new.phase.terminal
