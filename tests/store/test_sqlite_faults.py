@@ -138,3 +138,61 @@ class sqlite_checkpointed:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+CHILD = """\
+import sys, time
+from datetime import UTC, datetime
+from canary.store.base import LeaseOwner
+from canary.store.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+owner = LeaseOwner.here()
+store.acquire_lease("checkout", owner, ttl=3600, now=datetime.now(UTC))
+print(owner.pid, flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_live_deploy_in_another_pid_namespace_keeps_its_lease(place: Path) -> None:
+    """A container on host networking: same hostname, its own PID namespace, where its pid
+    (31001) is no process of ours. Its lease is not taken while it lives, nor at once after
+    it died (that is not provable from here): only when the lease expires."""
+    from datetime import UTC, datetime, timedelta
+
+    from canary.errors import ConflictError
+    from canary.store.base import LeaseOwner
+
+    db = place / "state.db"
+    SQLiteStore(str(db)).close()
+    # the next pid in the new namespace is 31001; python runs as a child, not exec'd as 1
+    script = f'echo 31000 > /proc/sys/kernel/ns_last_pid; "{sys.executable}" -c "$0" "{db}"'
+
+    try:
+        child = subprocess.Popen(["unshare", "--pid", "--fork", "--kill-child", "--mount-proc",
+                                  "sh", "-c", script, CHILD], stdout=subprocess.PIPE,
+                                 text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    except OSError as exc:
+        pytest.skip(f"cannot create a PID namespace here: {exc}")
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline().strip()
+        if not line:
+            pytest.skip("unshare --pid is not permitted here")
+        inner = int(line)
+        assert not os.path.exists(f"/proc/{inner}"), "pid taken on this side too: rerun"
+        store = SQLiteStore(str(db))
+        with pytest.raises(ConflictError, match="another controller"):
+            store.acquire_lease("checkout", LeaseOwner.here(), ttl=30, now=datetime.now(UTC))
+        child.kill()
+        child.wait()
+        with pytest.raises(ConflictError, match="another controller"):
+            store.acquire_lease("checkout", LeaseOwner.here(), ttl=30, now=datetime.now(UTC))
+        later = datetime.now(UTC) + timedelta(hours=1, seconds=1)
+        store.acquire_lease("checkout", LeaseOwner.here(), ttl=30, now=later)  # expired
+        store.close()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
