@@ -1,7 +1,9 @@
 """Wiring for `canary deploy`: build the adapters a rollout file names, then run it.
 
 Everything that can be refused is checked before the first write (file, policy, router
-type, store URL, a conflicting active rollout), so bad input changes nothing.
+type, store URL, a conflicting active rollout), so bad input changes nothing. Deploying the
+version whose rollout just ended (a CI retry after a kill) starts nothing: it reports that
+ending and delivers what is owed (``ended_with``); the API's submit shares the rule.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 
 Journal first: the new state and its events are saved before any action runs, so a
 controller killed between two lines of this file resumes without losing or repeating a
-step. Weights are absolute (re-applying is harmless); notifications carry a key that is
-recorded once sent.
+step. Weights are absolute (re-applying is harmless); alerts are owed in the saved state
+and recorded once sent, so the next runner delivers what a killed one did not
+(canary/rollout/alerts.py). An unexpected exception in a tick holds the rollout for a human
+(one event, one alert) instead of failing every tick.
 """
 
 from __future__ import annotations
@@ -162,14 +164,16 @@ class Runner:
 
         Never promoted, never reported as rolled back; one event and one alert per hold,
         after which ticks do nothing until an operator resumes, promotes or aborts."""
-        log.error("rollout %s: internal error, holding it for a human", self.name,
-                  exc_info=exc)
         what = f"{type(exc).__name__}: {exc}"
         trace = "".join(traceback.format_exception(exc))[-4000:]
         for _ in range(20):
             latest = self.store.get(self.name)
-            if latest.revision != state.revision and _held(latest):
-                return latest  # held already (by this error's twin on another tick)
+            if _held(latest):
+                log.warning("rollout %s: still held after an internal error: %s", self.name,
+                            what)
+                return latest  # held already: no second event, no second alert
+            log.error("rollout %s: internal error, holding it for a human", self.name,
+                      exc_info=exc)
             at = self.clock.now()
             event = Event(at=at, kind="internal-error", data={"traceback": trace},
                           message=f"internal error in a tick: {what}")
@@ -183,7 +187,9 @@ class Runner:
             key = f"{latest.id}:{latest.attempt}:internal:{latest.revision}"
             held = latest.replace(
                 phase=Phase.PAUSED, needs_human=True, failure_kind=INTERNAL, updated_at=at,
-                desired_weight=weight, paused_remaining=None, command=None,
+                desired_weight=weight, paused_remaining=None,
+                # the command this tick failed on is consumed; one that landed since is kept
+                command=None if latest.command == state.command else latest.command,
                 alerts_owed={**latest.alerts_owed, key: "needs-human"},
                 message=f"held at {weight}% after an internal error ({what}): a human must "
                         "look; `canary resume` to go on, `canary abort` to roll back")
@@ -192,7 +198,10 @@ class Runner:
                     at=at, kind="needs-human", message=held.message)])
             except ConflictError:
                 continue
-            self.reporter.tick(saved, [event])
+            try:
+                self.reporter.tick(saved, [event])
+            except Exception:  # noqa: BLE001 - the reporter may be what is broken
+                log.exception("reporter failed while holding %s", self.name)
             self.alerts.send(saved, Notify("needs-human", key))
             return saved
         raise ConflictError(f"rollout {self.name!r} kept changing while being held")

@@ -1,7 +1,9 @@
 """The embedded store: one SQLite file, safe for a deploy and operator commands at once.
 
 WAL mode and ``BEGIN IMMEDIATE`` serialise writers across processes; every state write is a
-compare-and-set on the revision counter, in the same transaction as its events.
+compare-and-set on the revision counter, in the same transaction as its events. sqlite3's
+errors and unreadable rows are translated here (busy: TemporaryError; corrupt, foreign or
+read-only: StoreError), and a database we may not write is opened read-only for reading.
 """
 
 from __future__ import annotations
