@@ -150,3 +150,38 @@ def test_same_deploy_after_its_ending_is_a_no_op_new_version_starts(tmp_path: Pa
     assert same.id == "r2" and same.phase is Phase.FAILED  # rolled back: exit 1 again
     _, _, new, resumed = submit(text, file=str(rollout), version="2.0.2", store=store, now=T0)
     assert not resumed and new.version == "2.0.2" and not new.phase.terminal
+
+
+def test_heartbeat_keeps_the_lease_through_a_step_longer_than_the_lease(
+        tmp_path: Path) -> None:
+    import time
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from canary.clock import SystemClock
+    from canary.errors import ConflictError
+    from canary.model import GateResult
+    from canary.store.base import LeaseOwner
+
+    now = dt.now(UTC)
+    store = SQLiteStore(f"{tmp_path}/state.db")
+    store.create(new_state(revision=0, created_at=now, updated_at=now))
+    other, seen = SQLiteStore(f"{tmp_path}/state.db"), []
+
+    class SlowGate:
+        def run(self, state: RolloutState, step: str) -> GateResult:
+            time.sleep(1.0)  # five times the lease below
+            try:
+                other.acquire_lease("checkout", LeaseOwner.here(), ttl=0.2, now=dt.now(UTC))
+                seen.append("taken")
+            except ConflictError:
+                seen.append("refused")
+            return GateResult(ok=True, step=step, message="ok")
+
+    r = Runner(name="checkout", spec=SPEC, plan=plan(gate_steps=("migrate",)), store=store,
+               router=FakeRouter(), clock=SystemClock(), gate=SlowGate(), lease_ttl=0.2)
+    r.run(timeout=2.5)
+    other.close()
+    store.close()
+    assert seen == ["refused"]  # the owner was alive all along: never taken over
+
