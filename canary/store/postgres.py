@@ -36,6 +36,7 @@ from canary.rollout.state import RolloutState
 from canary.store.base import (
     SCHEMA_VERSION,
     LeaseOwner,
+    StoreError,
     coalesced,
     decode_event,
     decode_state,
@@ -174,6 +175,12 @@ class _Session:
                 return ConflictError(conflict)
         if isinstance(exc, psycopg.DataError):
             return InputError(f"the PostgreSQL store refused a value: {self._redact(exc)}")
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return StoreError(f"the PostgreSQL store at {self.where} is read-only: "
+                              f"{self._redact(exc)}")
+        if isinstance(exc, psycopg.ProgrammingError):  # a foreign schema, no privilege
+            return StoreError(f"the PostgreSQL store at {self.where} cannot be used: "
+                              f"{self._redact(exc)} (not a canary schema, or no privilege?)")
         if committing:
             return TemporaryError(f"lost the PostgreSQL store at {self.where} while "
                                   "committing: the change may or may not be saved; read again")

@@ -126,3 +126,12 @@ def test_a_promotion_survives_coalescing_of_its_events(store: StateStore) -> Non
                            Event(at=at(2), kind="promoted", message="done")])
     assert [e.kind for e in store.events(s.id)] == ["drift", "promoted"]
     assert store.last_stable_version("checkout") == "2.0.0"
+
+
+def test_a_foreign_table_is_a_store_error_not_a_retry(store: StateStore) -> None:
+    raw(store, "DROP TABLE events")
+    raw(store, "CREATE TABLE events (id INTEGER, note TEXT)")  # another program's table
+    with pytest.raises(StoreError):
+        store.events("r1")
+    with pytest.raises(StoreError):
+        store.create(new_state(revision=0), events=[Event(at=T0, kind="c", message="c")])
