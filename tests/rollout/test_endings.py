@@ -185,3 +185,16 @@ def test_heartbeat_keeps_the_lease_through_a_step_longer_than_the_lease(
     store.close()
     assert seen == ["refused"]  # the owner was alive all along: never taken over
 
+
+
+def test_a_router_down_for_ten_minutes_is_one_event_row(store: SQLiteStore) -> None:
+    router, clock = FakeRouter(), ManualClock(T0)
+    r = make(store, router, clock)
+    r.tick()
+    router.down = True
+    for _ in range(600):
+        clock.advance(1)
+        r.tick()
+    errors = [e for e in store.events("r1") if e.kind == "router-error"]
+    assert len(errors) == 1 and errors[0].data["count"] == 600
+    assert errors[0].data["last_at"] == clock.now().isoformat()
