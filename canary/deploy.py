@@ -1,7 +1,9 @@
 """Wiring for `canary deploy`: build the adapters a rollout file names, then run it.
 
 Everything that can be refused is checked before the first write (file, policy, router
-type, store URL, a conflicting active rollout), so bad input changes nothing.
+type, store URL, a conflicting active rollout), so bad input changes nothing. Deploying the
+version whose rollout just ended (a CI retry after a kill) starts nothing: it reports that
+ending and delivers what is owed (``ended_with``); the API's submit shares the rule.
 """
 
 from __future__ import annotations
@@ -80,6 +82,11 @@ class Prepared:
     state: RolloutState
     resumed: bool
 
+    @property
+    def ended(self) -> bool:
+        """The same version already ended: running it only delivers what is owed."""
+        return ended_with(self.state, self.spec.version)
+
 
 def load_specs(text: str, *, file: str, version: str | None,
                env: Mapping[str, str] | None = None) -> tuple[RolloutSpec, PolicySpec]:
@@ -124,7 +131,11 @@ def submit(text: str, *, file: str, version: str | None, store: StateStore,
     from canary.routers.registry import build_router
 
     build_router(spec.router)  # refuse bad router options before anything is stored
-    if preflight and not _active(spec.name, store):
+    latest = _latest(spec.name, store)
+    if latest is not None and ended_with(latest, spec.version):
+        # The same deploy again (a CI retry after a kill): report that ending, start nothing.
+        return spec, policy, latest, True
+    if preflight and not (latest is not None and _is_active(latest)):
         from canary.preflight import preflight_policy, refuse
 
         stable = spec.stable_version or store.last_stable_version(spec.service)
@@ -134,12 +145,22 @@ def submit(text: str, *, file: str, version: str | None, store: StateStore,
     return spec, policy, state, resumed
 
 
-def _active(name: str, store: StateStore) -> bool:
+def _latest(name: str, store: StateStore) -> RolloutState | None:
     try:
-        existing = store.get(name)
+        return store.get(name)
     except NotFoundError:
-        return False
-    return not existing.phase.terminal or existing.command is not None
+        return None
+
+
+def _is_active(state: RolloutState) -> bool:
+    return not state.phase.terminal or state.command is not None
+
+
+def ended_with(latest: RolloutState, version: str) -> bool:
+    """The latest rollout of a name ended with this very version: deploying it again is a
+    no-op that reports that ending (exit 0/1/3/4), never a new rollout moving traffic back
+    to the first stage. A new rollout takes a new version or an explicit `canary retry`."""
+    return latest.phase.terminal and latest.command is None and latest.version == version
 
 
 def runner_for_state(state: RolloutState, *, store: StateStore, clock: Clock | None = None,
@@ -178,11 +199,8 @@ def default_analyzer(policy: PolicySpec) -> Analyzer:
 
 def _find_or_create(spec: RolloutSpec, document: str, store: StateStore,
                     now: datetime) -> tuple[RolloutState, bool]:
-    try:
-        existing = store.get(spec.name)
-    except NotFoundError:
-        existing = None
-    if existing is not None and (not existing.phase.terminal or existing.command is not None):
+    existing = _latest(spec.name, store)
+    if existing is not None and (_is_active(existing) or ended_with(existing, spec.version)):
         if existing.version != spec.version:
             raise InputError(
                 f"rollout {spec.name!r} is still active with version {existing.version} "

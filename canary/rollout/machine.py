@@ -16,6 +16,8 @@ Transitions (commands first, then the phase's own step):
     rolling-back -> failed | aborted once the router confirms 0%, rollback hooks ran and
                     the compensations of completed hooks ran in reverse order
     failed/aborted -(retry)-> pending
+    any running phase -> paused + needs a human when a tick meets an internal error
+                    (the runner's hold, failure_kind "internal"; any command lifts it)
 
 Hooks run at their points (preRollout, preStage, postStage, confirmPromotion, promote,
 postRollout, rollback) one at a time as RunHook actions; each carries an idempotency key
@@ -49,8 +51,10 @@ from canary.rollout.vocabulary import (
     Step,
 )
 
-__all__ = ["Action", "Decision", "MetricLimits", "Notify", "Observation", "Plan", "RunGate",
-           "RunHook", "SetWeights", "analysis_due", "decide", "next_wakeup"]
+INTERNAL = "internal"  # failure_kind of a hold after an unexpected error in a tick
+
+__all__ = ["INTERNAL", "Action", "Decision", "MetricLimits", "Notify", "Observation", "Plan",
+           "RunGate", "RunHook", "SetWeights", "analysis_due", "decide", "next_wakeup"]
 
 
 def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
@@ -67,6 +71,8 @@ def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
         handler = _COMMANDS.get((state.phase, command)) or _COMMANDS.get((None, command))
         if handler is not None and _command_applies(state, command):
             step.event("command", f"operator: {command.value}", command=command.value)
+            if state.failure_kind == INTERNAL:  # the operator looked: the hold is over
+                step.set(needs_human=False, failure_kind="")
             handler(step, obs, plan)
             return step.done()
         step.event("command-ignored", f"{command.value} does nothing while {state.phase.value}")

@@ -2,8 +2,10 @@
 
 Journal first: the new state and its events are saved before any action runs, so a
 controller killed between two lines of this file resumes without losing or repeating a
-step. Weights are absolute (re-applying is harmless); notifications carry a key that is
-recorded once sent.
+step. Weights are absolute (re-applying is harmless); alerts are owed in the saved state
+and recorded once sent, so the next runner delivers what a killed one did not
+(canary/rollout/alerts.py). An unexpected exception in a tick holds the rollout for a human
+(one event, one alert) instead of failing every tick.
 """
 
 from __future__ import annotations
@@ -11,16 +13,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import threading
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from canary.clock import Clock
+from canary.clock import Clock, SystemClock
 from canary.errors import (
     CanaryError,
     ConflictError,
-    NotifyError,
     RouterError,
     TemporaryError,
 )
@@ -36,7 +39,9 @@ from canary.model import (
     Weights,
 )
 from canary.notify.base import Notifier
+from canary.rollout.alerts import AlertDesk, safe_deliver
 from canary.rollout.machine import (
+    INTERNAL,
     Decision,
     Notify,
     Observation,
@@ -69,6 +74,10 @@ class Reporter(Protocol):
     def tick(self, state: RolloutState, events: Sequence[Event]) -> None: ...
 
 
+def _held(state: RolloutState) -> bool:
+    return state.needs_human and state.failure_kind == INTERNAL and not state.phase.terminal
+
+
 class _SilentReporter:
     def tick(self, state: RolloutState, events: Sequence[Event]) -> None:
         return None
@@ -93,36 +102,112 @@ class Runner:
     lease_ttl: float = 30.0
     _gate_result: GateResult | None = None
     _hook_result: HookResult | None = None
+    _owed_checked: bool = False
 
     @property
     def result_pending(self) -> bool:
         """A gate step or hook just finished and its result waits for the next tick."""
         return self._gate_result is not None or self._hook_result is not None
 
+    def __post_init__(self) -> None:
+        self.alerts = AlertDesk(store=self.store, clock=self.clock, notifiers=self.notifiers,
+                                render=notification_for,
+                                record=lambda st, kind, msg: self._record(st, kind, msg))
+
     def tick(self) -> RolloutState:
         state = self.store.get(self.name)
         now = self.clock.now()
         self.store.acquire_lease(self.name, self.owner, ttl=self.lease_ttl, now=now)
-        weights, router_error = self._read_weights(state)
-        verdict = None
-        if (self.analyzer is not None and weights is not None
-                and weights.canary == state.desired_weight and analysis_due(state, now)):
-            verdict = self.analyzer.measure(state, now)
+        if state.command is None and (state.phase.terminal or _held(state)):
+            # Ended, or held after an internal error until an operator acts: nothing to
+            # decide, only what a crash may have left owed (the ending's alert).
+            safe_deliver(self.alerts, state)
+            return state
         gate, self._gate_result = self._gate_result, None
         hook, self._hook_result = self._hook_result, None
-        obs = Observation(now=now, weights=weights, router_error=router_error, gate=gate,
-                          verdict=verdict, hook=hook)
-        decision = decide(state, obs, self.plan)
+        try:
+            decision = self._decide(state, now, gate=gate, hook=hook)
+        except CanaryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug holds the rollout, never loops
+            return self._hold(state, exc)
         try:
             saved = self.store.save(decision.state, events=decision.events)
         except ConflictError:
             # An operator command landed first: nothing was acted on, decide again.
             self._gate_result, self._hook_result = gate, hook
             return self.store.get(self.name)
-        self.reporter.tick(saved, decision.events)
-        self._act(saved, decision)
-        self._sync_routes(saved)
+        try:
+            self.reporter.tick(saved, decision.events)
+            self._act(saved, decision)
+            self._sync_routes(saved)
+        except CanaryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - saved first: the journal is intact
+            return self._hold(saved, exc)
+        if not self._owed_checked or self.alerts.retrying:
+            # What a killed predecessor decided and never sent, or a delivery that failed.
+            self._owed_checked = True
+            safe_deliver(self.alerts, saved)
         return saved
+
+    def _decide(self, state: RolloutState, now: datetime, *, gate: GateResult | None,
+                hook: HookResult | None) -> Decision:
+        weights, router_error = self._read_weights(state)
+        verdict = None
+        if (self.analyzer is not None and weights is not None
+                and weights.canary == state.desired_weight and analysis_due(state, now)):
+            verdict = self.analyzer.measure(state, now)
+        obs = Observation(now=now, weights=weights, router_error=router_error, gate=gate,
+                          verdict=verdict, hook=hook)
+        return decide(state, obs, self.plan)
+
+    def _hold(self, state: RolloutState, exc: Exception) -> RolloutState:
+        """An unexpected error: hold the rollout where its traffic is, for a human.
+
+        Never promoted, never reported as rolled back; one event and one alert per hold,
+        after which ticks do nothing until an operator resumes, promotes or aborts."""
+        what = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))[-4000:]
+        for _ in range(20):
+            latest = self.store.get(self.name)
+            if _held(latest):
+                log.warning("rollout %s: still held after an internal error: %s", self.name,
+                            what)
+                return latest  # held already: no second event, no second alert
+            log.error("rollout %s: internal error, holding it for a human", self.name,
+                      exc_info=exc)
+            at = self.clock.now()
+            event = Event(at=at, kind="internal-error", data={"traceback": trace},
+                          message=f"internal error in a tick: {what}")
+            if latest.phase.terminal:
+                # It had ended before the error: the ending stands, the error is recorded.
+                self.store.append_event(latest.id, dataclasses.replace(
+                    event, key=f"internal:{latest.id}:{latest.revision}"))
+                return latest
+            weight = latest.actual_weight if latest.actual_weight is not None \
+                else latest.desired_weight
+            key = f"{latest.id}:{latest.attempt}:internal:{latest.revision}"
+            held = latest.replace(
+                phase=Phase.PAUSED, needs_human=True, failure_kind=INTERNAL, updated_at=at,
+                desired_weight=weight, paused_remaining=None,
+                # the command this tick failed on is consumed; one that landed since is kept
+                command=None if latest.command == state.command else latest.command,
+                alerts_owed={**latest.alerts_owed, key: "needs-human"},
+                message=f"held at {weight}% after an internal error ({what}): a human must "
+                        "look; `canary resume` to go on, `canary abort` to roll back")
+            try:
+                saved = self.store.save(held, events=[event, Event(
+                    at=at, kind="needs-human", message=held.message)])
+            except ConflictError:
+                continue
+            try:
+                self.reporter.tick(saved, [event])
+            except Exception:  # noqa: BLE001 - the reporter may be what is broken
+                log.exception("reporter failed while holding %s", self.name)
+            self.alerts.send(saved, Notify("needs-human", key))
+            return saved
+        raise ConflictError(f"rollout {self.name!r} kept changing while being held")
 
     def _read_weights(self, state: RolloutState) -> tuple[Weights | None, str]:
         try:
@@ -213,22 +298,7 @@ class Runner:
                      level=logging.INFO)
 
     def _notify(self, state: RolloutState, action: Notify) -> None:
-        if self.store.has_event_key(action.key):
-            return  # already delivered before a restart: never a duplicate
-        # rollout id + attempt: a Slack bot threads every message of this run together
-        note = dataclasses.replace(notification_for(state, action), rollout_id=state.id,
-                                   attempt=state.attempt)
-        failures = []
-        for notifier in self.notifiers:
-            try:
-                notifier.send(note)
-            except NotifyError as exc:
-                failures.append(str(exc))
-        if failures:
-            self._record(state, "notify-failed", "; ".join(failures))
-        self.store.append_event(state.id, Event(at=self.clock.now(), kind="notified",
-                                                message=f"{action.event} alert sent",
-                                                key=action.key))
+        self.alerts.send(state, action)
 
     def _record(self, state: RolloutState, kind: str, message: str,
                 level: int = logging.WARNING) -> None:
@@ -242,6 +312,7 @@ class Runner:
         """Tick until the rollout ends, needs a human, or ``timeout`` seconds pass."""
         start = self.clock.now()
         outage = 0
+        beat = self._heartbeat()
         try:
             while True:
                 try:
@@ -257,8 +328,8 @@ class Runner:
                         raise
                     self.clock.sleep(min(30.0, 0.5 * 2 ** min(outage, 6)))
                     continue
-                if state.phase.terminal or (state.needs_human
-                                            and state.phase is Phase.ROLLING_BACK):
+                if state.phase.terminal or (state.needs_human and state.phase in (
+                        Phase.ROLLING_BACK, Phase.PAUSED)):
                     return state
                 if self._gate_result is not None or self._hook_result is not None:
                     continue  # feed the gate's or hook's result back at once
@@ -272,8 +343,28 @@ class Runner:
                     wait = min(wait, max(0.0, timeout - (now - start).total_seconds()))
                 self.clock.sleep(max(wait, 0.01))
         finally:
+            beat.set()
             with contextlib.suppress(CanaryError):
                 self.store.release_lease(self.name, self.owner)
+
+    def _heartbeat(self) -> threading.Event:
+        """Renew the lease every third of its life while run() lasts, so a hook or gate
+        step running longer than the lease never lets another controller take a rollout
+        whose owner is alive. Only on the real clock: a test's clock does not move alone."""
+        stop = threading.Event()
+        if not isinstance(self.clock, SystemClock):
+            return stop
+
+        def beat() -> None:
+            while not stop.wait(self.lease_ttl / 3):
+                try:
+                    self.store.acquire_lease(self.name, self.owner, ttl=self.lease_ttl,
+                                             now=self.clock.now())
+                except CanaryError as exc:  # the next tick meets it and decides
+                    log.warning("lease heartbeat of %s: %s", self.name, exc)
+
+        threading.Thread(target=beat, name=f"lease-{self.name}", daemon=True).start()
+        return stop
 
 
 class StoreThreads:

@@ -86,6 +86,9 @@ class RolloutState:
     router_failures: int = 0
     needs_human: bool = False
     finished_at: datetime | None = None
+    # Alerts decided (idempotency key -> event), saved with the decision that owes them: a
+    # key without its "notified" event is still owed, and the next runner delivers it.
+    alerts_owed: Mapping[str, str] = field(default_factory=dict)
     revision: int = 0
 
     def replace(self, **changes: Any) -> RolloutState:

@@ -99,7 +99,10 @@ class Step:
 
     def notify(self, event: str) -> None:
         s = self.state
-        self.actions.append(Notify(event, f"{s.id}:{s.attempt}:{event}:{s.stage_index}"))
+        key = f"{s.id}:{s.attempt}:{event}:{s.stage_index}"
+        self.actions.append(Notify(event, key))
+        if key not in s.alerts_owed:  # journal first: owed from the moment it is decided
+            self.set(alerts_owed={**s.alerts_owed, key: event})
 
     def done(self) -> Decision:
         return Decision(self.state, tuple(self.actions), tuple(self.events))

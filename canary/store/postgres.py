@@ -33,7 +33,15 @@ from psycopg.rows import TupleRow
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
 from canary.model import Event, Phase
 from canary.rollout.state import RolloutState
-from canary.store.base import SCHEMA_VERSION, LeaseOwner
+from canary.store.base import (
+    SCHEMA_VERSION,
+    LeaseOwner,
+    StoreError,
+    coalesced,
+    decode_event,
+    decode_state,
+    schema_of,
+)
 
 T = TypeVar("T")
 Cursor = psycopg.Cursor[TupleRow]
@@ -167,6 +175,12 @@ class _Session:
                 return ConflictError(conflict)
         if isinstance(exc, psycopg.DataError):
             return InputError(f"the PostgreSQL store refused a value: {self._redact(exc)}")
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return StoreError(f"the PostgreSQL store at {self.where} is read-only: "
+                              f"{self._redact(exc)}")
+        if isinstance(exc, psycopg.ProgrammingError):  # a foreign schema, no privilege
+            return StoreError(f"the PostgreSQL store at {self.where} cannot be used: "
+                              f"{self._redact(exc)} (not a canary schema, or no privilege?)")
         if committing:
             return TemporaryError(f"lost the PostgreSQL store at {self.where} while "
                                   "committing: the change may or may not be saved; read again")
@@ -205,7 +219,7 @@ class PostgresStore:
         row = cur.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if row is None:
             cur.execute("INSERT INTO meta VALUES ('schema', %s)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) > SCHEMA_VERSION:
+        elif schema_of(row[0], where=f"state store {self._db.where}") > SCHEMA_VERSION:
             raise InputError(f"store {self._db.where} has schema {row[0]}, newer than this "
                              f"canary understands ({SCHEMA_VERSION}): upgrade canary")
 
@@ -234,7 +248,7 @@ class PostgresStore:
             "LIMIT 1", (name,)).fetchone())
         if row is None:
             raise NotFoundError(f"no rollout named {name!r}")
-        return RolloutState.from_json(json.loads(row[0]))
+        return decode_state(row[0], where=f"state store {self._db.where}")
 
     def save(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
         new = state.replace(revision=state.revision + 1)
@@ -263,7 +277,7 @@ class PostgresStore:
         # COLLATE "C": byte order, as SQLite sorts, whatever the database's locale.
         rows = self._db.run(lambda cur: cur.execute(
             'SELECT state FROM rollouts WHERE active ORDER BY name COLLATE "C"').fetchall())
-        return [RolloutState.from_json(json.loads(r[0])) for r in rows]
+        return [decode_state(r[0], where=f"state store {self._db.where}") for r in rows]
 
     def history(self, name: str | None = None, *, limit: int = 50) -> list[RolloutState]:
         sql, args = "SELECT state FROM rollouts", tuple[object, ...]()
@@ -272,10 +286,12 @@ class PostgresStore:
         bound = limit if limit >= 0 else None  # SQLite reads a negative LIMIT as none
         rows = self._db.run(lambda cur: cur.execute(
             sql + " ORDER BY created_at DESC, seq DESC LIMIT %s", (*args, bound)).fetchall())
-        return [RolloutState.from_json(json.loads(r[0])) for r in rows]
+        return [decode_state(r[0], where=f"state store {self._db.where}") for r in rows]
 
     def append_event(self, rollout_id: str, event: Event) -> bool:
         def work(cur: Cursor) -> bool:
+            if _coalesce(cur, rollout_id, event):
+                return True
             cur.execute(_INSERT_EVENT + " ON CONFLICT (key) DO NOTHING",
                         _event_row(rollout_id, event))
             return cur.rowcount == 1
@@ -290,8 +306,9 @@ class PostgresStore:
         rows = self._db.run(lambda cur: cur.execute(sql + " ORDER BY seq", args).fetchall())
         if limit is not None and limit <= 0:
             rows = rows[-limit:]  # the SQLite store's slice, quirks included
-        return [Event(at=r[1].astimezone(UTC), kind=r[2], message=r[3], data=json.loads(r[4]),
-                      key=r[5]) for r in rows]
+        where = f"state store {self._db.where}"
+        return [decode_event(r[1].astimezone(UTC), r[2], r[3], r[4], r[5], where=where)
+                for r in rows]
 
     def has_event_key(self, key: str) -> bool:
         row = self._db.run(lambda cur: cur.execute("SELECT 1 FROM events WHERE key = %s",
@@ -377,8 +394,27 @@ _INSERT_EVENT = ("INSERT INTO events (rollout_id, at, kind, message, data, key) 
 
 
 def _insert_events(cur: Cursor, rollout_id: str, events: Sequence[Event]) -> None:
-    if events:
-        cur.executemany(_INSERT_EVENT, [_event_row(rollout_id, e) for e in events])
+    for e in events:
+        if not _coalesce(cur, rollout_id, e):
+            cur.execute(_INSERT_EVENT, _event_row(rollout_id, e))
+
+
+def _coalesce(cur: Cursor, rollout_id: str, e: Event) -> bool:
+    """Fold ``e`` into the rollout's latest event when it only repeats it (see
+    ``canary.store.base.coalesced``); the row is locked so two writers count both."""
+    if e.key is not None:
+        return False
+    last = cur.execute("SELECT seq, at, kind, message, data, key FROM events WHERE "
+                       "rollout_id = %s ORDER BY seq DESC LIMIT 1 FOR UPDATE",
+                       (rollout_id,)).fetchone()
+    if last is None:
+        return False
+    data = coalesced(decode_event(last[1], last[2], last[3], last[4], last[5],
+                                  where="state store"), e)
+    if data is None:
+        return False
+    cur.execute("UPDATE events SET data = %s WHERE seq = %s", (json.dumps(data), last[0]))
+    return True
 
 
 def _event_row(rollout_id: str, e: Event) -> tuple[object, ...]:

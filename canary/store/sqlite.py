@@ -1,22 +1,39 @@
 """The embedded store: one SQLite file, safe for a deploy and operator commands at once.
 
 WAL mode and ``BEGIN IMMEDIATE`` serialise writers across processes; every state write is a
-compare-and-set on the revision counter, in the same transaction as its events.
+compare-and-set on the revision counter, in the same transaction as its events. sqlite3's
+errors and unreadable rows are translated here (busy: TemporaryError; corrupt, foreign or
+read-only: StoreError), and a database we may not write is opened read-only for reading.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from canary.errors import ConflictError, InputError, NotFoundError
+from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
 from canary.model import Event, Phase
 from canary.rollout.state import RolloutState
-from canary.store.base import SCHEMA_VERSION, LeaseOwner
+from canary.store.base import (
+    SCHEMA_VERSION,
+    LeaseOwner,
+    StoreError,
+    coalesced,
+    decode_event,
+    decode_state,
+    schema_of,
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,6 +59,8 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._path = path
+        self._lock = threading.RLock()  # one connection: a lease heartbeat shares it
         try:
             self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
                                        check_same_thread=False)
@@ -55,12 +74,52 @@ class SQLiteStore:
                 row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
                 if row is None:
                     db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                elif int(row[0]) > SCHEMA_VERSION:
-                    raise InputError(f"store {path} has schema {row[0]}, newer than this "
-                                     f"canary understands ({SCHEMA_VERSION}): upgrade canary")
+                else:
+                    self._check_schema(row[0])
+        except sqlite3.OperationalError as exc:
+            if not (_read_only(exc) and os.path.exists(path)):
+                raise InputError(f"cannot open the state store {path}: {exc}",
+                                 field="--store") from exc
+            self._db = self._open_read_only(path)
         except sqlite3.Error as exc:
             raise InputError(f"cannot open the state store {path}: {exc}",
                              field="--store") from exc
+
+    def _check_schema(self, value: object) -> None:
+        found = schema_of(value, where=f"state store {self._path}")
+        if found > SCHEMA_VERSION:
+            raise InputError(f"store {self._path} has schema {found}, newer than this "
+                             f"canary understands ({SCHEMA_VERSION}): upgrade canary")
+
+    def _open_read_only(self, path: str) -> sqlite3.Connection:
+        """A database we may not write (file or directory read-only): status and history
+        still read it; a write fails with StoreError saying so. A WAL database whose -shm
+        file cannot be created is opened immutable (nobody can be writing it then)."""
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path))
+        last: sqlite3.Error | None = None
+        for mode in ("?mode=ro", "?immutable=1"):
+            try:
+                db = sqlite3.connect(uri + mode, uri=True, timeout=30, isolation_level=None,
+                                     check_same_thread=False)
+                row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            self._check_schema(row[0] if row else SCHEMA_VERSION)
+            return db
+        raise InputError(f"cannot open the state store {path} (read-only): {last}",
+                         field="--store")
+
+    def _failure(self, exc: sqlite3.Error) -> CanaryError:
+        """sqlite3's errors, in the error tree: busy is temporary, the rest needs a human."""
+        text = str(exc) or type(exc).__name__
+        if "locked" in text or "busy" in text:
+            return TemporaryError(f"the state store {self._path} is busy: {text}")
+        if _read_only(exc):
+            return StoreError(f"the state store {self._path} is read-only ({text}): status and "
+                              "history can read it, changing a rollout needs write access")
+        return StoreError(f"the state store {self._path} failed: {text} (corrupt, or not a "
+                          "canary store?)")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -69,7 +128,8 @@ class SQLiteStore:
         try:
             yield db
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
         else:
             db.execute("COMMIT")
@@ -94,7 +154,7 @@ class SQLiteStore:
             "LIMIT 1", (name,)).fetchone()
         if row is None:
             raise NotFoundError(f"no rollout named {name!r}")
-        return RolloutState.from_json(json.loads(row[0]))
+        return self._state(row[0])
 
     def save(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
         new = state.replace(revision=state.revision + 1)
@@ -121,7 +181,7 @@ class SQLiteStore:
 
     def list_active(self) -> list[RolloutState]:
         rows = self._db.execute("SELECT state FROM rollouts WHERE active = 1 ORDER BY name")
-        return [RolloutState.from_json(json.loads(r[0])) for r in rows.fetchall()]
+        return [self._state(r[0]) for r in rows.fetchall()]
 
     def history(self, name: str | None = None, *, limit: int = 50) -> list[RolloutState]:
         sql, args = "SELECT state FROM rollouts", tuple[str, ...]()
@@ -129,7 +189,7 @@ class SQLiteStore:
             sql, args = sql + " WHERE name = ?", (name,)
         rows = self._db.execute(sql + " ORDER BY created_at DESC, rowid DESC LIMIT ?",
                                 (*args, limit)).fetchall()
-        return [RolloutState.from_json(json.loads(r[0])) for r in rows]
+        return [self._state(r[0]) for r in rows]
 
     def append_event(self, rollout_id: str, event: Event) -> bool:
         try:
@@ -139,20 +199,32 @@ class SQLiteStore:
             return False
         return True
 
-    @staticmethod
-    def _insert_event(db: sqlite3.Connection, rollout_id: str, e: Event) -> None:
+    def _insert_event(self, db: sqlite3.Connection, rollout_id: str, e: Event) -> None:
+        if e.key is None:
+            last = db.execute("SELECT seq, at, kind, message, data, key FROM events WHERE "
+                              "rollout_id = ? ORDER BY seq DESC LIMIT 1", (rollout_id,)).fetchone()
+            data = None if last is None else coalesced(self._event(last[1:]), e)
+            if data is not None:
+                db.execute("UPDATE events SET data = ? WHERE seq = ?", (json.dumps(data), last[0]))
+                return
         db.execute("INSERT INTO events (rollout_id, at, kind, message, data, key) "
                    "VALUES (?, ?, ?, ?, ?, ?)",
                    (rollout_id, e.at.isoformat(), e.kind, e.message, json.dumps(dict(e.data)),
                     e.key))
 
+    def _event(self, row: Sequence[Any]) -> Event:
+        return decode_event(row[0], row[1], row[2], row[3], row[4],
+                            where=f"state store {self._path}")
+
     def events(self, rollout_id: str, *, limit: int | None = None) -> list[Event]:
-        sql = "SELECT at, kind, message, data, key FROM events WHERE rollout_id = ? ORDER BY seq"
-        rows = self._db.execute(sql, (rollout_id,)).fetchall()
-        if limit is not None:
+        sql = "SELECT seq, at, kind, message, data, key FROM events WHERE rollout_id = ?"
+        args: tuple[object, ...] = (rollout_id,)
+        if limit is not None and limit > 0:  # only the newest ``limit`` are read
+            sql, args = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT ?)", (rollout_id, limit)
+        rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
+        if limit is not None and limit <= 0:
             rows = rows[-limit:]
-        return [Event(at=datetime.fromisoformat(r[0]), kind=r[1], message=r[2],
-                      data=json.loads(r[3]), key=r[4]) for r in rows]
+        return [self._event(r[1:]) for r in rows]
 
     def has_event_key(self, key: str) -> bool:
         return self._db.execute("SELECT 1 FROM events WHERE key = ?", (key,)).fetchone() is not None
@@ -210,5 +282,38 @@ class SQLiteStore:
                                (service,)).fetchone()
         return None if row is None else str(row[0])
 
+    def _state(self, text: str) -> RolloutState:
+        return decode_state(text, where=f"state store {self._path}")
+
     def close(self) -> None:
         self._db.close()
+
+
+def _read_only(exc: sqlite3.Error) -> bool:
+    text = str(exc)
+    return "readonly" in text or "read-only" in text or "unable to open database file" in text
+
+
+def _translated(fn: Callable[Concatenate[SQLiteStore, P], T]) -> Callable[
+        Concatenate[SQLiteStore, P], T]:
+    """One lock per store (a lease heartbeat thread shares the connection) and sqlite3's
+    errors translated at the boundary: no sqlite3 exception leaves this module."""
+
+    @functools.wraps(fn)
+    def wrapper(self: SQLiteStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._lock:
+            try:
+                return fn(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise self._failure(exc) from exc
+            except ValueError as exc:  # a stored time or number that is not one
+                raise StoreError(f"the state store {self._path} holds a value that cannot be "
+                                 f"read ({exc}): corrupt, or not a canary store?") from exc
+
+    return wrapper
+
+
+for _name in ("create", "get", "save", "list_active", "history", "append_event", "events",
+              "has_event_key", "acquire_lease", "claim_rollouts", "release_lease",
+              "last_stable_version"):
+    setattr(SQLiteStore, _name, _translated(getattr(SQLiteStore, _name)))

@@ -91,7 +91,7 @@ def test_lease_blocks_a_live_owner_and_allows_renewal(store: StateStore) -> None
 def test_lease_of_a_dead_process_is_taken_over_at_once(store: StateStore) -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
-    dead = LeaseOwner(id="dead", host=LeaseOwner.here().host, pid=child.pid)
+    dead = LeaseOwner.of_process(child.pid)
     assert dead.provably_gone()
     store.acquire_lease("checkout", dead, ttl=3600, now=T0)
     store.acquire_lease("checkout", LeaseOwner.here(), ttl=30, now=T0 + timedelta(seconds=1))
@@ -148,7 +148,7 @@ def test_claim_rollouts_takes_free_expired_and_dead_leases_only(store: StateStor
     store.acquire_lease("a", live, ttl=30, now=T0)  # live here: kept
     store.acquire_lease("b", remote, ttl=30, now=T0)  # live elsewhere: kept
     store.acquire_lease("c", remote, ttl=5, now=T0)  # expired by at(10)
-    store.acquire_lease("d", LeaseOwner(id="dead", host=me.host, pid=child.pid), ttl=3600,
+    store.acquire_lease("d", LeaseOwner.of_process(child.pid), ttl=3600,
                         now=T0)  # provably gone
     assert claim(me, ttl=30, now=at(10), limit=10) == ["c", "d", "e"]  # oldest first
     assert claim(me, ttl=30, now=at(11), limit=10) == []  # already mine and live
