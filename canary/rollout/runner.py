@@ -53,11 +53,10 @@ from canary.rollout.machine import (
     decide,
     next_wakeup,
 )
+from canary.rollout.routing import Routing
 from canary.rollout.state import RolloutState
 from canary.routers.base import Router
-from canary.routers.features import Routes, RoutingRules
 from canary.store.base import LeaseOwner, StateStore
-from canary.strategy import routes_for
 
 log = logging.getLogger("canary.runner")
 
@@ -110,6 +109,7 @@ class Runner:
         return self._gate_result is not None or self._hook_result is not None
 
     def __post_init__(self) -> None:
+        self.routing = Routing(router=self.router, spec=self.spec)
         self.alerts = AlertDesk(store=self.store, clock=self.clock, notifiers=self.notifiers,
                                 render=notification_for,
                                 record=lambda st, kind, msg: self._record(st, kind, msg))
@@ -211,46 +211,21 @@ class Runner:
 
     def _read_weights(self, state: RolloutState) -> tuple[Weights | None, str]:
         try:
-            weights = self.router.get_weights()
-            if self._routes is not None and weights.canary == 0:
-                # Matching or mirrored requests the state no longer wants still reach the
-                # canary: it is not at 0%, so a rollback is not confirmed yet.
-                actual = self._routes.get_routes()
-                wanted = self._wanted_routes(state)
-                if (actual.match and not wanted.match) or (actual.mirror and not wanted.mirror):
-                    return Weights(canary=1), ""
-            return weights, ""
+            return self.routing.confirmed(state, self.router.get_weights()), ""
         except RouterError as exc:
             log.warning("router: %s", exc)
             return None, str(exc)
 
-    @property
-    def _routes(self) -> RoutingRules | None:
-        """The router's matches and mirroring, when this rollout uses them."""
-        uses = "match" in self.spec.router.options or any(s.mirror for s in self.spec.stages)
-        return self.router if uses and isinstance(self.router, RoutingRules) else None
-
-    def _wanted_routes(self, state: RolloutState) -> Routes:
-        return routes_for(state, self.spec.stages,
-                          match_configured="match" in self.spec.router.options)
-
     def _sync_routes(self, state: RolloutState) -> None:
         """Level-triggered like the weights: re-applied whenever the router disagrees."""
-        rules = self._routes
-        if rules is None:
-            return
-        wanted = self._wanted_routes(state)
         try:
-            if rules.get_routes() == wanted:
-                return
-            rules.set_routes(wanted)
+            changed = self.routing.sync(state)
         except RouterError as exc:
-            self._record(state, "router-error", f"could not set the match "
-                         f"{'on' if wanted.match else 'off'} and mirroring to "
-                         f"{wanted.mirror}%: {exc}")
+            self._record(state, "router-error", f"could not set the router's match and "
+                                                f"mirroring: {exc}")
             return
-        self._record(state, "router", f"match {'on' if wanted.match else 'off'}, mirroring "
-                                      f"{wanted.mirror}%", level=logging.INFO)
+        if changed:
+            self._record(state, "router", changed, level=logging.INFO)
 
     def _act(self, state: RolloutState, decision: Decision) -> None:
         for action in decision.actions:
