@@ -199,6 +199,11 @@ class _Rollout(_Model):
     spec: _RolloutSpec
 
 
+# What a rollout is shown by (status, history, alerts): a ${VAR} here is no secret.
+_SHOWN = frozenset({("metadata", "name"), ("spec", "service"), ("spec", "version"),
+                    ("spec", "stableVersion")})
+
+
 def load_rollout(path: str, *, version: str | None = None,
                  env: Mapping[str, str] | None = None) -> RolloutSpec:
     return parse_rollout(load_file(path), version=version, env=env)
@@ -208,7 +213,7 @@ def parse_rollout(raw: Document, *, version: str | None = None,
                   env: Mapping[str, str] | None = None) -> RolloutSpec:
     if not isinstance(raw.data, dict):
         raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
-    doc = interpolate(raw, env)
+    doc = interpolate(raw, env, public=_SHOWN)
     m: _Rollout = _validate(_Rollout, doc, doc.data)
     spec = m.spec
     router = _router(doc, spec.router)
