@@ -245,8 +245,15 @@ COMMAND_ROUTER = """\
     timeout: 5s"""
 
 
-def run(repo: Path, work: Path) -> dict[str, bytes]:
-    """Run the rollouts; every text a person or another program could see, by place."""
+@dataclass
+class Run:
+    seen: dict[str, bytes]  # place -> every text a person or another program could see
+    exits: dict[str, int]  # rollout -> exit code of its deploy
+    received: dict[str, list[tuple[str, str, dict[str, str], bytes]]]  # server -> requests
+
+
+def run(repo: Path, work: Path) -> Run:
+    """Run the rollouts with ``repo``'s canary in ``work``."""
     slack = Sink(lambda *a: (200, "ok")).start()
     webhook = Sink(lambda *a: (200, "{}")).start()
     hooks = Sink(echo_hook).start()
@@ -263,6 +270,7 @@ def run(repo: Path, work: Path) -> dict[str, bytes]:
         ("router-fails", COMMAND_ROUTER, True, False, "60s"),
     ]
     seen: dict[str, bytes] = {}
+    exits: dict[str, int] = {}
     names = []
     try:
         for name, block, fail_hook, migration, timeout in plan:
@@ -273,6 +281,7 @@ def run(repo: Path, work: Path) -> dict[str, bytes]:
                                    "--timeout", timeout, "--poll", "0.2"], cwd=work, env=env,
                                   capture_output=True, timeout=180, check=False)
             print(f"deploy {name}: exit {done.returncode}", file=sys.stderr)
+            exits[name] = done.returncode
             seen[f"{name}: stdout"] = done.stdout
             seen[f"{name}: stderr"] = done.stderr
             names.append(name)
@@ -292,9 +301,9 @@ def run(repo: Path, work: Path) -> dict[str, bytes]:
             seen[f"sqlite file {db.name}"] = db.read_bytes()
     seen["slack payloads"] = b"\n".join(r[3] for r in slack.requests)
     seen["webhook payloads"] = b"\n".join(r[3] for r in webhook.requests)
-    seen["alerts received"] = f"slack {len(slack.requests)} webhook {len(webhook.requests)}" \
-        .encode()
-    return seen
+    received = {"slack": slack.requests, "webhook": webhook.requests, "hooks": hooks.requests,
+                "router": router.requests}
+    return Run(seen=seen, exits=exits, received=received)
 
 
 def leaks(seen: dict[str, bytes]) -> Counter[tuple[str, str]]:
@@ -325,13 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="canary-secrets-"))
-    seen = run(args.repo.resolve(), work)
-    found = leaks(seen)
+    result = run(args.repo.resolve(), work)
+    found = leaks(result.seen)
     for (name, place), count in sorted(found.items()):
         print(f"LEAK {name} in {place}: {count}")
     leaked = sorted({name for name, _ in found})
     print(f"{len(leaked)} of {len(SECRETS)} secrets leaked, {sum(found.values())} occurrences "
-          f"in {len({p for _, p in found})} places ({seen['alerts received'].decode()})")
+          f"in {len({p for _, p in found})} places; exits {result.exits}, alerts: "
+          f"{len(result.received['slack'])} Slack, {len(result.received['webhook'])} webhook")
     if args.keep:
         print(f"work directory: {work}")
     return 1 if found else 0
