@@ -333,6 +333,11 @@ class GateResult:
     timed_out: bool = False
     step: str = "migrate"  # lint | migrate | compat
 
+    def __post_init__(self) -> None:
+        # A migration's text is stored and shown: secrets from ${VAR} are masked here.
+        object.__setattr__(self, "message", redact_known(self.message))
+        object.__setattr__(self, "output", redact_known(self.output))
+
 
 @dataclass(frozen=True)
 class Event:
@@ -367,3 +372,7 @@ class Notification:
     # run under its first. Empty when sent outside a runner (a test, a one-off alert).
     rollout_id: str = ""
     attempt: int = 0
+
+    def __post_init__(self) -> None:
+        # Every alert (Slack, webhook, any notifier to come) is built here.
+        object.__setattr__(self, "reason", redact_known(self.reason))

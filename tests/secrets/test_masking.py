@@ -20,12 +20,14 @@ import pytest
 
 from canary.errors import InputError, RouterError
 from canary.hooks.executor import MAX_KEPT, run_hook
-from canary.model import Event, HookCall, HookResult
+from canary.model import Event, GateResult, HookCall, HookResult, Notification
 from canary.notify.secrets import MASK, MIN_SECRET_LENGTH, redact_known
+from canary.notify.slack import SlackNotifier
 from canary.progress import LineReporter
 from canary.routers.command import CommandRouter
 from canary.routers.http import HttpRouter
 from canary.spec import parse_rollout_text
+from examples.lab.slack_receiver import SlackReceiver
 
 ROLLOUT = """\
 apiVersion: canary/v1
@@ -172,3 +174,24 @@ def test_hook_output_is_masked_before_it_is_cut(tmp_path: Path) -> None:
     assert secret not in result.message and "--token=***" in result.message
     assert result.output == (MASK + tail)[-MAX_KEPT:]
     assert secret[len(secret) // 2:] not in result.output
+
+
+def test_gate_results_and_alerts_are_masked_whoever_builds_them() -> None:
+    secret = registered()
+    gate = GateResult(ok=False, message=f"exit 1: {secret}", output=f"password={secret}")
+    assert secret not in repr(gate)
+    note = Notification(event="rolled-back", rollout="r", service="s", version="2",
+                        stable_version="1", stage=1, weight=5, reason=f"router: {secret}")
+    assert note.reason == f"router: {MASK}"
+
+
+def test_a_slack_alert_carries_no_secret_over_the_wire() -> None:
+    secret = registered()
+    with SlackReceiver(echo=None) as receiver:
+        note = Notification(event="needs-human", rollout="r", service="s", version="2",
+                            stable_version="1", stage=1, weight=5,
+                            reason=f"cannot roll back: `set --token={secret}` failed")
+        SlackNotifier(receiver.url()).send(note)
+        [request] = receiver.requests
+    body = request.body.decode()
+    assert "--token=***" in body and secret not in body
