@@ -14,8 +14,8 @@ Then it greps canary's stdout and stderr, ``status -o json``, ``history -o json`
 SQLite files' bytes and every payload the Slack and webhook receivers got, for each secret
 in every spelling (raw, JSON-escaped, URL-encoded, base64 of ``user:password``).
 
-    .venv/bin/python bench/secrets_leak.py                    # this checkout
-    .venv/bin/python bench/secrets_leak.py --repo /work/main  # another checkout's canary
+    .venv/bin/python -m bench.secrets_leak                    # this checkout
+    .venv/bin/python -m bench.secrets_leak --repo /work/main  # another checkout's canary
 
 Prints one line per leak and a total; exits 1 if anything leaked.
 """
