@@ -25,6 +25,7 @@ import json
 import logging
 import re
 import threading
+import traceback
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -175,6 +176,11 @@ def _scrub(record: logging.LogRecord) -> None:
     cleaned = redact_known(message)
     if cleaned != message:
         record.msg, record.args = cleaned, None
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        # A traceback quotes third-party exceptions too: format it now, masked (handlers
+        # reuse exc_text instead of formatting the exception again).
+        text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+        record.exc_text = redact_known(text)
 
 
 def _install_log_masking() -> None:

@@ -195,3 +195,13 @@ def test_a_slack_alert_carries_no_secret_over_the_wire() -> None:
         [request] = receiver.requests
     body = request.body.decode()
     assert "--token=***" in body and secret not in body
+
+
+def test_a_logged_traceback_is_masked(caplog: pytest.LogCaptureFixture) -> None:
+    secret = registered()
+    with caplog.at_level(logging.ERROR):
+        try:
+            raise ValueError(f"library error quoting {secret}")  # not a CanaryError
+        except ValueError:
+            logging.getLogger("some.library").exception("failed")
+    assert "library error quoting ***" in caplog.text and secret not in caplog.text
