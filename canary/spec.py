@@ -26,6 +26,7 @@ from canary.model import (
     RouterSpec,
     Stage,
 )
+from canary.notify.secrets import register_environment_values
 from canary.policyfile import (
     PACKAGE_POLICIES as PACKAGE_POLICIES,
 )
@@ -213,7 +214,9 @@ def parse_rollout(raw: Document, *, version: str | None = None,
                   env: Mapping[str, str] | None = None) -> RolloutSpec:
     if not isinstance(raw.data, dict):
         raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
-    doc = interpolate(raw, env, public=_SHOWN)
+    doc = interpolate(raw, env)
+    register_environment_values(raw.data, doc.data, os.environ if env is None else env,
+                                public=_SHOWN)
     m: _Rollout = _validate(_Rollout, doc, doc.data)
     spec = m.spec
     router = _router(doc, spec.router)

@@ -16,7 +16,6 @@ from typing import Any
 import yaml
 
 from canary.errors import InputError
-from canary.notify.secrets import register_expanded
 
 Path = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -97,14 +96,8 @@ def _build(node: yaml.Node, path: Path, lines: dict[Path, int], file: str) -> An
         loader.dispose()
 
 
-def interpolate(doc: Document, env: Mapping[str, str] | None = None, *,
-                public: frozenset[Path] = frozenset()) -> Document:
-    """Replace ${VAR} and ${VAR:-default} in every string value.
-
-    Every value taken from the environment is registered as a secret (masked in errors,
-    events, alerts and logs, see canary/notify/secrets.py), except at the ``public`` paths:
-    names and versions a rollout is shown by everywhere.
-    """
+def interpolate(doc: Document, env: Mapping[str, str] | None = None) -> Document:
+    """Replace ${VAR} and ${VAR:-default} in every string value."""
     environ = os.environ if env is None else env
 
     def walk(value: Any, path: Path) -> Any:
@@ -113,21 +106,15 @@ def interpolate(doc: Document, env: Mapping[str, str] | None = None, *,
         if isinstance(value, list):
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
         if isinstance(value, str) and "${" in value:
-            expanded: list[str] = []
-
             def sub(m: re.Match[str]) -> str:
                 name, default = m.group(1), m.group(2)
                 if name in environ:
-                    expanded.append(environ[name])
                     return environ[name]
                 if default is not None:
-                    return default  # written in the file: no secret
+                    return default
                 raise doc.error(f"environment variable {name} is not set (write "
                                 f"${{{name}:-default}} to give a default)", path)
-            result = _VAR.sub(sub, value)
-            if expanded and path not in public:
-                register_expanded(expanded, within=result)
-            return result
+            return _VAR.sub(sub, value)
         return value
 
     return Document(data=walk(doc.data, ()), file=doc.file, text=doc.text, lines=doc.lines)

@@ -2,8 +2,9 @@ r"""Keep secrets out of repr, error text, stored events, alerts and logs.
 
 A Slack incoming-webhook URL *is* the credential: anyone holding it can post to the
 channel. So notifiers show only ``scheme://host/***``. More generally every value a rollout
-file takes from the environment through ``${VAR}`` is treated as a secret: the expansion
-(:func:`canary.yamlsource.interpolate`) registers it here, and a few chokepoints mask every
+file takes from the environment through ``${VAR}`` is treated as a secret: the files are
+expanded (``canary.spec``, ``canary.policyfile``) and each such value is registered here
+(:func:`register_environment_values`), and a few chokepoints mask every
 registered secret, so that no adapter can forget to:
 
 - :class:`canary.errors.CanaryError` masks its message (every adapter error, router errors
@@ -165,6 +166,30 @@ def register_expanded(values: list[str], *, within: str) -> None:
     if "@" in within and any(v in within.split("@", 1)[0] for v in kept):
         forms |= {s for f in basic_auth_forms(within) for s in spellings(f)}
     register_secret(*forms)
+
+
+# The ${VAR} syntax of canary/yamlsource.py.
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def register_environment_values(raw: Any, expanded: Any, env: Mapping[str, str], *,
+                                public: frozenset[tuple[str | int, ...]] = frozenset(),
+                                path: tuple[str | int, ...] = ()) -> None:
+    """Register every value ``raw`` (a parsed document) took from ``env`` through ``${VAR}``;
+    ``expanded`` is the same document interpolated. ``${VAR:-default}`` defaults are
+    written in the file and stay visible, and so do values at the ``public`` paths."""
+    if isinstance(raw, dict) and isinstance(expanded, dict):
+        for key, value in raw.items():
+            register_environment_values(value, expanded.get(key), env, public=public,
+                                        path=(*path, key))
+    elif isinstance(raw, list) and isinstance(expanded, list):
+        for i, (value, done) in enumerate(zip(raw, expanded, strict=False)):
+            register_environment_values(value, done, env, public=public, path=(*path, i))
+    elif isinstance(raw, str) and "${" in raw and isinstance(expanded, str) \
+            and path not in public:
+        values = [env[m.group(1)] for m in _VAR.finditer(raw) if m.group(1) in env]
+        if values:
+            register_expanded(values, within=expanded)
 
 
 def _scrub(record: logging.LogRecord) -> None:

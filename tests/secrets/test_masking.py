@@ -23,6 +23,7 @@ from canary.hooks.executor import MAX_KEPT, run_hook
 from canary.model import Event, GateResult, HookCall, HookResult, Notification
 from canary.notify.secrets import MASK, MIN_SECRET_LENGTH, redact_known
 from canary.notify.slack import SlackNotifier
+from canary.policyfile import load_policy
 from canary.progress import LineReporter
 from canary.routers.command import CommandRouter
 from canary.routers.http import HttpRouter
@@ -205,3 +206,20 @@ def test_a_logged_traceback_is_masked(caplog: pytest.LogCaptureFixture) -> None:
         except ValueError:
             logging.getLogger("some.library").exception("failed")
     assert "library error quoting ***" in caplog.text and secret not in caplog.text
+
+
+def test_a_policy_file_registers_its_environment_values_too(tmp_path: Path) -> None:
+    password = unique("prom")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("""\
+apiVersion: canary/v1
+kind: AnalysisPolicy
+metadata:
+  name: p
+spec:
+  prometheus:
+    url: "http://canary:${PROM_PASSWORD}@127.0.0.1:9"
+  interval: 1s
+""")
+    load_policy(str(policy), env={"PROM_PASSWORD": password})
+    assert redact_known(f"GET with password {password}") == f"GET with password {MASK}"
