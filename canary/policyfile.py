@@ -20,7 +20,6 @@ from pydantic import (
 
 from canary.errors import InputError
 from canary.model import MetricSpec, PolicySpec, SequentialSpec
-from canary.notify.secrets import register_environment_values
 from canary.specbase import Duration, _Metadata, _Model, _validate
 from canary.yamlsource import Document, interpolate, load_file
 
@@ -156,6 +155,8 @@ def load_policy(path: str, *, env: Mapping[str, str] | None = None) -> PolicySpe
     raw = load_file(path)
     if not isinstance(raw.data, dict):
         raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
+    from canary.notify.secrets import register_environment_values  # ${VAR} = secret
+
     doc = interpolate(raw, env)
     register_environment_values(raw.data, doc.data, os.environ if env is None else env)
     try:

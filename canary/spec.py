@@ -26,7 +26,6 @@ from canary.model import (
     RouterSpec,
     Stage,
 )
-from canary.notify.secrets import register_environment_values
 from canary.policyfile import (
     PACKAGE_POLICIES as PACKAGE_POLICIES,
 )
@@ -214,6 +213,8 @@ def parse_rollout(raw: Document, *, version: str | None = None,
                   env: Mapping[str, str] | None = None) -> RolloutSpec:
     if not isinstance(raw.data, dict):
         raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
+    from canary.notify.secrets import register_environment_values  # ${VAR} = secret
+
     doc = interpolate(raw, env)
     register_environment_values(raw.data, doc.data, os.environ if env is None else env,
                                 public=_SHOWN)
