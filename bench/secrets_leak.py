@@ -26,6 +26,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -344,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(result.received['slack'])} Slack, {len(result.received['webhook'])} webhook")
     if args.keep:
         print(f"work directory: {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 1 if found else 0
 
 
