@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from canary.notify.secrets import redact_data, redact_known
+
 
 class Phase(enum.StrEnum):
     PENDING = "pending"
@@ -125,7 +127,7 @@ class HookCall:
         if self.command:
             return " ".join(self.command)[:200]
         host = self.url.split("/")[2] if self.url.count("/") >= 2 else "?"
-        return f"{self.method} {host}"
+        return f"{self.method} {host.rsplit('@', 1)[-1]}"  # user:password@ stays out
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,11 @@ class HookResult:
     message: str
     output: str = ""
     attempts: int = 1
+
+    def __post_init__(self) -> None:
+        # A hook's text is stored and alerted: secrets from ${VAR} are masked here.
+        object.__setattr__(self, "message", redact_known(self.message))
+        object.__setattr__(self, "output", redact_known(self.output))
 
 
 @dataclass(frozen=True)
@@ -332,6 +339,11 @@ class GateResult:
     timed_out: bool = False
     step: str = "migrate"  # lint | migrate | compat
 
+    def __post_init__(self) -> None:
+        # A migration's text is stored and shown: secrets from ${VAR} are masked here.
+        object.__setattr__(self, "message", redact_known(self.message))
+        object.__setattr__(self, "output", redact_known(self.output))
+
 
 @dataclass(frozen=True)
 class Event:
@@ -340,6 +352,12 @@ class Event:
     message: str
     data: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None  # idempotency key: an event with a key is recorded once
+
+    def __post_init__(self) -> None:
+        # Every event of every store is made here: secrets from ${VAR} are masked once,
+        # whichever adapter wrote the text (see canary/notify/secrets.py).
+        object.__setattr__(self, "message", redact_known(self.message))
+        object.__setattr__(self, "data", redact_data(self.data))
 
 
 @dataclass(frozen=True)
@@ -360,3 +378,7 @@ class Notification:
     # run under its first. Empty when sent outside a runner (a test, a one-off alert).
     rollout_id: str = ""
     attempt: int = 0
+
+    def __post_init__(self) -> None:
+        # Every alert (Slack, webhook, any notifier to come) is built here.
+        object.__setattr__(self, "reason", redact_known(self.reason))

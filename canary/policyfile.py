@@ -156,7 +156,10 @@ def load_policy(path: str, *, env: Mapping[str, str] | None = None) -> PolicySpe
     raw = load_file(path)
     if not isinstance(raw.data, dict):
         raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
+    from canary.notify.secrets import register_environment_values  # ${VAR} = secret
+
     doc = interpolate(raw, env)
+    register_environment_values(raw.data, doc.data, os.environ if env is None else env)
     try:
         m: _Policy = _validate(_Policy, doc, doc.data)
     except InputError as exc:  # a refused mapping key: name the key, not pydantic's "[key]"
