@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -105,10 +106,18 @@ def test_github_timeout_then_cancelled_then_rerun_resumes_from_postgres(
     assert "resuming rollout checkout" in out
     shutil.rmtree(second.workdir)
 
-    # Run 3: a re-run on a fresh working directory resumes from PostgreSQL and promotes.
+    # Run 3: a re-run on a fresh working directory resumes from PostgreSQL and promotes,
+    # while someone follows it from elsewhere with `canary status --watch`.
     third = job(tmp_path, "run-3", stack, lab, postgres_dsn, "2.0.0")
     step = third.github("deploy")
+    watcher = subprocess.run(
+        [f"{BIN}/canary", "status", "checkout", "--watch", "--poll", "0.2"], cwd=tmp_path,
+        env={**os.environ, "CANARY_STORE": postgres_dsn}, capture_output=True, text=True,
+        timeout=180, check=False)
     out, _ = step.communicate(timeout=180)
+    assert watcher.returncode == 0, watcher.stdout + watcher.stderr
+    assert watcher.stdout.splitlines()[-1].startswith("checkout: promoted")
+    assert "100% on 2.0.0" in watcher.stdout
     assert step.returncode == 0, out
     assert "resuming rollout checkout" in out and "canary: promoted 2.0.0" in out
     assert third.outputs() == {"exit-code": "0"}
