@@ -5,6 +5,8 @@ may change between versions. The ports (Router, MetricsProvider, Notifier, State
 are what an adapter written outside this package implements.
 """
 
+__version__ = "0.1.0"  # the one place; pyproject.toml reads it, `canary --version` prints it
+
 from canary.errors import (
     CanaryError,
     ConflictError,

@@ -16,16 +16,20 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec
 
 import typer
 
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
 from canary.model import Command
 
+if TYPE_CHECKING:
+    from canary.rollout.state import RolloutState
+    from canary.store.base import StateStore
+
 P = ParamSpec("P")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="canary: progressive delivery with automatic analysis and rollback.")
 
 
@@ -34,9 +38,37 @@ class Output(StrEnum):
     json = "json"
 
 
-StoreOpt = Annotated[str | None, typer.Option("--store", help="state store URL "
-                                              "(default $CANARY_STORE or sqlite:///.canary/state.db)")]
+StoreOpt = Annotated[str | None, typer.Option(
+    "--store", envvar="CANARY_STORE", show_envvar=True,
+    help="state store URL: sqlite:///PATH or postgresql://... "
+    "(default sqlite:///.canary/state.db)")]
 OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text or json")]
+
+
+def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Rollout names from the store for shell completion (never slow, never an error)."""
+    from canary.follow import rollout_names
+
+    return rollout_names(ctx.params.get("store"), incomplete)
+
+
+NameArg = Annotated[str, typer.Argument(help="rollout name", autocompletion=_complete_names,
+                                        show_default=False)]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from canary import __version__
+
+        typer.echo(f"canary {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", help="print the version and exit", is_eager=True,
+        callback=_show_version)] = False) -> None:
+    """canary: progressive delivery with automatic analysis and rollback."""
 
 
 EXIT_CODES: tuple[tuple[type[CanaryError], int], ...] = (
@@ -135,6 +167,7 @@ def deploy(
                                                 "long (exit 5; rerun resumes), e.g. 30m")] = None,
     poll: Annotated[float, typer.Option("--poll", help="seconds between ticks at most")] = 1.0,
     server: Annotated[str | None, typer.Option("--server", envvar="CANARY_SERVER",
+                                               show_envvar=True,
                                                help="hand the rollout to this `canary serve` "
                                                "and follow it (token: $CANARY_TOKEN)")] = None,
     preflight: Annotated[bool, typer.Option(
@@ -229,14 +262,26 @@ def serve(
 
 @app.command()
 @handled
-def status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text,
+def status(name: NameArg, store: StoreOpt = None, output: OutputOpt = Output.text,
            events: Annotated[int, typer.Option("--events", help="recent events shown")] = 20,
+           watch: Annotated[bool, typer.Option(
+               "-w", "--watch", help="follow the rollout, whoever drives it, until it ends; "
+               "exit with its outcome: 0 promoted, 1 rolled back, 3 aborted, 4 needs a "
+               "human")] = False,
+           timeout: Annotated[str | None, typer.Option(
+               "--timeout", help="with --watch: stop following after this long (exit 5)"
+           )] = None,
+           poll: Annotated[float, typer.Option("--poll", help="with --watch: seconds between "
+                                               "two reads of the store")] = 1.0,
            ) -> None:
-    """Where a rollout stands."""
-    from canary.deploy import open_default_store
+    """Where a rollout stands; with --watch, follow it until it ends."""
+    from canary.follow import store_url
+    from canary.store.base import open_store
     from canary.views import status_json, status_text
 
-    st = open_default_store(store)
+    st = open_store(store_url(store))
+    if watch:
+        _watch(st, name, timeout=timeout, poll=poll, output=output)
     state = st.get(name)
     evs = st.events(state.id, limit=events)
     if output is Output.json:
@@ -245,9 +290,56 @@ def status(name: str, store: StoreOpt = None, output: OutputOpt = Output.text,
         typer.echo(status_text(state, evs))
 
 
+def _watch(st: StateStore, name: str, *, timeout: str | None, poll: float,
+           output: Output) -> NoReturn:
+    from canary.durations import parse_duration
+    from canary.follow import now, watch
+    from canary.rollout.runner import exit_code
+    from canary.views import VERDICTS, progress_line, status_json
+
+    try:
+        limit = parse_duration(timeout) if timeout else None
+    except ValueError as exc:
+        raise InputError(str(exc), field="--timeout") from None
+    if poll <= 0:
+        raise InputError("--poll must be positive", field="--poll")
+
+    def show(state: RolloutState) -> None:
+        if output is Output.text:
+            typer.echo(progress_line(state, now()))
+
+    final = watch(st, name, on_change=show, timeout=limit, poll=poll)
+    code = exit_code(final)
+    if output is Output.json:
+        typer.echo(json.dumps(status_json(final, st.events(final.id)), indent=2))
+    else:
+        why = final.reason or final.message
+        typer.echo(f"{final.name}: {VERDICTS[code]}" + (f": {why}" if why else ""))
+    raise typer.Exit(code)
+
+
+@app.command("list")
+@handled
+def list_(store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
+    """Every rollout, one line each: name, phase, stage, weight, versions, age."""
+    from canary.follow import now, store_url
+    from canary.store.base import open_store
+    from canary.views import latest_per_name, list_json, list_text
+
+    st = open_store(store_url(store))
+    states = latest_per_name(st.history(None, limit=100_000))
+    if output is Output.json:
+        typer.echo(json.dumps(list_json(states, now()), indent=2))
+    elif states:
+        typer.echo(list_text(states, now()))
+    else:
+        typer.echo("no rollouts")
+
+
 @app.command()
 @handled
-def history(name: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
+def history(name: Annotated[str | None, typer.Argument(autocompletion=_complete_names)] = None,
+            store: StoreOpt = None,
             output: OutputOpt = Output.text,
             limit: Annotated[int, typer.Option("--limit")] = 20) -> None:
     """Past rollouts and their event timelines."""
@@ -278,28 +370,28 @@ def _command(name: str, command: Command, store: str | None) -> None:
 
 @app.command()
 @handled
-def abort(name: str, store: StoreOpt = None) -> None:
+def abort(name: NameArg, store: StoreOpt = None) -> None:
     """Roll back: all traffic to stable."""
     _command(name, Command.ABORT, store)
 
 
 @app.command()
 @handled
-def pause(name: str, store: StoreOpt = None) -> None:
+def pause(name: NameArg, store: StoreOpt = None) -> None:
     """Hold the current stage (the pause clock stops)."""
     _command(name, Command.PAUSE, store)
 
 
 @app.command()
 @handled
-def resume(name: str, store: StoreOpt = None) -> None:
+def resume(name: NameArg, store: StoreOpt = None) -> None:
     """Continue a paused or held rollout."""
     _command(name, Command.RESUME, store)
 
 
 @app.command()
 @handled
-def promote(name: str, store: StoreOpt = None,
+def promote(name: NameArg, store: StoreOpt = None,
             full: Annotated[bool, typer.Option("--full", help="skip every remaining stage")]
             = False) -> None:
     """Skip the rest of the current stage (or, with --full, all stages)."""
@@ -308,7 +400,7 @@ def promote(name: str, store: StoreOpt = None,
 
 @app.command()
 @handled
-def retry(name: str, store: StoreOpt = None) -> None:
+def retry(name: NameArg, store: StoreOpt = None) -> None:
     """Start a failed or aborted rollout again from its first stage."""
     _command(name, Command.RETRY, store)
 

@@ -18,8 +18,23 @@ Adapters translate third-party exceptions with ``raise ... from exc``.
 from __future__ import annotations
 
 
+def _masked(text: str) -> str:
+    # Imported here: canary/notify/secrets.py imports this module.
+    from canary.notify.secrets import redact_known
+
+    return redact_known(text)
+
+
 class CanaryError(Exception):
-    """Base of every error canary raises on purpose."""
+    """Base of every error canary raises on purpose.
+
+    Its text is masked when it is made: every value a rollout file took from ``${VAR}``
+    becomes ``***``, so no adapter's message (a router's command line, a server's echo)
+    carries a secret into a state, an event, an alert or the terminal.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(_masked(a) if isinstance(a, str) else a for a in args))
 
 
 class InputError(CanaryError):
@@ -33,7 +48,7 @@ class InputError(CanaryError):
         line: int | None = None,
         field: str | None = None,
     ) -> None:
-        self.message = message
+        self.message = _masked(message)
         self.file = file
         self.line = line
         self.field = field

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from canary.notify.secrets import redact_data, redact_known
+
 
 class Phase(enum.StrEnum):
     PENDING = "pending"
@@ -137,7 +139,7 @@ class HookCall:
         if self.command:
             return " ".join(self.command)[:200]
         host = self.url.split("/")[2] if self.url.count("/") >= 2 else "?"
-        return f"{self.method} {host}"
+        return f"{self.method} {host.rsplit('@', 1)[-1]}"  # user:password@ stays out
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,11 @@ class HookResult:
     message: str
     output: str = ""
     attempts: int = 1
+
+    def __post_init__(self) -> None:
+        # A hook's text is stored and alerted: secrets from ${VAR} are masked here.
+        object.__setattr__(self, "message", redact_known(self.message))
+        object.__setattr__(self, "output", redact_known(self.output))
 
 
 @dataclass(frozen=True)
@@ -344,6 +351,11 @@ class GateResult:
     timed_out: bool = False
     step: str = "migrate"  # lint | migrate | compat
 
+    def __post_init__(self) -> None:
+        # A migration's text is stored and shown: secrets from ${VAR} are masked here.
+        object.__setattr__(self, "message", redact_known(self.message))
+        object.__setattr__(self, "output", redact_known(self.output))
+
 
 @dataclass(frozen=True)
 class Event:
@@ -352,6 +364,12 @@ class Event:
     message: str
     data: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None  # idempotency key: an event with a key is recorded once
+
+    def __post_init__(self) -> None:
+        # Every event of every store is made here: secrets from ${VAR} are masked once,
+        # whichever adapter wrote the text (see canary/notify/secrets.py).
+        object.__setattr__(self, "message", redact_known(self.message))
+        object.__setattr__(self, "data", redact_data(self.data))
 
 
 @dataclass(frozen=True)
@@ -372,3 +390,7 @@ class Notification:
     # run under its first. Empty when sent outside a runner (a test, a one-off alert).
     rollout_id: str = ""
     attempt: int = 0
+
+    def __post_init__(self) -> None:
+        # Every alert (Slack, webhook, any notifier to come) is built here.
+        object.__setattr__(self, "reason", redact_known(self.reason))

@@ -26,7 +26,11 @@ from canary.yamlsource import Document, interpolate, load_file
 BUILTINS = ("error-rate", "latency", "request-rate")
 FamilyName = Literal["app", "istio", "linkerd", "ingress-nginx", "haproxy"]
 _LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-PACKAGE_POLICIES = Path(__file__).resolve().parent.parent / "policies"
+_HERE = Path(__file__).resolve().parent
+# The top-level policies/ is the source; an installed wheel carries it as canary/policies
+# (pyproject.toml maps it), a checkout or an editable install reads the source itself.
+PACKAGE_POLICIES = (_HERE / "policies" if (_HERE / "policies").is_dir()
+                    else _HERE.parent / "policies")
 
 
 def _label_match(value: Any) -> Any:
@@ -156,7 +160,10 @@ def load_policy(path: str, *, env: Mapping[str, str] | None = None) -> PolicySpe
     raw = load_file(path)
     if not isinstance(raw.data, dict):
         raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
+    from canary.notify.secrets import register_environment_values  # ${VAR} = secret
+
     doc = interpolate(raw, env)
+    register_environment_values(raw.data, doc.data, os.environ if env is None else env)
     try:
         m: _Policy = _validate(_Policy, doc, doc.data)
     except InputError as exc:  # a refused mapping key: name the key, not pydantic's "[key]"
@@ -265,7 +272,9 @@ def _spec_path(field: str, index: int, name: str) -> tuple[str | int, ...]:
 
 
 def resolve_policy_path(ref: str, *, base_dir: str) -> str:
-    """A path (relative to the rollout file), or the name of a policy shipped in policies/."""
+    """A path (relative to the rollout file), or the name of a policy: the rollout's own
+    policies/, the working directory's, each directory of $CANARY_POLICY_PATH (the user's
+    own), then the ones shipped with canary."""
     candidates = [Path(base_dir) / ref, Path(ref)]
     if "/" not in ref and not ref.endswith((".yaml", ".yml")):
         extra = [Path(p) for p in os.environ.get("CANARY_POLICY_PATH", "").split(":") if p]

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from canary.durations import format_duration
 from canary.model import Event
+from canary.notify.secrets import redact_known
 from canary.rollout.state import RolloutState
 
 _QUIET_KINDS = {"analysis"}
@@ -42,7 +43,7 @@ class LineReporter:
         self.out.flush()
 
     def line(self, text: str) -> None:
-        self.out.write(text + "\n")
+        self.out.write(redact_known(text) + "\n")  # a migration's output, live: no event
         self.out.flush()
 
     def close(self) -> None:
@@ -65,7 +66,7 @@ class LiveReporter:
         self.live.update(render(state), refresh=True)
 
     def line(self, text: str) -> None:
-        self.live.console.print(text)
+        self.live.console.print(redact_known(text))
 
     def close(self) -> None:
         self.live.stop()

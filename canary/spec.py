@@ -194,6 +194,11 @@ class _Rollout(_Model):
     spec: _RolloutSpec
 
 
+# What a rollout is shown by (status, history, alerts): a ${VAR} here is no secret.
+_SHOWN = frozenset({("metadata", "name"), ("spec", "service"), ("spec", "version"),
+                    ("spec", "stableVersion")})
+
+
 def load_rollout(path: str, *, version: str | None = None,
                  env: Mapping[str, str] | None = None) -> RolloutSpec:
     return parse_rollout(load_file(path), version=version, env=env)
@@ -203,7 +208,11 @@ def parse_rollout(raw: Document, *, version: str | None = None,
                   env: Mapping[str, str] | None = None) -> RolloutSpec:
     if not isinstance(raw.data, dict):
         raise raw.error("expected a mapping with apiVersion, kind, metadata, spec", ())
+    from canary.notify.secrets import register_environment_values  # ${VAR} = secret
+
     doc = interpolate(raw, env)
+    register_environment_values(raw.data, doc.data, os.environ if env is None else env,
+                                public=_SHOWN)
     m: _Rollout = _validate(_Rollout, doc, doc.data)
     spec = m.spec
     for i, n in enumerate(spec.notifications):

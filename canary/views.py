@@ -1,4 +1,5 @@
-"""How a rollout looks from outside: the `status -o json` object (DESIGN A.1) and text.
+"""How a rollout looks from outside: the `status -o json` object (DESIGN A.1) and text,
+the `list` table and the lines `status --watch` prints.
 
 ``status`` shows the latest measurement per metric; ``history`` shows every check of the
 rollout, one line per metric, so "why did it fail?" and "was it close before?" are
@@ -8,6 +9,7 @@ answered from the store alone.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from canary.model import Event, MetricResult
@@ -112,3 +114,60 @@ def _metric_line(raw: Mapping[str, Any]) -> list[str]:
     if r.outcome.value != "passed" and why:
         return [line, f"      {why}"]
     return [line]
+
+
+VERDICTS = {0: "promoted", 1: "rolled back", 3: "aborted", 4: "needs a human",
+            5: "still running (stopped following at --timeout)"}
+
+
+def latest_per_name(states: Sequence[RolloutState]) -> list[RolloutState]:
+    """One rollout per name, the newest (``states`` newest first, as history returns them),
+    sorted by name: what `canary list` shows."""
+    seen: dict[str, RolloutState] = {}
+    for s in states:
+        seen.setdefault(s.name, s)
+    return [seen[n] for n in sorted(seen)]
+
+
+def age(since: datetime, now: datetime) -> str:
+    """kubectl's short age: 45s, 12m, 3h, 2d."""
+    seconds = max(0, int((now - since).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _weight(state: RolloutState) -> int:
+    return state.actual_weight if state.actual_weight is not None else state.desired_weight
+
+
+def _phase(state: RolloutState) -> str:
+    return state.phase.value + (" (needs a human)" if state.needs_human else "")
+
+
+def list_json(states: Sequence[RolloutState], now: datetime) -> list[dict[str, Any]]:
+    return [{"name": s.name, "service": s.service, "phase": s.phase.value,
+             "needsHuman": s.needs_human, "stage": s.stage_index + 1,
+             "canaryWeight": _weight(s), "version": s.version,
+             "stableVersion": s.stable_version, "createdAt": s.created_at.isoformat(),
+             "ageSeconds": int((now - s.created_at).total_seconds())} for s in states]
+
+
+def list_text(states: Sequence[RolloutState], now: datetime) -> str:
+    """One line per rollout: name, phase, stage, weight, versions, age (kubectl-style)."""
+    rows = [("NAME", "PHASE", "STAGE", "WEIGHT", "VERSIONS", "AGE")]
+    rows += [(s.name, _phase(s), str(s.stage_index + 1) if s.stage_index >= 0 else "-",
+              f"{_weight(s)}%", f"{s.stable_version or '?'} -> {s.version}",
+              age(s.created_at, now)) for s in states]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)),
+                                r[-1]]) for r in rows)
+
+
+def progress_line(state: RolloutState, now: datetime) -> str:
+    """What `status --watch` prints each time the rollout moves."""
+    stage = f"stage {state.stage_index + 1}" if state.stage_index >= 0 else "no stage yet"
+    line = f"{now:%H:%M:%S} {state.name}: {_phase(state)}, {stage}, {_weight(state)}% on " \
+           f"{state.version}"
+    return line + (f": {state.message}" if state.message else "")

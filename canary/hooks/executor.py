@@ -5,6 +5,9 @@ Every invocation carries an idempotency key (env ``CANARY_IDEMPOTENCY_KEY``, hea
 team's script can tell "again" from "new". The hook also gets the rollout's context
 (``CANARY_ROLLOUT``, ``CANARY_STAGE``, ``CANARY_WEIGHT``, versions) as environment
 variables or as the JSON body.
+
+What a hook prints or answers is kept (truncated) for status and alerts; secrets from
+``${VAR}`` are masked before the cut, so half a secret cannot survive at the edge.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from canary.model import HookCall, HookResult
+from canary.notify.secrets import redact_known
 
 MAX_KEPT = 16_000
 
@@ -59,14 +63,14 @@ def _command(call: HookCall, *, key: str, timeout: float, context: Mapping[str, 
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout if isinstance(exc.stdout, str) else ""
-        return HookResult(key=key, ok=False, output=out[-MAX_KEPT:],
+        return HookResult(key=key, ok=False, output=redact_known(out)[-MAX_KEPT:],
                           message=f"{call.describe()} timed out after {timeout:g}s")
     except OSError as exc:
         return HookResult(key=key, ok=False,
                           message=f"cannot run {call.command[0]!r}: {exc.strerror}")
-    output = (done.stdout + done.stderr)[-MAX_KEPT:]
+    output = redact_known(done.stdout + done.stderr)[-MAX_KEPT:]
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+        tail = redact_known(done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
         return HookResult(key=key, ok=False, output=output,
                           message=f"{call.describe()} exited {done.returncode}: "
                                   f"{tail[0][:300]}")
@@ -84,8 +88,9 @@ def _http(call: HookCall, *, key: str, timeout: float, context: Mapping[str, str
         return HookResult(key=key, ok=False, message=f"{what} timed out after {timeout:g}s")
     except httpx.HTTPError as exc:
         return HookResult(key=key, ok=False, message=f"{what} failed: {type(exc).__name__}")
+    body = redact_known(r.text)[:2000]
     if r.status_code >= 300:
-        return HookResult(key=key, ok=False, output=r.text[:2000],
+        return HookResult(key=key, ok=False, output=body,
                           message=f"{what} answered HTTP {r.status_code}")
-    return HookResult(key=key, ok=True, output=r.text[:2000],
+    return HookResult(key=key, ok=True, output=body,
                       message=f"{what} answered HTTP {r.status_code}")

@@ -137,6 +137,9 @@ class Runner:
             # An operator command landed first: nothing was acted on, decide again.
             self._gate_result, self._hook_result = gate, hook
             return self.store.get(self.name)
+        except TemporaryError:
+            self._gate_result, self._hook_result = gate, hook  # the store is down: keep them
+            raise
         try:
             self.reporter.tick(saved, decision.events)
             self._act(saved, decision)

@@ -1,7 +1,9 @@
 """Which router types exist, and how a ``spec.router`` block becomes a Router.
 
 Adapter modules are imported only when their type is used, so the Kubernetes client is
-not loaded for an HAProxy rollout. An unknown type is an input error naming the known
+not loaded for an HAProxy rollout, and need not even be installed: it is the
+``canary[kubernetes]`` extra, and a rollout naming a Kubernetes router without it is an
+input error saying which pip install to run. An unknown type is an input error naming the known
 ones, never a fallback to a default: a typo must not route traffic somewhere else.
 Every adapter module defines ``Config`` (pydantic, the block minus ``type``) and
 ``from_config(config) -> Router``.
@@ -20,6 +22,9 @@ from canary.errors import InputError
 from canary.model import RouterSpec
 from canary.routers.base import Router
 from canary.routers.features import FEATURE_NAMES
+
+# Routers whose client library is an optional extra of the canary package.
+EXTRAS: dict[str, str] = {"kubernetes": "kubernetes"}  # top-level import -> canary[extra]
 
 ROUTER_TYPES: dict[str, str] = {
     "command": "canary.routers.command",
@@ -41,6 +46,11 @@ def _module(type_name: str) -> ModuleType:
     try:
         return importlib.import_module(path)
     except ModuleNotFoundError as exc:
+        top = (exc.name or "").partition(".")[0]
+        if top in EXTRAS:
+            raise InputError(f"router type {type_name!r} needs the {top} package, which is "
+                             f"not installed: pip install 'canary[{EXTRAS[top]}]'",
+                             field="router.type") from exc
         missing = "its adapter module" if exc.name == path else f"the Python package {exc.name}"
         raise InputError(f"router type {type_name!r} cannot be used: {missing} is not "
                          "installed", field="router.type") from exc

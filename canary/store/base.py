@@ -214,8 +214,11 @@ def open_store(url: str) -> StateStore:
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from canary.store.postgres import PostgresStore
-        except ImportError as exc:  # pragma: no cover - module ships with the package
-            raise InputError("the PostgreSQL store is not available") from exc
+        except ModuleNotFoundError as exc:  # psycopg is the canary[postgres] extra
+            if (exc.name or "").partition(".")[0] != "psycopg":
+                raise
+            raise InputError("the PostgreSQL store needs psycopg, which is not installed: "
+                             "pip install 'canary[postgres]'", field="--store") from exc
         store: StateStore = PostgresStore(url)
         return store
     raise InputError(f"unknown store URL {url!r}: expected sqlite:///PATH or postgresql://...",

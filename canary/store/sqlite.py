@@ -4,14 +4,20 @@ WAL mode and ``BEGIN IMMEDIATE`` serialise writers across processes; every state
 compare-and-set on the revision counter, in the same transaction as its events. sqlite3's
 errors and unreadable rows are translated here (busy: TemporaryError; corrupt, foreign or
 read-only: StoreError), and a database we may not write is opened read-only for reading.
+
+The file holds every message and hook output of every rollout, so it is private: created
+0600 in a directory created 0700 (SQLite gives its -wal and -shm files the database's mode);
+a looser file, or a looser default ``.canary/`` directory, is tightened with a warning.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sqlite3
+import stat
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
@@ -55,10 +61,51 @@ CREATE TABLE IF NOT EXISTS services (
 """
 
 
+log = logging.getLogger(__name__)
+
+
+def _tighten(path: str, mode: int) -> None:
+    """chmod ``path`` to ``mode`` if group or others may read it; warn about what was done,
+    or that it could not be (another user's file: only its owner can fix it)."""
+    try:
+        current = stat.S_IMODE(os.stat(path).st_mode)
+        if current & 0o077 == 0:
+            return
+        os.chmod(path, mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("%s is readable by others (mode %o) and cannot be tightened: %s",
+                    path, current, exc.strerror)
+        return
+    log.warning("%s was readable by others (mode %o): tightened to %o", path, current, mode)
+
+
+def _make_private(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+    elif os.path.basename(directory) == ".canary":
+        # Only canary's own default directory: a directory named by the user (a project
+        # folder, /tmp) may be meant to be shared.
+        _tighten(directory, 0o700)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+        _tighten(name, 0o600)
+
+
 class SQLiteStore:
     def __init__(self, path: str) -> None:
         if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            try:
+                _make_private(path)
+            except OSError as exc:
+                # An existing store we may not write (read-only file, directory or file
+                # system) is still opened, read-only, below: status and history read it.
+                if not os.path.exists(path):
+                    raise InputError(f"cannot open the state store {path}: {exc.strerror}",
+                                     field="--store") from exc
         self._path = path
         self._lock = threading.RLock()  # one connection: a lease heartbeat shares it
         try:

@@ -103,6 +103,7 @@ def test_corrupt_pages_are_one_line(place: Path) -> None:
 def test_a_file_that_is_not_a_database_is_one_line_exit_2(place: Path) -> None:
     db = place / "state.db"
     db.write_text("this is a README, not a database\n" * 200)
+    db.chmod(0o600)  # private already: no permission warning beside the one line
     res = canary("status", "checkout", "--store", f"sqlite:///{db}", cwd=place)
     assert res.returncode == 2 and "cannot open the state store" in one_line(res)
 
