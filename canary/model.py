@@ -68,8 +68,20 @@ class Weights:
 
 @dataclass(frozen=True)
 class Stage:
-    weight: int
+    """One step of a rollout (strategy.py says how each strategy becomes stages)."""
+
+    weight: int  # percent of traffic on the canary; 0 for match and mirror stages
     pause: float  # seconds
+    match: bool = False  # only the requests the router's match selects reach the canary
+    mirror: int = 0  # percent of requests copied to the canary, its answers discarded
+
+    @property
+    def describe(self) -> str:
+        if self.match and not self.weight:
+            return "match"
+        if self.mirror:
+            return f"mirror {self.mirror}%"
+        return f"{self.weight}%"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
-    field_validator,
     model_validator,
 )
 
@@ -24,7 +23,6 @@ from canary.model import (
     NotificationSpec,
     RolloutSpec,
     RouterSpec,
-    Stage,
 )
 from canary.notify.registry import check_entry, default_events
 from canary.notify.templates import EVENT_NAMES, check_templates
@@ -44,15 +42,8 @@ from canary.policyfile import (
     resolve_policy_path as resolve_policy_path,
 )
 from canary.specbase import MAX_VERSION, Duration, Name, Version, _Metadata, _Model, _validate
+from canary.strategy import BlueGreenModel, StageModel, Strategy, build_stages
 from canary.yamlsource import Document, control_character, interpolate, load_file, load_text
-
-DEFAULT_STAGES = (5, 25, 50, 100)
-DEFAULT_PAUSE = 600.0
-
-
-class _Stage(_Model):
-    weight: int = Field(ge=1, le=100)
-    pause: Duration | None = None
 
 
 class _Lint(_Model):
@@ -185,23 +176,15 @@ class _RolloutSpec(_Model):
     stable_version: Version | None = Field(default=None, alias="stableVersion")
     router: dict[str, Any]
     migration: _Migration | None = None
-    stages: list[_Stage | int] | None = None
+    strategy: Strategy = "canary"
+    stages: list[StageModel | int] | None = None
     pause: Duration | None = None
+    blue_green: BlueGreenModel | None = Field(default=None, alias="blueGreen")
     analysis: _AnalysisRef = _AnalysisRef()
     notifications: list[_Notification] = Field(default_factory=list)
     hooks: _Hooks = _Hooks()
     progress_deadline: Duration | None = Field(default=None, alias="progressDeadline")
     deadline: Duration | None = None
-
-    @field_validator("stages")
-    @classmethod
-    def _ascending(cls, stages: list[_Stage | int] | None) -> list[_Stage | int] | None:
-        weights = [s if isinstance(s, int) else s.weight for s in stages or ()]
-        if any(not 1 <= w <= 100 for w in weights):
-            raise ValueError("stage weights must be between 1 and 100")
-        if any(b <= a for a, b in zip(weights, weights[1:], strict=False)):
-            raise ValueError(f"stage weights must go up, got {weights}")
-        return stages
 
 
 class _Rollout(_Model):
@@ -234,11 +217,10 @@ def parse_rollout(raw: Document, *, version: str | None = None,
     spec = m.spec
     for i, n in enumerate(spec.notifications):
         check_templates(doc, ("spec", "notifications", i, "templates"), n.templates)
-    router = _router(doc, spec.router)
-    pause = spec.pause if spec.pause is not None else DEFAULT_PAUSE
-    stages = tuple(Stage(weight=s, pause=pause) if isinstance(s, int)
-                   else Stage(weight=s.weight, pause=s.pause if s.pause is not None else pause)
-                   for s in (spec.stages or DEFAULT_STAGES))
+    stages, router_block = build_stages(doc, strategy=spec.strategy, stages=spec.stages,
+                                        pause=spec.pause, blue_green=spec.blue_green,
+                                        router=spec.router)
+    router = _router(doc, router_block)
     final_version = version or spec.version
     if not final_version:
         raise doc.error("no version: set spec.version or pass --version", ("spec", "version"))
@@ -292,7 +274,7 @@ def _hook_specs(hooks: _Hooks) -> tuple[HookSpec, ...]:
 
 
 def _router(doc: Document, block: dict[str, Any]) -> RouterSpec:
-    from canary.routers.registry import router_config_model
+    from canary.routers.registry import require_feature, router_config_model
 
     path: tuple[str | int, ...] = ("spec", "router")
     kind = block.get("type")
@@ -304,6 +286,12 @@ def _router(doc: Document, block: dict[str, Any]) -> RouterSpec:
         config = router_config_model(kind)
     except InputError as exc:
         raise doc.error(exc.message, (*path, "type")) from None
+    for feature in ("match", "sticky"):
+        if feature in block:
+            try:
+                require_feature(kind, feature, field=f"router.{feature}")
+            except InputError as exc:
+                raise doc.error(exc.message, (*path, feature)) from None
     options = {k: v for k, v in block.items() if k != "type"}
     _validate(config, doc, options, path)
     return RouterSpec(type=kind, options=options)

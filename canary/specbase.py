@@ -61,4 +61,4 @@ def _validate(model: type[BaseModel], doc: Document, data: Any, prefix: tuple[st
 
 
 def _is_union_tag(p: str | int) -> bool:
-    return isinstance(p, str) and (p in ("int", "_Stage") or p.startswith("function-"))
+    return isinstance(p, str) and (p in ("int", "StageModel") or p.startswith("function-"))

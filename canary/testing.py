@@ -13,15 +13,31 @@ from datetime import datetime
 from canary.errors import NotifyError, RouterError
 from canary.model import MetricResult, Notification, Outcome, Verdict, Weights
 from canary.rollout.state import RolloutState
+from canary.routers.features import Routes
 
 
 @dataclass
 class FakeRouter:
-    """In-memory router. ``down = True`` makes every call raise RouterError."""
+    """In-memory router with matches and mirroring (``RoutingRules``).
+
+    ``down = True`` makes every call raise RouterError; ``history`` and
+    ``routes_history`` list every change asked for, in order.
+    """
 
     weights: Weights = field(default_factory=lambda: Weights(canary=0))
     down: bool = False
     history: list[int] = field(default_factory=list)
+    routes: Routes = field(default_factory=Routes)
+    routes_history: list[Routes] = field(default_factory=list)
+
+    def set_routes(self, routes: Routes) -> None:
+        self._check()
+        self.routes = routes
+        self.routes_history.append(routes)
+
+    def get_routes(self) -> Routes:
+        self._check()
+        return self.routes
 
     def ensure(self) -> None:
         self._check()

@@ -196,8 +196,11 @@ def _gate_done(gate: GateProgress, now: datetime, status: str, message: str = ""
 
 def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
-    if s.stage_started_at is None and s.desired_weight != s.actual_weight:
-        status = hookflow.hooks(step, plan, "preStage")  # before this stage's traffic moves
+    # preStage hooks run before this stage's traffic moves; a match or mirror stage (weight
+    # 0) moves no weight, so its hooks run on entry (recorded by key: never twice).
+    zero = plan.stages[s.stage_index].weight == 0
+    if s.stage_started_at is None and (s.desired_weight != s.actual_weight or zero):
+        status = hookflow.hooks(step, plan, "preStage")
         if status == "running":
             return
         if status == "failed":
@@ -289,7 +292,10 @@ def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
 
 def _advance(step: Step, plan: Plan) -> None:
     nxt = step.state.stage_index + 1
-    if nxt < len(plan.stages) and plan.stages[nxt].weight > step.state.desired_weight:
+    # The next stage moves weight up, or is a match or mirror stage (weight 0) before the
+    # weighted ones; `promote --full` has set 100% and skips whatever is left.
+    if nxt < len(plan.stages) and (plan.stages[nxt].weight > step.state.desired_weight
+                                   or plan.stages[nxt].weight == step.state.desired_weight == 0):
         _enter_stage(step, nxt, plan)
         return
     if not step.state.promotion_confirmed:

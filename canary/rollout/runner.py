@@ -53,6 +53,7 @@ from canary.rollout.machine import (
     decide,
     next_wakeup,
 )
+from canary.rollout.routing import Routing
 from canary.rollout.state import RolloutState
 from canary.routers.base import Router
 from canary.store.base import LeaseOwner, StateStore
@@ -108,6 +109,7 @@ class Runner:
         return self._gate_result is not None or self._hook_result is not None
 
     def __post_init__(self) -> None:
+        self.routing = Routing(router=self.router, spec=self.spec)
         self.alerts = AlertDesk(store=self.store, clock=self.clock, notifiers=self.notifiers,
                                 render=notification_for,
                                 record=lambda st, kind, msg: self._record(st, kind, msg))
@@ -141,6 +143,7 @@ class Runner:
         try:
             self.reporter.tick(saved, decision.events)
             self._act(saved, decision)
+            self._sync_routes(saved)
         except CanaryError:
             raise
         except Exception as exc:  # noqa: BLE001 - saved first: the journal is intact
@@ -153,7 +156,7 @@ class Runner:
 
     def _decide(self, state: RolloutState, now: datetime, *, gate: GateResult | None,
                 hook: HookResult | None) -> Decision:
-        weights, router_error = self._read_weights()
+        weights, router_error = self._read_weights(state)
         verdict = None
         if (self.analyzer is not None and weights is not None
                 and weights.canary == state.desired_weight and analysis_due(state, now)):
@@ -209,12 +212,23 @@ class Runner:
             return saved
         raise ConflictError(f"rollout {self.name!r} kept changing while being held")
 
-    def _read_weights(self) -> tuple[Weights | None, str]:
+    def _read_weights(self, state: RolloutState) -> tuple[Weights | None, str]:
         try:
-            return self.router.get_weights(), ""
+            return self.routing.confirmed(state, self.router.get_weights()), ""
         except RouterError as exc:
             log.warning("router: %s", exc)
             return None, str(exc)
+
+    def _sync_routes(self, state: RolloutState) -> None:
+        """Level-triggered like the weights: re-applied whenever the router disagrees."""
+        try:
+            changed = self.routing.sync(state)
+        except RouterError as exc:
+            self._record(state, "router-error", f"could not set the router's match and "
+                                                f"mirroring: {exc}")
+            return
+        if changed:
+            self._record(state, "router", changed, level=logging.INFO)
 
     def _act(self, state: RolloutState, decision: Decision) -> None:
         for action in decision.actions:

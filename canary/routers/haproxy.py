@@ -19,6 +19,26 @@ backend serves no traffic; that is reported as a RouterError, never guessed as a
 
 Runtime weights are lost when HAProxy restarts; the controller re-applies them every tick.
 Start canary servers at weight 0 in haproxy.cfg so a restart falls back to all-stable.
+
+Header/cookie matches and session affinity (``match``, ``sticky``; see features.py) need
+a few lines in haproxy.cfg, because HAProxy cannot add rules at run time; canary then
+drives them through the runtime API::
+
+    backend checkout
+        balance roundrobin
+        acl canary_match req.hdr(X-Canary) -m str -f /etc/haproxy/checkout-canary.acl
+        use-server canary-1 if canary_match           # match: the ACL file's entries
+        cookie CANARY insert indirect nocache maxlife 1h   # sticky
+        option redispatch
+        server stable-1 10.0.0.1:8080 weight 200 cookie s1
+        server canary-1 10.0.0.2:8080 weight 0 cookie c1
+
+The match is on while the ACL file (``matchAcl``) holds the configured value or pattern
+(``add acl``) and off when it is empty (``clear acl``). With cookie persistence a client
+keeps its server even at weight 0, so with ``sticky`` a side at 0% is put in maintenance
+(``set server ... state maint``): its cookie holders are redispatched by weight, which is
+how a rollback moves them back to stable. The canary stays ready at 0% while the match is
+on, so matching requests still reach it. Mirroring is not something HAProxy does.
 """
 
 from __future__ import annotations
@@ -35,6 +55,9 @@ from pydantic.alias_generators import to_camel
 from canary.durations import parse_duration
 from canary.errors import RouterError
 from canary.model import Weights
+from canary.routers.features import Match, Routes, Sticky
+
+FEATURES = frozenset({"match", "sticky"})
 
 SCALE = 2  # weight units per percent on each side; 100% -> 200 <= 256
 
@@ -61,6 +84,9 @@ class Config(BaseModel):
     stable: Annotated[list[str], BeforeValidator(_names), Field(min_length=1)]
     canary: Annotated[list[str], BeforeValidator(_names), Field(min_length=1)]
     timeout: Seconds = 2.0
+    match: Match | None = None
+    match_acl: str | None = None  # the ACL file named by `-f` in haproxy.cfg
+    sticky: Sticky | None = None
 
     @field_validator("backend")
     @classmethod
@@ -94,7 +120,15 @@ class Config(BaseModel):
         both = set(self.stable) & set(self.canary)
         if both:
             raise ValueError(f"servers on both sides: {', '.join(sorted(both))}")
+        if (self.match is None) != (self.match_acl is None):
+            raise ValueError("match needs matchAcl, the ACL file its `acl ... -f FILE` line "
+                             "in haproxy.cfg reads (and matchAcl needs match)")
+        if self.match_acl is not None and not _ACL_FILE.match(self.match_acl):
+            raise ValueError(f"matchAcl {self.match_acl!r} is not a file path without spaces")
         return self
+
+
+_ACL_FILE = re.compile(r"^[^\s;#]{1,4096}$")
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -142,6 +176,9 @@ class HAProxyRouter:
     socket_path: str | None = None
     address: tuple[str, int] | None = None
     timeout: float = 2.0
+    match_acl: str | None = None
+    match_entry: str | None = None  # the value or pattern the ACL file holds while on
+    sticky: bool = False
 
     @property
     def endpoint(self) -> str:
@@ -174,7 +211,77 @@ class HAProxyRouter:
                 f"every server of HAProxy backend {self.backend} ({self.endpoint}) has weight "
                 "0: the backend serves no traffic, so there is no split to report; check "
                 "the weights in haproxy.cfg or set them with `set weight`")
+        # Cookie holders still reach a weight-0 server that is not in maintenance (after
+        # a HAProxy restart, say): such a canary is not really at 0%.
+        if (self.sticky and split.canary == 0 and not self._matching()
+                and any(not maint for maint in self._maintenance(self.canary).values())):
+            return Weights(canary=1)
         return split
+
+    def set_routes(self, routes: Routes) -> None:
+        if routes.mirror:
+            raise RouterError("HAProxy cannot mirror traffic; use nginx, gateway-api or istio")
+        if self.match_acl is None or self.match_entry is None:
+            if routes.match:
+                raise RouterError("this router has no match configured (spec.router.match)")
+            return
+        if routes.match != self._matching():
+            self._acl_command(f"clear acl {self.match_acl}")
+            if routes.match:
+                self._acl_command(f"add acl {self.match_acl} {self.match_entry}")
+        if self.sticky:
+            self._apply_states(split_from(self._current(), stable=self.stable,
+                                          canary=self.canary), match=routes.match)
+
+    def get_routes(self) -> Routes:
+        return Routes(match=self._matching())
+
+    def _matching(self) -> bool:
+        if self.match_acl is None:
+            return False
+        reply = self._acl_command(f"show acl {self.match_acl}")
+        return any(line.split()[1:] == [self.match_entry] for line in reply.splitlines()
+                   if line.strip())
+
+    def _acl_command(self, command: str) -> str:
+        reply = self._command(command)
+        text = reply.strip()
+        if text.startswith(("Unknown ACL", "Missing ACL", "Unknown command")) or \
+                "not found" in text.lower():
+            raise RouterError(f"HAProxy ({self.endpoint}) refused `{command}`: {text[:200]}; "
+                              f"check that haproxy.cfg has an `acl ... -f {self.match_acl}` "
+                              "line in the backend")
+        return reply
+
+    def _maintenance(self, servers: Sequence[str]) -> dict[str, bool]:
+        """Which of ``servers`` are in maintenance (forced by the runtime API or config)."""
+        reply = self._command(f"show servers state {self.backend}")
+        state: dict[str, bool] = {}
+        for line in reply.splitlines():
+            fields = line.split()
+            if len(fields) > 6 and not line.startswith("#") and fields[3] in servers:
+                state[fields[3]] = bool(int(fields[6]) & 0x1)
+        missing = [s for s in servers if s not in state]
+        if missing:
+            raise RouterError(f"HAProxy ({self.endpoint}) did not report the state of "
+                              f"{', '.join(missing)} in backend {self.backend}")
+        return state
+
+    def _apply_states(self, split: Weights | None, *, match: bool) -> None:
+        """Sticky: a side at 0% goes into maintenance so its cookie holders move away."""
+        if split is None:
+            return
+        wanted = {**{n: split.stable == 0 for n in self.stable},
+                  **{n: split.canary == 0 and not match for n in self.canary}}
+        current = self._maintenance(list(wanted))
+        # Bring servers back before sending others away: a side is never left empty.
+        for name in sorted(wanted, key=lambda n: wanted[n]):
+            if current[name] != wanted[name]:
+                state = "maint" if wanted[name] else "ready"
+                command = f"set server {self.backend}/{name} state {state}"
+                reply = self._command(command).strip()
+                if reply:
+                    raise RouterError(f"HAProxy ({self.endpoint}) refused `{command}`: {reply}")
 
     def set_weights(self, weights: Weights) -> None:
         wanted = weights_for(weights, stable=self.stable, canary=self.canary)
@@ -190,6 +297,8 @@ class HAProxyRouter:
             reply = self._command(command).strip()
             if reply:
                 raise RouterError(f"HAProxy ({self.endpoint}) refused `{command}`: {reply}")
+        if self.sticky:
+            self._apply_states(weights, match=self._matching())
 
     def reset(self) -> None:
         self.set_weights(Weights(canary=0))
@@ -251,4 +360,9 @@ def from_config(config: Config) -> HAProxyRouter:
         socket_path=config.socket,
         address=parse_address(config.address) if config.address is not None else None,
         timeout=config.timeout,
+        match_acl=config.match_acl,
+        match_entry=(None if config.match is None
+                     else config.match.value if config.match.value is not None
+                     else config.match.regex),
+        sticky=config.sticky is not None,
     )

@@ -2,7 +2,8 @@
 
 The gateway-api, istio and smi adapters all do one thing to different custom objects:
 find two weighted entries in a list (stable and canary) and rewrite their weights. This
-module holds the rest, so each adapter is its Config plus a ``locate`` function.
+module holds the rest, so each adapter is its Config plus a ``locate`` function (and,
+for matches and mirroring, the rules of kube_rules.py).
 
 Writes are JSON patches that start with a ``test`` of ``metadata.resourceVersion``: a
 change made by anyone between our read and our write fails the patch instead of being
@@ -140,11 +141,13 @@ class KubeObjects:
             raise RouterError(f"unexpected answer reading {ref}: {str(obj)[:200]}")
         return obj
 
-    def update(self, ref: ObjectRef, plan: Callable[[dict[str, Any]], Patch]) -> None:
+    def update(self, ref: ObjectRef,
+               plan: Callable[[dict[str, Any]], Patch]) -> dict[str, Any]:
         """Read, ask ``plan`` for JSON patch ops, write them guarded; retry on conflict.
 
         ``plan`` sees the freshly read object each time, so a retry recomputes the indices
-        too (a rule inserted meanwhile shifts them). No ops: nothing is written.
+        too (a rule inserted meanwhile shifts them). No ops: nothing is written. Returns
+        the object as the server stored it, after defaulting and pruning of unknown fields.
         """
         attempts = self._conn.conflict_retries + 1
         rejected: tuple[str, ApiException] | None = None  # a 422 and the version it tested
@@ -156,14 +159,14 @@ class KubeObjects:
                 raise translate(rejected[1], ref, "update", host=self._host())
             ops = plan(obj)
             if not ops:
-                return
+                return obj
             guard = {"op": "test", "path": "/metadata/resourceVersion", "value": version}
             try:
-                self.api.patch_namespaced_custom_object(
+                stored = self.api.patch_namespaced_custom_object(
                     ref.group, ref.version, ref.namespace, ref.plural, ref.name,
                     [guard, *ops], field_manager=self._conn.field_manager,
                     _content_type=JSON_PATCH, _request_timeout=self._conn.timeout)
-                return
+                return stored if isinstance(stored, dict) else self.get(ref)
             except ApiException as exc:
                 if exc.status not in (409, 422):
                     raise translate(exc, ref, "update", host=self._host()) from exc

@@ -19,6 +19,29 @@ file on disk is never a config nginx refused, even if canary is killed half-way.
 reload itself fails, the previous file is put back so the file keeps matching what nginx
 serves. ``get_weights`` therefore reads the split from the file.
 
+Header/cookie matches, session affinity and mirroring (``match``, ``sticky``, a stage's
+``mirror``; see features.py) need two more marked blocks, which canary renders whole: one
+at ``http`` level (an upstream per side, the maps that pick one, the mirror split) and one
+inside the ``location`` that serves the service (its ``proxy_pass``, the affinity cookie,
+the ``mirror`` subrequest)::
+
+    http {
+        upstream checkout { ... the block above ... }
+        # canary:begin checkout routes
+        # canary:end checkout routes
+        server {
+            location / {
+                # canary:begin checkout location
+                # canary:end checkout location
+            }
+        }
+    }
+
+Routing order: a matching request goes to the canary; otherwise an affinity cookie names
+the side (honoured only while that side has traffic, so a rollback moves canary cookie
+holders back to stable); otherwise the weighted upstream decides, and the answer sets the
+cookie to the side that served it. See routes.py for the rendered lines.
+
 Weights: every stable server gets ``stable% * len(canary)`` and every canary server
 ``canary% * len(stable)``, reduced by their common divisor, so each side's share is exact
 (95/5 over one server each renders ``weight=19`` / ``weight=1``). nginx rejects
@@ -42,6 +65,10 @@ from pydantic.alias_generators import to_camel
 from canary.durations import parse_duration
 from canary.errors import RouterError
 from canary.model import Weights
+from canary.routers.features import Match, Routes, Sticky
+from canary.routers.nginx_routes import parse_routes, render_location, render_routes
+
+FEATURES = frozenset({"match", "sticky", "mirror"})
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 # host:port, [v6]:port or unix:/path; no spaces, ";" or braces that could escape the block.
@@ -69,6 +96,8 @@ class Config(BaseModel):
     error_log: str | None = None
     nginx_binary: str = "nginx"
     timeout: Seconds = 10.0
+    match: Match | None = None
+    sticky: Sticky | None = None
 
     @field_validator("upstream")
     @classmethod
@@ -169,6 +198,8 @@ class NginxRouter:
     error_log: str | None = None
     nginx_binary: str = "nginx"
     timeout: float = 10.0
+    match: Match | None = None
+    sticky: Sticky | None = None
 
     def describe(self) -> str:
         return f"nginx upstream {self.upstream} in {self.config}"
@@ -178,6 +209,8 @@ class NginxRouter:
         block = self._locate(lines)
         split_from(lines[block.start:block.end], stable=self.stable, canary=self.canary,
                    where=self.config)
+        if self._routes_in(lines) is not None:
+            self._find_block(lines, "location")
         self._nginx("-t", config=self.config)
 
     def get_weights(self) -> Weights:
@@ -192,10 +225,56 @@ class NginxRouter:
 
     def set_weights(self, weights: Weights) -> None:
         lines = self._read()
+        routes = self._routes_in(lines)
+        self._apply(lines, weights, routes)
+
+    def get_routes(self) -> Routes:
+        return self._routes_in(self._read()) or Routes()
+
+    def set_routes(self, routes: Routes) -> None:
+        lines = self._read()
+        if self._routes_in(lines) is None:
+            if routes == Routes():
+                return  # nothing asked of a config without the routing blocks
+            raise RouterError(
+                f"{self.config}: matches and mirroring need the `# canary:begin "
+                f"{self.upstream} routes` and `# canary:begin {self.upstream} location` "
+                "blocks (see the nginx router's documentation)")
+        if routes.match and self.match is None:
+            raise RouterError("this router has no match configured (spec.router.match)")
+        block = self._locate(lines)
+        split = split_from(lines[block.start:block.end], stable=self.stable,
+                           canary=self.canary, where=self.config)
+        self._apply(lines, split or Weights(canary=0), routes)
+
+    def _routes_in(self, lines: Sequence[str]) -> Routes | None:
+        """The routes the file's routes block renders; None when it has no such block."""
+        found = self._find_block(lines, "routes")
+        if found is None:
+            if self.match is not None or self.sticky is not None:
+                raise RouterError(
+                    f"{self.config}: spec.router.match and sticky need a `# canary:begin "
+                    f"{self.upstream} routes` ... `# canary:end {self.upstream} routes` block "
+                    "at http level and a `location` block inside the service's location")
+            return None
+        return parse_routes(lines[found.start:found.end])
+
+    def _apply(self, lines: list[str], weights: Weights, routes: Routes | None) -> None:
         block = self._locate(lines)
         servers = render_servers(weights, stable=self.stable, canary=self.canary,
                                  indent=block.indent)
         new = [*lines[:block.start], *(s + "\n" for s in servers), *lines[block.end:]]
+        if routes is not None:
+            for kind, render in (("routes", render_routes), ("location", render_location)):
+                found = self._find_block(new, kind)
+                if found is None:
+                    raise RouterError(f"{self.config}: no `# canary:begin {self.upstream} "
+                                      f"{kind}` ... `# canary:end {self.upstream} {kind}` block")
+                body = render(upstream=self.upstream, stable=self.stable, canary=self.canary,
+                              weights=weights, routes=routes, match=self.match,
+                              sticky=self.sticky)
+                new = [*new[:found.start], *(found.indent + b + "\n" for b in body),
+                       *new[found.end:]]
         if new == lines:
             return  # already the file nginx was last reloaded with
         old_text, new_text = "".join(lines), "".join(new)
@@ -217,6 +296,22 @@ class NginxRouter:
             # nginx still serves the previous config: put its file back so they agree.
             os.replace(self._write_temp(old_text), self.config)
             raise
+
+    def _find_block(self, lines: Sequence[str], kind: str) -> _Block | None:
+        begin = [i for i, line in enumerate(lines)
+                 if line.split() == ["#", "canary:begin", self.upstream, kind]]
+        end = [i for i, line in enumerate(lines)
+               if line.split() == ["#", "canary:end", self.upstream, kind]]
+        if not begin and not end:
+            return None
+        if len(begin) != 1 or len(end) != 1 or end[0] < begin[0]:
+            raise RouterError(
+                f"{self.config}: expected one `# canary:begin {self.upstream} {kind}` line "
+                f"followed by one `# canary:end {self.upstream} {kind}` line; found "
+                f"{len(begin)} begin and {len(end)} end markers")
+        marker = lines[begin[0]]
+        return _Block(start=begin[0] + 1, end=end[0],
+                      indent=marker[:len(marker) - len(marker.lstrip())])
 
     def reset(self) -> None:
         self.set_weights(Weights(canary=0))
@@ -299,4 +394,6 @@ def from_config(config: Config) -> NginxRouter:
         error_log=config.error_log,
         nginx_binary=config.nginx_binary,
         timeout=config.timeout,
+        match=config.match,
+        sticky=config.sticky,
     )

@@ -11,6 +11,7 @@ Every adapter module defines ``Config`` (pydantic, the block minus ``type``) and
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from types import ModuleType
 from typing import Any
@@ -20,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 from canary.errors import InputError
 from canary.model import RouterSpec
 from canary.routers.base import Router
+from canary.routers.features import FEATURE_NAMES
 
 # Routers whose client library is an optional extra of the canary package.
 EXTRAS: dict[str, str] = {"kubernetes": "kubernetes"}  # top-level import -> canary[extra]
@@ -62,8 +64,29 @@ def router_config_model(type_name: str) -> type[BaseModel]:
     return model
 
 
+def router_features(type_name: str) -> frozenset[str]:
+    """What a router type can do beyond a weighted split (see features.py)."""
+    return frozenset(getattr(_module(type_name), "FEATURES", frozenset()))
+
+
+def require_feature(type_name: str, feature: str, *, field: str) -> None:
+    """InputError naming the router and the feature when ``type_name`` cannot do it."""
+    if feature in router_features(type_name):
+        return
+    able = []
+    for other in sorted(ROUTER_TYPES):
+        with contextlib.suppress(InputError):  # an adapter whose extra is not installed
+            if feature in router_features(other):
+                able.append(other)
+    raise InputError(f"router type {type_name!r} cannot do {FEATURE_NAMES[feature]}; "
+                     f"routers that can: {', '.join(able) or 'none yet'}", field=field)
+
+
 def build_router(spec: RouterSpec) -> Router:
     """A Router for ``spec``; InputError naming the field when an option is invalid."""
+    for feature in ("match", "sticky"):
+        if feature in spec.options:
+            require_feature(spec.type, feature, field=f"router.{feature}")
     model = router_config_model(spec.type)
     try:
         config = model.model_validate(dict(spec.options))

@@ -3,6 +3,13 @@
 Linkerd (through its SMI extension), Open Service Mesh and others split the traffic sent
 to a root Service between the TrafficSplit's backends in proportion to their weights.
 canary writes stable=100-N and canary=N into the two backends, which must exist.
+
+A TrafficSplit is weights: no mirroring, no session affinity, and its ``matches``
+(HTTPRouteGroups, v1alpha3 and later) only narrow which requests that one split applies
+to; sending matched requests to the canary would take a second TrafficSplit, which canary
+does not manage. So this router
+declares none of the features in features.py, and a rollout asking for one is refused as
+an input error naming smi and the feature.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from canary.routers.kube import (
     WeightedPair,
     find_pair,
 )
+
+FEATURES: frozenset[str] = frozenset()
 
 GROUP = "split.smi-spec.io"
 

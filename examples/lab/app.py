@@ -39,20 +39,26 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ErrorSchedule:
-    """Decides which requests fail: the n-th fails when floor(n*rate) steps up."""
+    """Decides which requests fail: the n-th fails when floor(n*rate) steps up.
 
-    def __init__(self, rate: float) -> None:
+    With ``after``, the first ``after`` requests never fail: a version that breaks only
+    once real load reaches it (a leak, a pool that runs dry), which a preview with a
+    handful of requests cannot see.
+    """
+
+    def __init__(self, rate: float, *, after: int = 0) -> None:
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"error rate must be within 0..1, got {rate}")
         self._rate = rate
+        self._after = after
         self._count = 0
         self._lock = threading.Lock()
 
     def next_fails(self) -> bool:
         with self._lock:
-            before = int(self._count * self._rate)
             self._count += 1
-            return int(self._count * self._rate) > before
+            n = self._count - self._after
+            return n > 0 and int(n * self._rate) > int((n - 1) * self._rate)
 
 
 def make_server(
@@ -63,6 +69,7 @@ def make_server(
     error_rate: float = 0.0,
     latency: float = 0.0,
     host: str = "127.0.0.1",
+    fail_after: int = 0,
 ) -> ThreadingHTTPServer:
     """An HTTP server (not yet serving) for one version of the demo service."""
     if not ipaddress.ip_address(host).is_loopback:
@@ -79,7 +86,7 @@ def make_server(
     for code in ("200", "500"):
         requests.labels(service, version, code)
     timer = duration.labels(service, version)
-    schedule = ErrorSchedule(error_rate)
+    schedule = ErrorSchedule(error_rate, after=fail_after)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as a proxy in front would use
@@ -126,12 +133,14 @@ def start_app(
     error_rate: float = 0.0,
     latency: float = 0.0,
     port: int | None = None,
+    fail_after: int = 0,
 ) -> Server:
     """Run the app as its own process on a free loopback port; ``info['url']`` is its URL."""
     port = port or free_port()
     argv = [
         sys.executable, "-m", "examples.lab.app", "--port", str(port), "--version", version,
         "--service", service, "--error-rate", str(error_rate), "--latency", str(latency),
+        "--fail-after", str(fail_after),
     ]
     log = Path(workdir) / f"app-{port}.log"
     server = Server(name=f"app {service} {version}", argv=argv, log_path=str(log))
@@ -157,10 +166,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--service", default="checkout")
     parser.add_argument("--error-rate", type=float, default=0.0, help="share answered 500")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--fail-after", type=int, default=0,
+                        help="answer this many requests without errors first")
     args = parser.parse_args(argv)
     try:
         server = make_server(args.port, version=args.version, service=args.service,
-                             error_rate=args.error_rate, latency=args.latency, host=args.host)
+                             error_rate=args.error_rate, latency=args.latency, host=args.host,
+                         fail_after=args.fail_after)
     except ValueError as exc:
         parser.error(str(exc))
     print(f"{args.service} {args.version} listening on http://{args.host}:{args.port}",

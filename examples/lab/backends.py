@@ -28,6 +28,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _NamedServer
 
     def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.hits += 1
         body = self.server.name.encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
@@ -44,6 +46,8 @@ class _NamedServer(ThreadingHTTPServer):
 
     def __init__(self, name: str, port: int) -> None:
         self.name = name
+        self.hits = 0  # requests received, answered to a client or not (mirrors)
+        self.lock = threading.Lock()
         super().__init__(("127.0.0.1", port), _Handler)
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -64,6 +68,11 @@ class Backend:
     @property
     def port(self) -> int:
         return int(self.server.server_address[1])
+
+    @property
+    def hits(self) -> int:
+        """Requests this backend received, including mirrored ones nobody saw answered."""
+        return self.server.hits
 
     @property
     def address(self) -> str:

@@ -6,8 +6,11 @@ the protocol they use the way the real one does: GET, PUT and PATCH on
 ``/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}``; a resourceVersion bumped on
 every write; a stale one answered 409 Conflict; merge-patch and JSON-patch bodies; a failed
 JSON-patch ``test`` answered 422; strategic merge patch refused with 415 as for any CRD;
-errors as ``Status`` objects. Server-side apply, lists, watches and admission are not
-implemented. Tests can make it fail, stall, or change an object between a read and a write.
+errors as ``Status`` objects. Given a CRD's ``openAPIV3Schema`` for a kind (``schemas``), it
+prunes unknown fields on every write as the real server does for structural schemas (so a
+field missing from the installed CRD channel silently disappears); it does not validate.
+Server-side apply, lists, watches and admission are not implemented. Tests can make it
+fail, stall, or change an object between a read and a write.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class FakeKube:
     token: str | None = None  # when set, requests need "Authorization: Bearer <token>"
     delay: float = 0.0  # seconds to stall every request before answering
     requests: list[Request] = field(default_factory=list)
+    schemas: dict[str, Obj] = field(default_factory=dict)  # kind -> openAPIV3Schema
 
     def __post_init__(self) -> None:
         self._kinds = {r.kind: r for r in self.resources}
@@ -135,6 +139,7 @@ class FakeKube:
         meta.setdefault("generation", 1)
         if obj.get("kind") not in self._kinds:
             raise KeyError(f"this fake serves no kind {obj.get('kind')!r}")
+        obj = self._pruned(obj)
         with self._lock:
             meta["resourceVersion"] = self._bump()
             self._objects[(obj["kind"], meta["namespace"], meta["name"])] = obj
@@ -160,6 +165,14 @@ class FakeKube:
     def delete(self, kind: str, namespace: str, name: str) -> None:
         with self._lock:
             del self._objects[(kind, namespace, name)]
+
+    def _pruned(self, obj: Obj) -> Obj:
+        schema = self.schemas.get(str(obj.get("kind")))
+        if schema is None:
+            return obj
+        body = prune({k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")},
+                     schema)
+        return {**body, **{k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}}
 
     # -- misbehaviour ------------------------------------------------------------------
     def fail_next(self, status: int, *, times: int | None = 1,
@@ -256,6 +269,7 @@ class FakeKube:
         new_meta["generation"] = meta.get("generation", 1) + int(changed)
         new_meta["resourceVersion"] = self._bump()
         new["apiVersion"], new["kind"] = f"{res.group}/{version}", res.kind
+        new = self._pruned(new)
         self._objects[(res.kind, meta["namespace"], meta["name"])] = new
         return 200, copy.deepcopy(new)
 
@@ -304,6 +318,23 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that timed out and hung up is expected here, not a failure
+
+
+def prune(value: Any, schema: Obj) -> Any:
+    """``value`` without the fields ``schema`` does not declare (structural pruning)."""
+    if isinstance(value, dict):
+        if schema.get("x-kubernetes-preserve-unknown-fields"):
+            return value
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        if isinstance(props, dict):
+            return {k: prune(v, props[k]) for k, v in value.items() if k in props}
+        if isinstance(extra, dict):
+            return {k: prune(v, extra) for k, v in value.items()}
+        return {}  # an object schema that declares nothing keeps nothing
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune(v, schema["items"]) for v in value]
+    return value
 
 
 class PatchError(ValueError):

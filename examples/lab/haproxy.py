@@ -33,7 +33,11 @@ def runtime_command(socket_path: str, command: str, *, timeout: float = 2.0) -> 
 
 
 def render_config(*, backend: str, servers: Mapping[str, int], weights: Mapping[str, int],
-                  port: int, socket_path: str, admin_port: int) -> str:
+                  port: int, socket_path: str, admin_port: int,
+                  canary: Collection[str] = (), match_acl: str | None = None,
+                  match_header: str = "X-Canary", sticky_cookie: str | None = None) -> str:
+    """haproxy.cfg; with ``match_acl`` and ``sticky_cookie`` the lines the HAProxy router's
+    matches and affinity need (see canary/routers/haproxy.py)."""
     lines = [
         "global",
         f"    stats socket {socket_path} mode 600 level admin",
@@ -49,19 +53,28 @@ def render_config(*, backend: str, servers: Mapping[str, int], weights: Mapping[
         f"backend {backend}",
         "    balance roundrobin",
     ]
+    if match_acl is not None:
+        lines += [f"    acl canary_match req.hdr({match_header}) -m str -f {match_acl}",
+                  *(f"    use-server {name} if canary_match" for name in canary)]
+    if sticky_cookie is not None:
+        lines += [f"    cookie {sticky_cookie} insert indirect nocache maxlife 1h",
+                  "    option redispatch"]
     lines += [f"    server {name} 127.0.0.1:{p} weight {weights[name]}"
+              + (f" cookie {name}" if sticky_cookie is not None else "")
               for name, p in servers.items()]
     return "\n".join(lines) + "\n"
 
 
 def start_haproxy(workdir: str | Path, *, backend: str, servers: Mapping[str, int],
                   canary: Collection[str] = (), port: int | None = None,
-                  timeout: float = 10.0) -> Server:
+                  timeout: float = 10.0, match_header: str | None = None,
+                  sticky_cookie: str | None = None) -> Server:
     """Start ``haproxy -db`` with ``servers`` (name -> backend port) in ``backend``.
 
     ``canary`` names the servers that start at weight 0. ``Server.info`` holds ``port``
     (the frontend), ``socket`` (unix admin socket), ``admin_port`` (the same API over
-    TCP), ``config`` and ``backend``.
+    TCP), ``config``, ``backend`` and, with ``match_header``, ``match_acl`` (the empty ACL
+    file that sends requests carrying the header's listed values to the canary).
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -71,8 +84,15 @@ def start_haproxy(workdir: str | Path, *, backend: str, servers: Mapping[str, in
     admin_port = free_port()
     socket_path = str(workdir / "admin.sock")
     config = workdir / "haproxy.cfg"
+    match_acl = None
+    if match_header is not None:
+        match_acl = str(workdir / "canary-match.acl")
+        Path(match_acl).write_text("")
     config.write_text(render_config(backend=backend, servers=servers, weights=weights,
-                                    port=port, socket_path=socket_path, admin_port=admin_port))
+                                    port=port, socket_path=socket_path, admin_port=admin_port,
+                                    canary=canary, match_acl=match_acl,
+                                    match_header=match_header or "X-Canary",
+                                    sticky_cookie=sticky_cookie))
     check = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True,
                            check=False)
     if check.returncode != 0:
@@ -82,7 +102,7 @@ def start_haproxy(workdir: str | Path, *, backend: str, servers: Mapping[str, in
     server = Server(name="haproxy", argv=[HAPROXY, "-db", "-f", str(config)],
                     log_path=str(workdir / "haproxy.log"))
     server.info.update(port=port, socket=socket_path, admin_port=admin_port,
-                       config=str(config), backend=backend)
+                       config=str(config), backend=backend, match_acl=match_acl)
     server.start()
 
     def answers() -> bool:

@@ -70,6 +70,7 @@ def run_load(
     duration: float | None,
     stop: threading.Event | None = None,
     timeout: float = 2.0,
+    headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
     """Send GET ``url`` at ``rps`` until ``duration`` s passed or ``stop`` is set.
 
@@ -85,7 +86,7 @@ def run_load(
     versions: Counter[str] = Counter()
     sent = failures = 0
     period = 1.0 / rps
-    with httpx.Client(timeout=timeout, trust_env=False) as client:
+    with httpx.Client(timeout=timeout, trust_env=False, headers=headers) as client:
         # The clock starts once the client exists: building it (SSL context) takes ~0.1 s.
         start = time.monotonic()
         deadline = None if duration is None else start + duration
@@ -114,21 +115,23 @@ class Load:
     """``run_load`` on a background thread: ``start()``, then ``stop()`` returns the result."""
 
     def __init__(self, url: str, *, rps: float, duration: float | None = None,
-                 timeout: float = 2.0) -> None:
+                 timeout: float = 2.0, headers: Mapping[str, str] | None = None) -> None:
         check_loopback(url)
         self.url = url
         self._stop = threading.Event()
         self._result: LoadResult | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._run, kwargs={"rps": rps, "duration": duration, "timeout": timeout},
+            target=self._run, kwargs={"rps": rps, "duration": duration, "timeout": timeout,
+                                      "headers": headers},
             name=f"load {url}", daemon=True,
         )
 
-    def _run(self, *, rps: float, duration: float | None, timeout: float) -> None:
+    def _run(self, *, rps: float, duration: float | None, timeout: float,
+             headers: Mapping[str, str] | None) -> None:
         try:
             self._result = run_load(self.url, rps=rps, duration=duration, stop=self._stop,
-                                    timeout=timeout)
+                                    timeout=timeout, headers=headers)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller in stop()
             self._error = exc
 

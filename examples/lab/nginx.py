@@ -19,7 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from canary.model import Weights
+from canary.routers.features import Match, Routes, Sticky
 from canary.routers.nginx import render_servers
+from canary.routers.nginx_routes import render_location, render_routes
 from examples.lab.proc import Server, free_port, port_open, wait_until
 
 NGINX = "/usr/sbin/nginx"
@@ -27,9 +29,26 @@ _TEMPS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 
 
 def render_config(*, upstream: str, stable: Sequence[str], canary: Sequence[str],
-                  port: int) -> str:
+                  port: int, match: Match | None = None, sticky: Sticky | None = None,
+                  routes: bool = False) -> str:
+    """nginx.conf; with ``routes`` the blocks for matches, affinity and mirroring too,
+    rendered as the nginx router renders them at 0% (see canary/routers/nginx_routes.py)."""
     servers = render_servers(Weights(canary=0), stable=stable, canary=canary,
                              indent="        ")
+    location = f"        location / {{ proxy_pass http://{upstream}; }}\n"
+    http_block = ""
+    if routes:
+        args = {"upstream": upstream, "stable": stable, "canary": canary,
+                "weights": Weights(canary=0), "routes": Routes(), "match": match,
+                "sticky": sticky}
+        http_block = (f"    # canary:begin {upstream} routes\n"
+                      + "".join(f"    {line}\n" for line in render_routes(**args))
+                      + f"    # canary:end {upstream} routes\n")
+        location = ("        location / {\n"
+                    f"            # canary:begin {upstream} location\n"
+                    + "".join(f"            {line}\n" for line in render_location(**args))
+                    + f"            # canary:end {upstream} location\n"
+                    "        }\n")
     temps = "".join(f"    {t}_temp_path tmp/{t};\n" for t in _TEMPS)
     return (
         "daemon off;\n"
@@ -46,9 +65,10 @@ def render_config(*, upstream: str, stable: Sequence[str], canary: Sequence[str]
         + "".join(s + "\n" for s in servers)
         + f"        # canary:end {upstream}\n"
         "    }\n"
+        f"{http_block}"
         "    server {\n"
         f"        listen 127.0.0.1:{port};\n"
-        f"        location / {{ proxy_pass http://{upstream}; }}\n"
+        f"{location}"
         "    }\n"
         "}\n"
     )
@@ -63,7 +83,8 @@ def nginx_argv(server: Server, *args: str) -> list[str]:
 
 def start_nginx(workdir: str | Path, *, upstream: str, stable: Sequence[str],
                 canary: Sequence[str], port: int | None = None,
-                timeout: float = 10.0) -> Server:
+                timeout: float = 10.0, match: Match | None = None,
+                sticky: Sticky | None = None, routes: bool = False) -> Server:
     """Start nginx in prefix ``workdir`` proxying ``upstream`` to the given host:ports.
 
     ``Server.info`` holds ``port``, ``prefix``, ``config``, ``error_log``, ``upstream``.
@@ -74,7 +95,7 @@ def start_nginx(workdir: str | Path, *, upstream: str, stable: Sequence[str],
     port = port or free_port()
     config = prefix / "conf" / "nginx.conf"
     config.write_text(render_config(upstream=upstream, stable=stable, canary=canary,
-                                    port=port))
+                                    port=port, match=match, sticky=sticky, routes=routes))
     server = Server(name="nginx", argv=[], log_path=str(prefix / "logs" / "stdout.log"))
     server.info.update(port=port, prefix=str(prefix), config=str(config),
                        error_log=str(prefix / "logs" / "error.log"), upstream=upstream)

@@ -40,6 +40,9 @@ def lab() -> Iterator[Lab]:
             "1.0.0": start_app(workdir, version="1.0.0", latency=0.002),
             "2.0.0": start_app(workdir, version="2.0.0", latency=0.002),
             "3.0.0": start_app(workdir, version="3.0.0", latency=0.002, error_rate=0.4),
+            # breaks under real load only: a preview's few requests cannot see it
+            "4.0.0": start_app(workdir, version="4.0.0", latency=0.002, error_rate=0.4,
+                               fail_after=150),
         }
         servers.extend(apps.values())
         prom = start_prometheus(workdir / "prom",

@@ -123,6 +123,36 @@ def test_put_needs_a_resource_version(api: CustomObjectsApi) -> None:
     assert info.value.status == 422
 
 
+SPLIT_SCHEMA = {"type": "object", "properties": {
+    "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+    "metadata": {"type": "object"},
+    "spec": {"type": "object", "properties": {
+        "service": {"type": "string"},
+        "backends": {"type": "array", "items": {"type": "object", "properties": {
+            "service": {"type": "string"}, "weight": {"type": "integer"}}}},
+        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}}}
+
+
+def test_fields_the_schema_does_not_declare_are_pruned_on_every_write() -> None:
+    with FakeKube(schemas={"TrafficSplit": SPLIT_SCHEMA}) as fake:
+        split: dict[str, Any] = json.loads(json.dumps(SPLIT))
+        stored = fake.create({**split, "status": {"x": 1}, "spec": {
+            **split["spec"], "shadow": "dropped", "extra": {"kept": {"a": 1}},
+            "labels": {"k": "v"}}})
+        assert "status" not in stored and "shadow" not in stored["spec"]
+        assert stored["spec"]["extra"] == {"kept": {"a": 1}}
+        assert stored["metadata"]["labels"] == {"a": "1"}  # metadata is never pruned
+        client = api_for(fake.configuration())
+        answer = patch(client, [{"op": "add", "path": "/spec/backends/0/mirror", "value": 5},
+                                {"op": "add", "path": "/spec/labels/x", "value": "y"}],
+                       "application/json-patch+json")
+        client.api_client.close()
+        assert answer["spec"]["backends"][0] == {"service": "v1", "weight": 100}
+        assert answer["spec"]["labels"] == {"k": "v", "x": "y"}
+        assert fake.get("TrafficSplit", "prod", "web") == answer
+
+
 def test_strategic_merge_patch_is_refused_for_custom_objects(api: CustomObjectsApi) -> None:
     with pytest.raises(ApiException) as info:
         patch(api, {"spec": {"service": "x"}}, "application/strategic-merge-patch+json")

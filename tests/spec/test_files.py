@@ -91,7 +91,7 @@ def test_defaults_and_short_stage_form(tmp_path: Path) -> None:
     (("  service: checkout\n", "  service: checkout\n  servce: x\n"), 7, "spec.servce",
      "unknown field"),
     (("type: haproxy", "type: haproxyy"), 10, "spec.router.type", "unknown router type"),
-    (("{weight: 50}", "{weight: 3}"), 15, "spec.stages", "must go up"),
+    (("{weight: 50}", "{weight: 3}"), 17, "spec.stages[1]", "must go up"),
     (("pause: 30s", "pause: 30 seconds"), 16, "spec.stages[0].pause", "duration"),
     (("kind: Rollout", "kind: Rollot"), 2, "kind", "Rollout"),
     (("${SLACK_URL:-http://127.0.0.1:1/hook}", "${CANARY_TEST_UNSET_VAR}"), 23,
