@@ -137,7 +137,7 @@ def _thresholds(policy: PolicySpec, recording: Recording, metrics: list[MetricSp
         for m in metrics:
             if p.t - start + 1e-9 < m.initial_delay:
                 continue
-            result = _check(m, window, seconds=policy.window)
+            result = _check(m, window, seconds=policy.window, family=policy.family)
             if result.outcome is Outcome.PASSED:
                 passed[m.name] = True
             failed = result.outcome is Outcome.FAILED
@@ -156,7 +156,8 @@ def _thresholds(policy: PolicySpec, recording: Recording, metrics: list[MetricSp
     return None, passed
 
 
-def _check(metric: MetricSpec, window: list[Any], *, seconds: float) -> MetricResult:
+def _check(metric: MetricSpec, window: list[Any], *, seconds: float,
+           family: str = "app") -> MetricResult:
     """One threshold check of ``metric`` over the recorded intervals in ``window``."""
     can = [p.canary for p in window if _usable(p.canary)]
     sta = [p.stable for p in window if _usable(p.stable)]
@@ -167,7 +168,7 @@ def _check(metric: MetricSpec, window: list[Any], *, seconds: float) -> MetricRe
         return result
     count = sum(v.requests for v in can)
     guarded = threshold.low_traffic(metric, count, value=result.value, query=query,
-                                    version="the canary", window=seconds)
+                                    version="the canary", window=seconds, family=family)
     return guarded or result
 
 

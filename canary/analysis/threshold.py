@@ -110,16 +110,41 @@ def evaluate(
     return why.result(Outcome.PASSED, value, f"{metric.name} = {fmt(value)} passes")
 
 
+# A quantile is judged only from enough requests that this many are expected on its far
+# side: the q-quantile of n requests is the (n(1 - q))-th slowest, and with fewer than
+# about ten beyond it one slow request moves it to another bucket (a p99 of 60 requests
+# is the slowest one). So p50 needs 20 requests, p90 100, p95 200, p99 1,000, p999 10,000.
+ESTIMABLE_TAIL = 10
+
+
+def quantile_min_requests(q: float) -> float:
+    """Fewest requests from which a q-quantile is estimable (see ESTIMABLE_TAIL)."""
+    return float(math.ceil(ESTIMABLE_TAIL / min(q, 1.0 - q) - 1e-9))
+
+
+def required_requests(metric: MetricSpec, *, family: str = "app") -> float | None:
+    """Requests the canary must have served in the window before ``metric`` is judged:
+    ``minRequests``, and for a latency quantile at least what makes it estimable."""
+    need = metric.min_requests
+    if metric.builtin == "latency" and (metric.family or family) != "haproxy":
+        need = max(need or 0.0, quantile_min_requests(metric.quantile))
+    return need
+
+
 def low_traffic(metric: MetricSpec, count: float, *, value: float | None, query: str,
-                version: str, window: float) -> MetricResult | None:
-    """INCONCLUSIVE when ``version`` served fewer than ``metric.min_requests``, else None."""
-    if metric.min_requests is None or count >= metric.min_requests:
+                version: str, window: float, family: str = "app") -> MetricResult | None:
+    """INCONCLUSIVE when ``version`` served fewer requests than ``metric`` needs (its
+    ``minRequests``, and for a quantile what makes it estimable), else None."""
+    need = required_requests(metric, family=family)
+    if need is None or count >= need:
         return None
     shown = "" if value is None else f"{metric.name} = {fmt(value)}, but "
+    why = "" if metric.min_requests is not None and need <= metric.min_requests else \
+        f" (a p{100 * metric.quantile:g} needs {ESTIMABLE_TAIL} beyond it)"
     return _Why(metric, query, window).result(
         Outcome.INCONCLUSIVE, value,
         f"{shown}only {fmt(count)} requests to {version} in the last "
-        f"{format_duration(window)}; {fmt(metric.min_requests)} needed to judge")
+        f"{format_duration(window)}; {fmt(need)} needed to judge{why}")
 
 
 @runtime_checkable
@@ -171,7 +196,7 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
                                              version=stable_version,
                                              stable_version=stable_version, side="stable"))
         count = None
-        if metric.min_requests is not None:
+        if required_requests(metric, family=policy.family) is not None:
             counted = single_value(run(request_count_query(
                 policy, service=service, version=version, metric=metric,
                 stable_version=stable_version)))
@@ -182,7 +207,7 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
     result = evaluate(metric, samples, query, stable=stable, window=window)
     if count is not None and result.outcome is not Outcome.ERROR:
         guarded = low_traffic(metric, count, value=result.value, query=query,
-                              version=version, window=policy.window)
+                              version=version, window=policy.window, family=policy.family)
         if guarded is not None:
             return guarded
     return result

@@ -81,7 +81,7 @@ def test_early_promotion_ends_the_scenario_early(tmp_path: Path) -> None:
 
 
 ERRORS = MetricSpec(name="error-rate", builtin="error-rate", max=0.02)
-LATENCY = MetricSpec(name="latency-p99", builtin="latency", quantile=0.99, max=0.45)
+LATENCY = MetricSpec(name="latency-p90", builtin="latency", quantile=0.9, max=0.25)
 CUSTOM = MetricSpec(name="queue", query="max(queue_depth)", max=100)
 
 
@@ -92,11 +92,21 @@ def test_threshold_metrics_without_a_sequential_spec() -> None:
     assert got["err+5-0"]["reason"].startswith("error-rate failed 1 time(s) (limit 0)")
     assert got["err+5-0"]["decidedAt"] == 60.0
     assert got["latency-x1.5-0"]["decision"] == "rollback"
-    assert "latency-p99" in got["latency-x1.5-0"]["reason"]
+    assert "latency-p90" in got["latency-x1.5-0"]["reason"]
     assert got["noise-0"]["decision"] == "promote"
     assert "queue" in got["noise-0"]["reason"]  # named as not replayable
     # 1 canary request a minute: an error rate of 0 proves little, but it passes
     assert got["low-traffic"]["decision"] in ("promote", "inconclusive")
+
+
+def test_a_p99_from_fewer_than_1000_requests_never_fails() -> None:
+    """The recordings have a few hundred canary requests a minute: a p99 there is one
+    of the slowest few requests, so it is inconclusive whatever its value."""
+    p99 = MetricSpec(name="latency-p99", builtin="latency", quantile=0.99, max=0.01)
+    got = {a["scenario"]: a for a in backtest_files(policy(p99), [str(DATA)])}
+    for answer in got.values():
+        assert answer["decision"] == "inconclusive"
+        assert "never measured as passing" in answer["reason"]
 
 
 def test_threshold_limits_and_guards() -> None:
