@@ -67,7 +67,7 @@ def test_shipped_policies_have_no_bound_a_healthy_service_can_cross(path: Path) 
             continue
         assert m.min is None and m.max is None, m.name
         assert m.relative_max is not None or m.relative_ratio is not None
-        assert m.min_requests is not None and m.min_requests >= 100
+        assert m.min_requests is not None and m.min_requests >= 50
 
 
 def test_low_traffic_guards_and_compares_with_stable() -> None:
