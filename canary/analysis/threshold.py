@@ -32,6 +32,10 @@ from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec, Verdict
 
 NO_SERIES = "the query returned no series (no traffic yet, or no such series or labels)"
 NAN = "the query returned NaN (no traffic in the window: 0/0)"
+# A relative bound whose stable side had no traffic in the window (the 100% stage, or a
+# stable version between bursts of traffic) compares with the stable version's rate over
+# this longer range: its baseline as recorded during the rollout.
+BASELINE_WINDOW = 3600.0
 
 
 def fmt(value: float) -> str:
@@ -79,12 +83,15 @@ def evaluate(
     *,
     stable: Sequence[Sample] | None = None,
     window: float | None = None,
+    baseline: float | None = None,
 ) -> MetricResult:
     """Judge one metric from the samples its query returned.
 
     ``stable`` holds the same query's samples for the stable version; it is needed only
     when the metric has a relative bound. ``window`` (seconds) is the range the query
     covers, named in the message; None when a custom query sets its own range.
+    ``baseline`` (seconds): ``stable`` is the stable version's baseline over that longer
+    range, because it had no traffic in the window (the 100% stage); the message says so.
     """
     why = _Why(metric, query, window)
     value = single_value(samples)
@@ -105,6 +112,9 @@ def evaluate(
                               f"{metric.name} = {fmt(value)}, but for the stable version "
                               f"{base}")
         failure = _relative_failure(metric, value, base)
+        if failure is not None and baseline is not None:
+            failure += (f" (its baseline over the last {format_duration(baseline)}: no "
+                        "stable traffic in the window)")
     if failure is not None:
         return why.result(Outcome.FAILED, value, f"{metric.name} = {fmt(value)} {failure}")
     return why.result(Outcome.PASSED, value, f"{metric.name} = {fmt(value)} passes")
@@ -189,12 +199,22 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
     window = policy.window if metric.builtin or _WINDOW.search(metric.query or "") else None
     try:
         samples = run(query)
-        stable = None
+        stable, baseline = None, None
         if stable_version is not None and (metric.relative_max is not None
                                            or metric.relative_ratio is not None):
             stable = run(render_metric_query(metric, policy, service=service,
                                              version=stable_version,
                                              stable_version=stable_version, side="stable"))
+            if single_value(stable) in (NO_SERIES, NAN) and policy.window < BASELINE_WINDOW:
+                # No stable traffic in the window (the 100% stage): compare with the
+                # stable version's own baseline over the rollout's last hour instead.
+                longer = replace(policy, window=BASELINE_WINDOW)
+                fallback = run(render_metric_query(metric, longer, service=service,
+                                                   version=stable_version,
+                                                   stable_version=stable_version,
+                                                   side="stable"))
+                if isinstance(single_value(fallback), float):
+                    stable, baseline = fallback, BASELINE_WINDOW
         count = None
         if required_requests(metric, family=policy.family) is not None:
             counted = single_value(run(request_count_query(
@@ -204,7 +224,8 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
     except CanaryError as exc:
         return _Why(metric, query, window).result(
             Outcome.ERROR, None, f"{metric.name} could not be measured: {exc}")
-    result = evaluate(metric, samples, query, stable=stable, window=window)
+    result = evaluate(metric, samples, query, stable=stable, window=window,
+                      baseline=baseline)
     if count is not None and result.outcome is not Outcome.ERROR:
         guarded = low_traffic(metric, count, value=result.value, query=query,
                               version=version, window=policy.window, family=policy.family)

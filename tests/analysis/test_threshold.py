@@ -14,6 +14,7 @@ import pytest
 
 from canary.analysis.queries import render_metric_query, request_count_query
 from canary.analysis.threshold import (
+    BASELINE_WINDOW,
     DeadlineProvider,
     evaluate,
     fmt,
@@ -332,3 +333,23 @@ def test_the_quantile_rule_adds_to_min_requests_and_skips_haproxy_means() -> Non
     assert required_requests(MetricSpec(name="mean", builtin="latency"),
                              family="haproxy") is None
     assert required_requests(MetricSpec(name="e", builtin="error-rate")) is None
+
+
+def test_without_stable_traffic_a_relative_bound_compares_with_the_stable_baseline() -> None:
+    """The 100% stage: no stable traffic in the window, so the stable version's own rate
+    over the last hour (recorded during the rollout) is what the canary is held to."""
+    m = MetricSpec(name="error-rate", builtin="error-rate", relative_max=0.25)
+    p = policy(m)
+    hour = replace(p, window=BASELINE_WINDOW)
+    stable_now = q(m, p, version="1.0.0")
+    stable_hour = render_metric_query(m, hour, service="checkout", version="1.0.0")
+    assert stable_hour != stable_now and "[1h]" in stable_hour
+    bad = run(p, Scripted({q(m, p): one(0.4), stable_now: one(math.nan),
+                           stable_hour: one(0.01)})).results[0]
+    assert bad.outcome is Outcome.FAILED
+    assert "above the stable version's 0.01 (its baseline over the last 1h" in bad.message
+    fine = run(p, Scripted({q(m, p): one(0.02), stable_now: [],
+                            stable_hour: one(0.01)})).results[0]
+    assert fine.outcome is Outcome.PASSED
+    never = run(p, Scripted({q(m, p): one(0.4), stable_now: [], stable_hour: []})).results[0]
+    assert never.outcome is Outcome.INCONCLUSIVE
