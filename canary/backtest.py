@@ -180,7 +180,8 @@ def _check(metric: MetricSpec, window: list[Any], *, seconds: float,
         return result
     count = sum(v.requests for v in can)
     guarded = threshold.low_traffic(metric, count, value=result.value, query=query,
-                                    version="the canary", window=seconds, family=family)
+                                    version="the canary", window=seconds, family=family,
+                                    failed=result.outcome is Outcome.FAILED)
     return guarded or result
 
 

@@ -120,10 +120,13 @@ def evaluate(
     return why.result(Outcome.PASSED, value, f"{metric.name} = {fmt(value)} passes")
 
 
-# A quantile is judged only from enough requests that this many are expected on its far
-# side: the q-quantile of n requests is the (n(1 - q))-th slowest, and with fewer than
-# about ten beyond it one slow request moves it to another bucket (a p99 of 60 requests
-# is the slowest one). So p50 needs 20 requests, p90 100, p95 200, p99 1,000, p999 10,000.
+# A quantile fails only from enough requests that this many are expected on its far side:
+# the q-quantile of n requests is the (n(1 - q))-th slowest, and with fewer than about ten
+# beyond it one slow request moves it to another bucket (a p99 of 60 requests is the
+# slowest one). So p50 needs 20 requests, p90 100, p95 200, p99 1,000, p99.9 10,000.
+# Below that a value over the bound is inconclusive; one within it still passes, as it
+# did before: it cannot fail the canary, and holding every stage of a quiet service for
+# a p99 it cannot estimate would stall it (the sequential judge covers latency there).
 ESTIMABLE_TAIL = 10
 
 
@@ -132,20 +135,23 @@ def quantile_min_requests(q: float) -> float:
     return float(math.ceil(ESTIMABLE_TAIL / min(q, 1.0 - q) - 1e-9))
 
 
-def required_requests(metric: MetricSpec, *, family: str = "app") -> float | None:
-    """Requests the canary must have served in the window before ``metric`` is judged:
-    ``minRequests``, and for a latency quantile at least what makes it estimable."""
+def required_requests(metric: MetricSpec, *, family: str = "app",
+                      failed: bool = True) -> float | None:
+    """Requests the canary must have served in the window for ``metric``'s check to
+    stand: ``minRequests``, and for a failed latency quantile at least what makes the
+    quantile estimable."""
     need = metric.min_requests
-    if metric.builtin == "latency" and (metric.family or family) != "haproxy":
+    if failed and metric.builtin == "latency" and (metric.family or family) != "haproxy":
         need = max(need or 0.0, quantile_min_requests(metric.quantile))
     return need
 
 
 def low_traffic(metric: MetricSpec, count: float, *, value: float | None, query: str,
-                version: str, window: float, family: str = "app") -> MetricResult | None:
+                version: str, window: float, family: str = "app",
+                failed: bool = True) -> MetricResult | None:
     """INCONCLUSIVE when ``version`` served fewer requests than ``metric`` needs (its
-    ``minRequests``, and for a quantile what makes it estimable), else None."""
-    need = required_requests(metric, family=family)
+    ``minRequests``; to fail a quantile, what makes it estimable), else None."""
+    need = required_requests(metric, family=family, failed=failed)
     if need is None or count >= need:
         return None
     shown = "" if value is None else f"{metric.name} = {fmt(value)}, but "
@@ -228,7 +234,8 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
                       baseline=baseline)
     if count is not None and result.outcome is not Outcome.ERROR:
         guarded = low_traffic(metric, count, value=result.value, query=query,
-                              version=version, window=policy.window, family=policy.family)
+                              version=version, window=policy.window, family=policy.family,
+                              failed=result.outcome is Outcome.FAILED)
         if guarded is not None:
             return guarded
     return result

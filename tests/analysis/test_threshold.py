@@ -312,7 +312,7 @@ def test_a_quantile_needs_ten_requests_beyond_it(quantile: float, needed: float)
     assert quantile_min_requests(quantile) == needed
 
 
-def test_a_p99_of_too_few_requests_is_inconclusive_never_failed() -> None:
+def test_a_p99_of_too_few_requests_is_inconclusive_never_failed_and_may_pass() -> None:
     """A p99 of 600 requests is about the 6th slowest: one slow path away from failing."""
     m = MetricSpec(name="p99", builtin="latency", quantile=0.99, relative_ratio=2)
     p = policy(m)
@@ -324,6 +324,10 @@ def test_a_p99_of_too_few_requests_is_inconclusive_never_failed() -> None:
     assert "1000 needed to judge (a p99 needs 10 beyond it)" in thin.message
     enough = run(p, Scripted({**answers, count: one(1000.0)})).results[0]
     assert enough.outcome is Outcome.FAILED
+    # within the bound it passes from any number of requests: it cannot fail the canary
+    fine = run(p, Scripted({q(m, p): one(0.4), q(m, p, version="1.0.0"): one(0.3),
+                            count: one(60.0)})).results[0]
+    assert fine.outcome is Outcome.PASSED
 
 
 def test_the_quantile_rule_adds_to_min_requests_and_skips_haproxy_means() -> None:
@@ -333,6 +337,7 @@ def test_the_quantile_rule_adds_to_min_requests_and_skips_haproxy_means() -> Non
     assert required_requests(MetricSpec(name="mean", builtin="latency"),
                              family="haproxy") is None
     assert required_requests(MetricSpec(name="e", builtin="error-rate")) is None
+    assert required_requests(MetricSpec(name="p99", builtin="latency"), failed=False) is None
 
 
 def test_without_stable_traffic_a_relative_bound_compares_with_the_stable_baseline() -> None:
