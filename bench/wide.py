@@ -229,11 +229,15 @@ def write(out: str, *, runs: int, bad_runs: int) -> dict[str, str]:
     return expected
 
 
-def backtest(policy: str, data: str) -> list[dict[str, Any]]:
-    """The real CLI, as a user runs it."""
-    exe = os.path.join(os.path.dirname(sys.executable), "canary")
-    done = subprocess.run([exe, "backtest", "--policy", policy, "--data", data, "-o", "json"],
-                          capture_output=True, text=True, check=False)
+def backtest(policy: str, data: str, *, code: str | None = None) -> list[dict[str, Any]]:
+    """The real CLI, as a user runs it; ``code``: a directory holding another version of
+    the ``canary`` package (e.g. ``git archive REV canary | tar -x -C DIR``)."""
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = code
+    done = subprocess.run([sys.executable, "-m", "canary", "backtest", "--policy", policy,
+                           "--data", data, "-o", "json"], capture_output=True, text=True,
+                          check=False, env=env, cwd=code)  # its own policies/ too
     if done.returncode not in (0, 1):
         raise SystemExit(f"canary backtest failed ({done.returncode}): {done.stderr[-2000:]}")
     return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
@@ -293,6 +297,7 @@ def main() -> None:
     ap.add_argument("--policy", action="append", default=[])
     ap.add_argument("--report", help="append the tables to this Markdown file")
     ap.add_argument("--no-write", action="store_true", help="reuse OUTDIR's recordings")
+    ap.add_argument("--code", help="run this copy of the canary package (the 'before')")
     a = ap.parse_args()
     if not a.no_write:
         t0 = time.perf_counter()
@@ -302,8 +307,8 @@ def main() -> None:
     parts = []
     for policy in a.policy:
         t0 = time.perf_counter()
-        rows = score(backtest(policy, a.out))
-        text = table(policy, rows)
+        rows = score(backtest(policy, os.path.abspath(a.out), code=a.code))
+        text = table(policy + (f" (code from {a.code})" if a.code else ""), rows)
         parts.append(text + f"\n(`canary backtest` took {time.perf_counter() - t0:.0f} s)\n")
         print(parts[-1], flush=True)
     if a.report and parts:
