@@ -27,7 +27,7 @@ from canary.model import SequentialSpec
 
 ALPHA = 0.02
 ALPHAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)
-FLAGGER = [(m, t) for m in (1.5, 2.0, 3.0) for t in (1, 2, 3, 5, 10)]
+FLAGGER = [(m, t) for m in (1.5, 2.0, 3.0) for t in (1, 2, 3, 5, 10)] + [(0.0, 5)]
 FLAGGER_DEFAULT = "flagger@2.0x/5"
 KAYENTA = (0.001, 0.01, 0.05)
 OUT = os.path.join(os.path.dirname(__file__), "results")

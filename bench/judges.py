@@ -124,7 +124,9 @@ class TwoSample:
 
 
 class Flagger:
-    """Every minute: canary error rate over the last minute <= max, p99 <= max."""
+    """Every minute: canary error rate over the last minute <= max, p99 <= max. A
+    multiplier of 0 is Flagger's documented defaults (flagger_name: ``flagger-defaults``):
+    request-success-rate >= 99%, request-duration p99 <= 500 ms, threshold 5 failed checks."""
 
     def __init__(self, runs: int, *, error_rate: float, configs: list[tuple[float, int]]):
         self.configs = configs  # (threshold multiplier, failed checks to roll back)
@@ -146,11 +148,18 @@ class Flagger:
         p99 = quantile(cl, 0.99)
         for cfg in self.configs:
             mult, limit = cfg
-            bad = (c == 0) | (rate > mult * self.base_err) \
-                | (p99 > (1 + (mult - 1) / 2) * self.base_p99)
+            if mult == 0:  # Flagger's documented defaults: success rate >= 99%, p99 <= 500 ms
+                bad = (c == 0) | (rate > 0.01) | (p99 > 0.5)
+            else:
+                bad = (c == 0) | (rate > mult * self.base_err) \
+                    | (p99 > (1 + (mult - 1) / 2) * self.base_p99)
             self.fails[cfg] += bad
             hit = (self.first[cfg] < 0) & (self.fails[cfg] >= limit)
             self.first[cfg][hit] = k
+
+
+def flagger_name(cfg: tuple[float, int]) -> str:
+    return "flagger-defaults" if cfg == (0.0, 5) else f"flagger@{cfg[0]}x/{cfg[1]}"
 
 
 def quantile_true(q: float) -> float:

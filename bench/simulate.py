@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bench.judges import Flagger, Kayenta, Oracle, Sequential, TwoSample
+from bench.judges import Flagger, Kayenta, Oracle, Sequential, TwoSample, flagger_name
 from bench.scenarios import (
     BOUNDS,
     DT,
@@ -73,7 +73,7 @@ def run_fixed(sc: Scenario, runs: int, seed: int, judge: SequentialJudge, *,
         out.first[f"sequential@{a}"] = seq.first[a]
     out.first[f"twosample@{judge.spec.alpha}"] = two.first
     for cfg in flagger:
-        out.first[f"flagger@{cfg[0]}x/{cfg[1]}"] = flag.first[cfg]
+        out.first[flagger_name(cfg)] = flag.first[cfg]
     for p in kayenta:
         out.first[f"kayenta@{p}"] = kay.first[p]
     stages = [np.full(CHECK_RUNS, k // STAGE_STEPS) for k in range(STEPS)]

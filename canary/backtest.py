@@ -134,10 +134,12 @@ def _thresholds(policy: PolicySpec, recording: Recording, metrics: list[MetricSp
         while next_check <= p.t + 1e-9:
             next_check += policy.interval
         window = [q for q in series[: i + 1] if q.t > p.t - policy.window + 1e-9]
+        hour = [q for q in series[: i + 1] if q.t > p.t - threshold.BASELINE_WINDOW + 1e-9]
         for m in metrics:
             if p.t - start + 1e-9 < m.initial_delay:
                 continue
-            result = _check(m, window, seconds=policy.window)
+            result = _check(m, window, seconds=policy.window, family=policy.family,
+                            baseline=hour)
             if result.outcome is Outcome.PASSED:
                 passed[m.name] = True
             failed = result.outcome is Outcome.FAILED
@@ -156,18 +158,30 @@ def _thresholds(policy: PolicySpec, recording: Recording, metrics: list[MetricSp
     return None, passed
 
 
-def _check(metric: MetricSpec, window: list[Any], *, seconds: float) -> MetricResult:
-    """One threshold check of ``metric`` over the recorded intervals in ``window``."""
+def _check(metric: MetricSpec, window: list[Any], *, seconds: float,
+           family: str = "app", baseline: list[Any] | None = None) -> MetricResult:
+    """One threshold check of ``metric`` over the recorded intervals in ``window``; a
+    relative bound without stable traffic there compares with ``baseline``'s (the last
+    hour), as the controller does."""
     can = [p.canary for p in window if _usable(p.canary)]
     sta = [p.stable for p in window if _usable(p.stable)]
     query = f"recorded {metric.builtin} of the canary over {format_duration(seconds)}"
     value, stable = _value(metric, can, seconds), _value(metric, sta, seconds)
-    result = threshold.evaluate(metric, value, query, stable=stable, window=seconds)
+    longer = None
+    if baseline is not None and threshold.single_value(stable) in (threshold.NO_SERIES,
+                                                                    threshold.NAN):
+        older = [p.stable for p in baseline if _usable(p.stable)]
+        base = _value(metric, older, threshold.BASELINE_WINDOW)
+        if isinstance(threshold.single_value(base), float):
+            stable, longer = base, threshold.BASELINE_WINDOW
+    result = threshold.evaluate(metric, value, query, stable=stable, window=seconds,
+                                baseline=longer)
     if result.outcome is Outcome.ERROR:
         return result
     count = sum(v.requests for v in can)
     guarded = threshold.low_traffic(metric, count, value=result.value, query=query,
-                                    version="the canary", window=seconds)
+                                    version="the canary", window=seconds, family=family,
+                                    failed=result.outcome is Outcome.FAILED)
     return guarded or result
 
 

@@ -5,8 +5,9 @@ HAProxy in front of them, Prometheus scraping them every second, a load generato
 local Slack-compatible receiver that prints what it gets. Then:
 
 1. `canary deploy` of 2.0.0 over 1.0.0: 5/25/50/100%, checked at each stage -> promoted;
-2. `canary deploy` of 3.0.0 over 2.0.0 (the store knows 2.0.0 is now stable): the first
-   check at 5% sees the errors -> traffic back on 2.0.0, Slack alert naming the metric.
+2. `canary deploy` of 3.0.0 over 2.0.0 (the store knows 2.0.0 is now stable): the
+   sequential judge sees the errors within seconds -> traffic back on 2.0.0, and the
+   rollback line and Slack alert say both error rates, the requests and the evidence.
 
 Run it with `./scripts/demo` (installs what is missing first).
 """
@@ -38,18 +39,9 @@ spec:
     url: ${PROMETHEUS_URL}
   interval: 3s
   window: 10s
-  metrics:
-    - name: error-rate
-      builtin: error-rate
-      max: 0.05
-      minRequests: 10
-      inconclusiveLimit: 20
-    - name: latency-p99
-      builtin: latency
-      quantile: 0.99
-      max: 0.25
-      minRequests: 10
-      inconclusiveLimit: 20
+  sequential:             # canary vs stable; its lines say rates, requests and evidence
+    alpha: 0.02
+    warmup: 2s
 """
 
 ROLLOUT = """\

@@ -249,7 +249,8 @@ class SequentialJudge:
                 name="latency", log_e=self._log_e(fam, self.lat_prior),
                 log_promote_e=_log_promote(fam, self.lat_prior),
                 canary=qc[-1] if qc else None, stable=qs[-1] if qs else None,
-                summary=latency(qc, qs)))
+                summary=latency(qc, qs, nc=float(np.sum(fam.counts[0])),
+                                ns=float(np.sum(fam.counts[1])))))
         return tuple(out)
 
     def _reason(self, state: JudgeState, decision: Decision, note: str,
@@ -270,8 +271,9 @@ class SequentialJudge:
                               for m in metrics)
             return (f"the canary is shown no worse than tolerated in this stage ({parts}; "
                     f"{num(state.stage_requests)} canary requests in the stage)")
-        parts = "; ".join(f"{m.name}: {m.summary}, evidence {e_value(m.log_e)}" for m in metrics)
-        return f"{parts}; rollback at {e_value(log_e)} >= {thr}{note}"
+        parts = "; ".join(f"{m.name}: {m.summary}; evidence {e_value(m.log_e)}"
+                          for m in metrics)
+        return f"{parts}; combined evidence {e_value(log_e)} < {thr} (rollback at {thr}){note}"
 
     def _step(self, state: JudgeState, decision: Decision, reason: str,
               metrics: tuple[MetricEvidence, ...], log_e: float, *, index: int) -> JudgeStep:

@@ -32,6 +32,10 @@ from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec, Verdict
 
 NO_SERIES = "the query returned no series (no traffic yet, or no such series or labels)"
 NAN = "the query returned NaN (no traffic in the window: 0/0)"
+# A relative bound whose stable side had no traffic in the window (the 100% stage, or a
+# stable version between bursts of traffic) compares with the stable version's rate over
+# this longer range: its baseline as recorded during the rollout.
+BASELINE_WINDOW = 3600.0
 
 
 def fmt(value: float) -> str:
@@ -79,12 +83,15 @@ def evaluate(
     *,
     stable: Sequence[Sample] | None = None,
     window: float | None = None,
+    baseline: float | None = None,
 ) -> MetricResult:
     """Judge one metric from the samples its query returned.
 
     ``stable`` holds the same query's samples for the stable version; it is needed only
     when the metric has a relative bound. ``window`` (seconds) is the range the query
     covers, named in the message; None when a custom query sets its own range.
+    ``baseline`` (seconds): ``stable`` is the stable version's baseline over that longer
+    range, because it had no traffic in the window (the 100% stage); the message says so.
     """
     why = _Why(metric, query, window)
     value = single_value(samples)
@@ -105,21 +112,55 @@ def evaluate(
                               f"{metric.name} = {fmt(value)}, but for the stable version "
                               f"{base}")
         failure = _relative_failure(metric, value, base)
+        if failure is not None and baseline is not None:
+            failure += (f" (its baseline over the last {format_duration(baseline)}: no "
+                        "stable traffic in the window)")
     if failure is not None:
         return why.result(Outcome.FAILED, value, f"{metric.name} = {fmt(value)} {failure}")
     return why.result(Outcome.PASSED, value, f"{metric.name} = {fmt(value)} passes")
 
 
+# A quantile fails only from enough requests that this many are expected on its far side:
+# the q-quantile of n requests is the (n(1 - q))-th slowest, and with fewer than about ten
+# beyond it one slow request moves it to another bucket (a p99 of 60 requests is the
+# slowest one). So p50 needs 20 requests, p90 100, p95 200, p99 1,000, p99.9 10,000.
+# Below that a value over the bound is inconclusive; one within it still passes, as it
+# did before: it cannot fail the canary, and holding every stage of a quiet service for
+# a p99 it cannot estimate would stall it (the sequential judge covers latency there).
+ESTIMABLE_TAIL = 10
+
+
+def quantile_min_requests(q: float) -> float:
+    """Fewest requests from which a q-quantile is estimable (see ESTIMABLE_TAIL)."""
+    return float(math.ceil(ESTIMABLE_TAIL / min(q, 1.0 - q) - 1e-9))
+
+
+def required_requests(metric: MetricSpec, *, family: str = "app",
+                      failed: bool = True) -> float | None:
+    """Requests the canary must have served in the window for ``metric``'s check to
+    stand: ``minRequests``, and for a failed latency quantile at least what makes the
+    quantile estimable."""
+    need = metric.min_requests
+    if failed and metric.builtin == "latency" and (metric.family or family) != "haproxy":
+        need = max(need or 0.0, quantile_min_requests(metric.quantile))
+    return need
+
+
 def low_traffic(metric: MetricSpec, count: float, *, value: float | None, query: str,
-                version: str, window: float) -> MetricResult | None:
-    """INCONCLUSIVE when ``version`` served fewer than ``metric.min_requests``, else None."""
-    if metric.min_requests is None or count >= metric.min_requests:
+                version: str, window: float, family: str = "app",
+                failed: bool = True) -> MetricResult | None:
+    """INCONCLUSIVE when ``version`` served fewer requests than ``metric`` needs (its
+    ``minRequests``; to fail a quantile, what makes it estimable), else None."""
+    need = required_requests(metric, family=family, failed=failed)
+    if need is None or count >= need:
         return None
     shown = "" if value is None else f"{metric.name} = {fmt(value)}, but "
+    why = "" if metric.min_requests is not None and need <= metric.min_requests else \
+        f" (a p{100 * metric.quantile:g} needs {ESTIMABLE_TAIL} beyond it)"
     return _Why(metric, query, window).result(
         Outcome.INCONCLUSIVE, value,
         f"{shown}only {fmt(count)} requests to {version} in the last "
-        f"{format_duration(window)}; {fmt(metric.min_requests)} needed to judge")
+        f"{format_duration(window)}; {fmt(need)} needed to judge{why}")
 
 
 @runtime_checkable
@@ -164,14 +205,24 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
     window = policy.window if metric.builtin or _WINDOW.search(metric.query or "") else None
     try:
         samples = run(query)
-        stable = None
+        stable, baseline = None, None
         if stable_version is not None and (metric.relative_max is not None
                                            or metric.relative_ratio is not None):
             stable = run(render_metric_query(metric, policy, service=service,
                                              version=stable_version,
                                              stable_version=stable_version, side="stable"))
+            if single_value(stable) in (NO_SERIES, NAN) and policy.window < BASELINE_WINDOW:
+                # No stable traffic in the window (the 100% stage): compare with the
+                # stable version's own baseline over the rollout's last hour instead.
+                longer = replace(policy, window=BASELINE_WINDOW)
+                fallback = run(render_metric_query(metric, longer, service=service,
+                                                   version=stable_version,
+                                                   stable_version=stable_version,
+                                                   side="stable"))
+                if isinstance(single_value(fallback), float):
+                    stable, baseline = fallback, BASELINE_WINDOW
         count = None
-        if metric.min_requests is not None:
+        if required_requests(metric, family=policy.family) is not None:
             counted = single_value(run(request_count_query(
                 policy, service=service, version=version, metric=metric,
                 stable_version=stable_version)))
@@ -179,10 +230,12 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
     except CanaryError as exc:
         return _Why(metric, query, window).result(
             Outcome.ERROR, None, f"{metric.name} could not be measured: {exc}")
-    result = evaluate(metric, samples, query, stable=stable, window=window)
+    result = evaluate(metric, samples, query, stable=stable, window=window,
+                      baseline=baseline)
     if count is not None and result.outcome is not Outcome.ERROR:
         guarded = low_traffic(metric, count, value=result.value, query=query,
-                              version=version, window=policy.window)
+                              version=version, window=policy.window, family=policy.family,
+                              failed=result.outcome is Outcome.FAILED)
         if guarded is not None:
             return guarded
     return result

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from canary.analysis.sequential import SequentialJudge
+from canary.analysis.sequential import SequentialJudge, VersionCounts
 from canary.backtest import backtest_files, backtest_recording
 from canary.errors import InputError
 from canary.model import MetricSpec, PolicySpec, SequentialSpec
-from canary.recording import load_recording
+from canary.recording import Point, Recording, load_recording
 
 DATA = Path(__file__).parent.parent / "data" / "backtest"
 EXPECTED = {"noise-0": "promote", "err+5-0": "rollback", "latency-x1.5-0": "rollback",
@@ -81,7 +81,7 @@ def test_early_promotion_ends_the_scenario_early(tmp_path: Path) -> None:
 
 
 ERRORS = MetricSpec(name="error-rate", builtin="error-rate", max=0.02)
-LATENCY = MetricSpec(name="latency-p99", builtin="latency", quantile=0.99, max=0.45)
+LATENCY = MetricSpec(name="latency-p90", builtin="latency", quantile=0.9, max=0.25)
 CUSTOM = MetricSpec(name="queue", query="max(queue_depth)", max=100)
 
 
@@ -92,11 +92,21 @@ def test_threshold_metrics_without_a_sequential_spec() -> None:
     assert got["err+5-0"]["reason"].startswith("error-rate failed 1 time(s) (limit 0)")
     assert got["err+5-0"]["decidedAt"] == 60.0
     assert got["latency-x1.5-0"]["decision"] == "rollback"
-    assert "latency-p99" in got["latency-x1.5-0"]["reason"]
+    assert "latency-p90" in got["latency-x1.5-0"]["reason"]
     assert got["noise-0"]["decision"] == "promote"
     assert "queue" in got["noise-0"]["reason"]  # named as not replayable
     # 1 canary request a minute: an error rate of 0 proves little, but it passes
     assert got["low-traffic"]["decision"] in ("promote", "inconclusive")
+
+
+def test_a_p99_from_fewer_than_1000_requests_never_fails() -> None:
+    """The recordings have a few hundred canary requests a minute: a p99 there is one
+    of the slowest few requests, so it is inconclusive whatever its value."""
+    p99 = MetricSpec(name="latency-p99", builtin="latency", quantile=0.99, max=0.01)
+    got = {a["scenario"]: a for a in backtest_files(policy(p99), [str(DATA)])}
+    for answer in got.values():
+        assert answer["decision"] == "inconclusive"
+        assert "never measured as passing" in answer["reason"]
 
 
 def test_threshold_limits_and_guards() -> None:
@@ -132,3 +142,23 @@ def test_bad_files_raise_input_errors_naming_them(tmp_path: Path) -> None:
 def test_a_recording_object_can_be_judged_directly() -> None:
     rec = load_recording(str(DATA / "err+5-0.json"))
     assert backtest_recording(SEQUENTIAL, rec)["decision"] == "rollback"
+
+
+def test_at_100_percent_a_relative_backstop_holds_the_canary_to_the_stable_baseline() -> None:
+    """Ten minutes at 50% (1% errors on both), then the stable version has no traffic:
+    a canary failing 40% of requests there is rolled back against stable's baseline."""
+    def at(t: float, canary_errors: float, stable: bool) -> Point:
+        return Point(t=t, canary=VersionCounts(requests=300, errors=canary_errors),
+                     stable=VersionCounts(requests=300, errors=3) if stable else None)
+    before = [at(15.0 * (k + 1), 3, True) for k in range(40)]
+    full = [at(600 + 15.0 * (k + 1), 120, False) for k in range(8)]
+    rec = Recording(name="full", service="s", interval=15.0, series=tuple(before + full))
+    backstop = MetricSpec(name="error-rate", builtin="error-rate", relative_max=0.25,
+                          min_requests=50)
+    got = backtest_recording(policy(backstop), rec)
+    assert got["decision"] == "rollback" and got["decidedAt"] > 600
+    assert "its baseline over the last 1h: no stable traffic in the window" in got["reason"]
+    healthy = Recording(name="ok", service="s", interval=15.0,
+                        series=tuple(before + [at(600 + 15.0 * (k + 1), 3, False)
+                                               for k in range(8)]))
+    assert backtest_recording(policy(backstop), healthy)["decision"] == "promote"

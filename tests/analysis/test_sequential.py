@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -267,3 +268,26 @@ def test_unusable_memory_is_an_input_error() -> None:
     broken = {**memory, "errors": {**memory["errors"], "rollback": [[0.0, 1.0]]}}
     with pytest.raises(InputError):
         other.update(broken, rollout(13)[5])
+
+
+def test_reasons_state_both_rates_the_requests_and_the_evidence_against_its_threshold(
+        ) -> None:
+    """What deploy prints, status shows and Slack sends: enough to check the decision."""
+    judge = SequentialJudge(SequentialSpec(alpha=0.02, tolerance=1.0))
+    err = judge.run(rollout(3, canary_err=0.05))
+    assert err.decision == "rollback"
+    assert re.fullmatch(
+        r"errors: the canary is worse than stable: canary [\d.]+% errors vs stable [\d.]+% "
+        r"over [\d,]+ canary requests \(\d+ failed\) and [\d,]+ stable \(\d+\); "
+        r"evidence [\d.,]+ >= 50 \(1/alpha, alpha 0.02\)", err.reason), err.reason
+    slow = judge.run(rollout(3, slower=1.5))
+    assert re.fullmatch(
+        r"latency: the canary is worse than stable: canary p(50|90|99) [\d.]+s vs stable "
+        r"[\d.]+s \(p\d+ [\d.]+s vs [\d.]+s, p\d+ [\d.]+s vs [\d.]+s\) over [\d,]+ canary "
+        r"requests and [\d,]+ stable; evidence [\d.,]+ >= 50 \(1/alpha, alpha 0.02\)",
+        slow.reason), slow.reason
+    calm = judge.run(rollout(3))
+    assert calm.decision == "continue"
+    assert re.search(r"errors: canary [\d.]+% errors vs stable .*; evidence [\d.]+; latency: "
+                     r"canary p\d+ .*; combined evidence [\d.]+ < 50 \(rollback at 50\)$",
+                     calm.reason), calm.reason

@@ -13,7 +13,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from canary.analysis.queries import render_metric_query, request_count_query
-from canary.analysis.threshold import DeadlineProvider, evaluate, fmt, measure, threshold_text
+from canary.analysis.threshold import (
+    BASELINE_WINDOW,
+    DeadlineProvider,
+    evaluate,
+    fmt,
+    measure,
+    quantile_min_requests,
+    required_requests,
+    threshold_text,
+)
 from canary.errors import InputError, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
 from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec
@@ -145,7 +154,9 @@ def test_measure_judges_every_metric_and_combines() -> None:
     errors = MetricSpec(name="error-rate", builtin="error-rate", max=0.01)
     latency = MetricSpec(name="latency", builtin="latency", max=0.5)
     p = policy(errors, latency)
-    provider = Scripted({q(errors, p): one(0.4), q(latency, p): one(0.02)})
+    count = request_count_query(p, service="checkout", version="2.0.0", metric=latency)
+    provider = Scripted({q(errors, p): one(0.4), q(latency, p): one(0.02),
+                         count: one(1000.0)})  # a p99 is judged from 1,000 requests up
     verdict = run(p, provider)
     assert verdict.outcome is Outcome.FAILED and verdict.at == AT
     assert [r.outcome for r in verdict.results] == [Outcome.FAILED, Outcome.PASSED]
@@ -293,3 +304,57 @@ def test_without_a_budget_a_plain_provider_is_asked_as_before() -> None:
     verdict = measure(policy(m), provider, service="s", version="v", stable_version=None, at=AT,
                       budget=5.0)
     assert verdict.outcome is Outcome.PASSED and provider.asked == ["vector(1)"]
+
+
+@pytest.mark.parametrize(("quantile", "needed"), [(0.5, 20), (0.9, 100), (0.95, 200),
+                                                  (0.99, 1000), (0.999, 10000)])
+def test_a_quantile_needs_ten_requests_beyond_it(quantile: float, needed: float) -> None:
+    assert quantile_min_requests(quantile) == needed
+
+
+def test_a_p99_of_too_few_requests_is_inconclusive_never_failed_and_may_pass() -> None:
+    """A p99 of 600 requests is about the 6th slowest: one slow path away from failing."""
+    m = MetricSpec(name="p99", builtin="latency", quantile=0.99, relative_ratio=2)
+    p = policy(m)
+    count = request_count_query(p, service="checkout", version="2.0.0", metric=m)
+    answers = {q(m, p): one(2.0), q(m, p, version="1.0.0"): one(0.3)}
+    thin = run(p, Scripted({**answers, count: one(600.0)})).results[0]
+    assert thin.outcome is Outcome.INCONCLUSIVE
+    assert "600 requests" in thin.message and "1,000" not in thin.message
+    assert "1000 needed to judge (a p99 needs 10 beyond it)" in thin.message
+    enough = run(p, Scripted({**answers, count: one(1000.0)})).results[0]
+    assert enough.outcome is Outcome.FAILED
+    # within the bound it passes from any number of requests: it cannot fail the canary
+    fine = run(p, Scripted({q(m, p): one(0.4), q(m, p, version="1.0.0"): one(0.3),
+                            count: one(60.0)})).results[0]
+    assert fine.outcome is Outcome.PASSED
+
+
+def test_the_quantile_rule_adds_to_min_requests_and_skips_haproxy_means() -> None:
+    p50 = MetricSpec(name="p50", builtin="latency", quantile=0.5, min_requests=100)
+    assert required_requests(p50) == 100
+    assert required_requests(MetricSpec(name="p99", builtin="latency", min_requests=5)) == 1000
+    assert required_requests(MetricSpec(name="mean", builtin="latency"),
+                             family="haproxy") is None
+    assert required_requests(MetricSpec(name="e", builtin="error-rate")) is None
+    assert required_requests(MetricSpec(name="p99", builtin="latency"), failed=False) is None
+
+
+def test_without_stable_traffic_a_relative_bound_compares_with_the_stable_baseline() -> None:
+    """The 100% stage: no stable traffic in the window, so the stable version's own rate
+    over the last hour (recorded during the rollout) is what the canary is held to."""
+    m = MetricSpec(name="error-rate", builtin="error-rate", relative_max=0.25)
+    p = policy(m)
+    hour = replace(p, window=BASELINE_WINDOW)
+    stable_now = q(m, p, version="1.0.0")
+    stable_hour = render_metric_query(m, hour, service="checkout", version="1.0.0")
+    assert stable_hour != stable_now and "[1h]" in stable_hour
+    bad = run(p, Scripted({q(m, p): one(0.4), stable_now: one(math.nan),
+                           stable_hour: one(0.01)})).results[0]
+    assert bad.outcome is Outcome.FAILED
+    assert "above the stable version's 0.01 (its baseline over the last 1h" in bad.message
+    fine = run(p, Scripted({q(m, p): one(0.02), stable_now: [],
+                            stable_hour: one(0.01)})).results[0]
+    assert fine.outcome is Outcome.PASSED
+    never = run(p, Scripted({q(m, p): one(0.4), stable_now: [], stable_hour: []})).results[0]
+    assert never.outcome is Outcome.INCONCLUSIVE
