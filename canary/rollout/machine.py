@@ -5,19 +5,10 @@ result, an analysis verdict), calls ``decide``, saves what it returns, and only 
 Actions are absolute (weights) or carry an idempotency key (notifications), so a crash
 between save and act is repaired by the next tick without running anything twice.
 
-Transitions (commands first, then the phase's own step):
-
-    pending      -> gating | progressing            (abort -> rolling-back)
-    gating       -> progressing | rolling-back      (gate died mid-run: rerun if idempotent,
-                                                     else failed + needs a human)
-    progressing  -> progressing (next stage) | promoting | paused (held) | rolling-back
-    paused       -> progressing (resume/promote) | rolling-back (abort)
-    promoting    -> succeeded once the router confirms the final split
-    rolling-back -> failed | aborted once the router confirms 0%, rollback hooks ran and
-                    the compensations of completed hooks ran in reverse order
-    failed/aborted -(retry)-> pending
-    any running phase -> paused + needs a human when a tick meets an internal error
-                    (the runner's hold, failure_kind "internal"; any command lifts it)
+The allowed phase changes are the table ``TRANSITIONS`` below, which ``decide()`` checks
+on every step (a change outside it is a bug: the runner holds the rollout for a human)
+and tests/rollout/test_transitions.py walks. Commands are acted on first, then the
+phase's own step.
 
 Hooks run at their points (preRollout, preStage, postStage, confirmPromotion, promote,
 postRollout, rollback) one at a time as RunHook actions; each carries an idempotency key
@@ -57,7 +48,45 @@ __all__ = ["INTERNAL", "Action", "Decision", "MetricLimits", "Notify", "Observat
            "RunGate", "RunHook", "SetWeights", "analysis_due", "decide", "next_wakeup"]
 
 
+P = Phase
+# Every phase change decide() may make, and why. The same phase again is always allowed.
+TRANSITIONS: frozenset[tuple[Phase, Phase]] = frozenset({
+    (P.PENDING, P.GATING),              # the migration gate's first step
+    (P.PENDING, P.PROGRESSING),         # no gate (or it is done): the first stage
+    (P.PENDING, P.ROLLING_BACK),        # a preRollout hook failed, or abort
+    (P.GATING, P.PENDING),              # gate passed, preRollout hooks are running
+    (P.GATING, P.PROGRESSING),          # gate passed, no preRollout hooks: the first stage
+    (P.GATING, P.ROLLING_BACK),         # the gate or a preRollout hook failed, deadline, abort
+    (P.GATING, P.FAILED),               # a non-idempotent migration was interrupted: a human
+    (P.PROGRESSING, P.PAUSED),          # held (inconclusive, confirmPromotion said no), pause
+    (P.PROGRESSING, P.PROMOTING),       # every stage passed
+    (P.PROGRESSING, P.ROLLING_BACK),    # analysis, a hook, a deadline, abort
+    (P.PAUSED, P.PROGRESSING),          # resume, promote (this stage), promote --full
+    (P.PAUSED, P.PROMOTING),            # promote at the last stage, promote --full
+    (P.PAUSED, P.ROLLING_BACK),         # abort
+    (P.PROMOTING, P.SUCCEEDED),         # the router confirms the final split
+    (P.PROMOTING, P.ROLLING_BACK),      # a promote hook failed, deadline, abort
+    (P.ROLLING_BACK, P.FAILED),         # the router confirms 0%, hooks and compensations ran
+    (P.ROLLING_BACK, P.ABORTED),        # the same, after an operator's abort
+    (P.FAILED, P.PENDING),              # retry
+    (P.ABORTED, P.PENDING),             # retry
+})
+
+
+class TransitionError(RuntimeError):
+    """decide() produced a phase change that TRANSITIONS does not allow: a bug."""
+
+
 def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
+    decision = _decide(state, obs, plan)
+    change = (state.phase, decision.state.phase)
+    if change[0] is not change[1] and change not in TRANSITIONS:
+        raise TransitionError(f"rollout {state.name}: {change[0].value} -> "
+                              f"{change[1].value} is not an allowed transition")
+    return decision
+
+
+def _decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
     step = Step(state.replace(updated_at=obs.now), obs.now)
     if obs.weights is not None:
         step.set(actual_weight=obs.weights.canary, router_failures=0)
