@@ -64,13 +64,6 @@ def _show_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
-def _root(version: Annotated[bool, typer.Option(
-        "--version", help="print the version and exit", is_eager=True,
-        callback=_show_version)] = False) -> None:
-    """canary: progressive delivery with automatic analysis and rollback."""
-
-
 EXIT_CODES: tuple[tuple[type[CanaryError], int], ...] = (
     (InputError, 2), (NotFoundError, 2), (ConflictError, 2), (TemporaryError, 4),
     (CanaryError, 4))
@@ -90,6 +83,9 @@ def _global_options(
                                         "traceback too (it is always written to "
                                         "$CANARY_DEBUG_LOG or canary-debug-*.log in the "
                                         "temp directory)")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="print the version and exit", is_eager=True,
+        callback=_show_version)] = False,
 ) -> None:
     """canary: progressive delivery with automatic analysis and rollback."""
     _DEBUG["on"] = debug or _debug_env()

@@ -50,6 +50,25 @@ class Command(enum.StrEnum):
     PROMOTE_FULL = "promote-full"
     RETRY = "retry"
 
+    @property
+    def applies_in(self) -> frozenset[Phase]:
+        """The phases this command acts in: the one rule, for the machine that acts on it
+        and for recording it (CLI and API), so they cannot drift apart."""
+        return COMMAND_PHASES[self]
+
+
+_LIVE = frozenset({Phase.PENDING, Phase.GATING, Phase.PROGRESSING, Phase.PAUSED,
+                   Phase.PROMOTING})
+COMMAND_PHASES: dict[Command, frozenset[Phase]] = {
+    Command.ABORT: _LIVE,  # anything not ended and not already rolling back
+    Command.RESUME: _LIVE,  # only acts when paused; accepted earlier so it is not lost
+    # the gate is never skipped, and a command must not swallow the gate's result
+    Command.PAUSE: frozenset({Phase.PROGRESSING, Phase.PAUSED}),
+    Command.PROMOTE: frozenset({Phase.PROGRESSING, Phase.PAUSED}),
+    Command.PROMOTE_FULL: frozenset({Phase.PROGRESSING, Phase.PAUSED}),
+    Command.RETRY: frozenset({Phase.FAILED, Phase.ABORTED}),
+}
+
 
 @dataclass(frozen=True)
 class Weights:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from canary.errors import ConflictError, TemporaryError
-from canary.model import Command, Phase
+from canary.model import Command
 from canary.rollout.state import RolloutState
 from canary.store.base import StateStore
 
@@ -20,13 +20,16 @@ def record_command(store: StateStore, name: str, command: Command) -> RolloutSta
     """CAS-save ``command`` on the latest rollout called ``name``; the saved state."""
     for _ in range(50):
         state = store.get(name)
-        if command is Command.RETRY:
-            if state.phase not in (Phase.FAILED, Phase.ABORTED):
+        if state.phase not in command.applies_in:  # the machine's own rule (model.py)
+            if command is Command.RETRY:
                 raise ConflictError(f"rollout {name!r} is {state.phase.value}: only a failed "
                                     "or aborted rollout can be retried")
-        elif state.phase.terminal:
-            raise ConflictError(f"rollout {name!r} already ended ({state.phase.value}): "
-                                f"nothing to {command.value}")
+            if state.phase.terminal:
+                raise ConflictError(f"rollout {name!r} already ended ({state.phase.value}): "
+                                    f"nothing to {command.value}")
+            where = " or ".join(sorted(p.value for p in command.applies_in))
+            raise ConflictError(f"rollout {name!r} is {state.phase.value}: "
+                                f"{command.value} applies only while it is {where}")
         try:
             return store.save(state.replace(command=command))
         except ConflictError:

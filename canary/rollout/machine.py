@@ -131,12 +131,7 @@ def _deadline_passed(step: Step, plan: Plan) -> bool:
 
 
 def _command_applies(state: RolloutState, command: Command) -> bool:
-    if command is Command.RETRY:
-        return state.phase in (Phase.FAILED, Phase.ABORTED)
-    if command in (Command.PROMOTE, Command.PROMOTE_FULL, Command.PAUSE):
-        # The gate is never skipped, and a command must not swallow the gate's result.
-        return state.phase in (Phase.PROGRESSING, Phase.PAUSED)
-    return not state.phase.terminal and state.phase is not Phase.ROLLING_BACK
+    return state.phase in command.applies_in
 
 
 # -- phases -------------------------------------------------------------------------------
