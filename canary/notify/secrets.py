@@ -227,7 +227,9 @@ def register_secret(*values: str) -> None:
     global _installed, _pattern
     with _lock:
         before = len(_secrets)
-        _secrets.update(v for v in values if v)
+        # Never a short string, whatever its source (a URL's one-letter password, a
+        # fuzzed file): masking "t" would wreck every message (see MIN_SECRET_LENGTH).
+        _secrets.update(v for v in values if len(v) >= MIN_SECRET_LENGTH)
         if len(_secrets) != before:
             ordered = sorted(_secrets, key=len, reverse=True)  # a URL before its path
             _pattern = re.compile("|".join(map(re.escape, ordered)))
