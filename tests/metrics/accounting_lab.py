@@ -8,9 +8,11 @@ sum is compared with is read from the apps' own ``/metrics`` (not from Prometheu
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,3 +142,87 @@ def iso(t: float) -> str:
 def settle() -> None:
     """Long enough for Prometheus (1 s scrapes) to have scraped what the apps counted."""
     time.sleep(2.5)
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One lab rollout decided live, then recorded and backtested."""
+
+    canary: str
+    live: str  # "rollback" or "promote" (no rollback over the rollout's checks)
+    live_at: float  # seconds from the recording's start to the deciding/last check
+    backtest: str
+    backtest_at: float
+    checks: int
+    fed: float = 0.0  # canary requests fed to the judge over the rollout (exact accounting)
+    old_fed: float = 0.0  # what increase(...[interval]) at each check's start time sums to
+
+    @property
+    def agree(self) -> bool:
+        """Same decision, within one interval (a promotion's time is the rollout's end)."""
+        same = (self.live == "rollback") == (self.backtest == "rollback")
+        return same and (self.live != "rollback"
+                         or abs(self.live_at - self.backtest_at) <= INTERVAL + 1e-6)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"canary": self.canary, "live": self.live, "liveAt": round(self.live_at, 3),
+                "backtest": self.backtest, "backtestAt": self.backtest_at,
+                "checks": self.checks, "agree": self.agree, "fed": self.fed,
+                "oldFed": round(self.old_fed, 1)}
+
+
+def canary_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "canary", *args], cwd=str(REPO_ROOT),
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def rollout_and_replay(lab: AccountingLab, run: Path, *, canary: str, stable: str,
+                       checks: int, batch_max_age: float = 0.0) -> Replay:
+    """A live rollout (the judge loop against the lab until rollback or ``checks``), then
+    `canary record` of exactly its span and `canary backtest` of the recording."""
+    proc = start_driver(lab, run, canary=canary, stable=stable, checks=checks,
+                        batch_max_age=batch_max_age)
+    try:
+        proc.wait(timeout=checks * INTERVAL * 3 + 60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    done = [c for c in checks_of(run) if c["at"] is not None]
+    if not done:
+        raise RuntimeError(f"no check completed; see {run / 'driver.log'}")
+    start, end = done[0]["at"] - INTERVAL, done[-1]["at"]
+    live = "rollback" if done[-1]["outcome"] == "failed" else "promote"
+    # a recording holds whole intervals: up to the first grid point at or after the last
+    # check (less than one interval past it)
+    until = start + math.ceil((end - start) / INTERVAL - 1e-9) * INTERVAL
+    settle()
+    while time.time() < until + 2.5:  # scraped past the recording's end
+        time.sleep(0.2)
+    rec = run / "recording.json"
+    res = canary_cli("record", "--service", "checkout", "--canary", canary, "--stable",
+                     stable, "--start", iso(start), "--end", iso(until), "--interval",
+                     f"{INTERVAL:g}s", "--prometheus", lab.prometheus_url, "--name",
+                     run.name, "-o", str(rec))
+    if res.returncode != 0:
+        raise RuntimeError(f"canary record failed: {res.stdout}{res.stderr}")
+    bt = canary_cli("backtest", "--policy", str(lab.policy), "--data", str(rec), "-o",
+                    "json")
+    if bt.returncode != 0:
+        raise RuntimeError(f"canary backtest failed: {bt.stdout}{bt.stderr}")
+    answer = json.loads(bt.stdout.strip().splitlines()[0])
+    old = sum(instant(lab.prometheus_url, "sum(increase(http_requests_total{service="
+                      f'"checkout",version="{canary}"}}[{INTERVAL:g}s]))', at=c["started"])
+              for c in done)
+    return Replay(canary=canary, live=live, live_at=end - start,
+                  backtest=str(answer["decision"]), backtest_at=float(answer["decidedAt"]),
+                  checks=len(done), fed=float(memory_of(run)["live"]["fed"]["canary"]),
+                  old_fed=old)
+
+
+def instant(url: str, promql: str, *, at: float) -> float:
+    """One number from an instant query evaluated at ``at`` (0 when there is none)."""
+    query = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}"})
+    with urllib.request.urlopen(f"{url}/api/v1/query?{query}", timeout=10) as reply:
+        result = json.loads(reply.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
