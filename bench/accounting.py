@@ -4,16 +4,17 @@ decision the live judge reached, within one interval?
 One real lab (examples/lab: demo apps under steady load, a real Prometheus scraping every
 second) and N short rollouts against it, healthy and faulty in turn. Each rollout is the
 live judge loop (tests/metrics/accounting_driver.py: LiveSequential on the real
-Prometheus, every other rollout through the batching hub `canary serve` uses, checks
-every 2 s started on the next 0.5 s tick) until it rolls back or 20 checks pass; then
+Prometheus, half the rollouts through the batching hub `canary serve` uses, checks every
+2 s, started when due or on the next ``--tick``) until it rolls back or 20 checks pass; then
 `canary record` pulls exactly that span and `canary backtest` replays it. For contrast it
 also sums what the old feeding (``increase(...[2s])`` evaluated when each check started)
 would have fed, relative to the exact figure (``oldFeedingError``).
 
-    .venv/bin/python -m bench.accounting               # 20 rollouts, about 12 minutes
+    .venv/bin/python -m bench.accounting               # 20 rollouts, about 19 minutes
+    .venv/bin/python -m bench.accounting --tick 0.5    # checks up to 0.5 s late
     .venv/bin/python -m bench.accounting --rollouts 4  # a smoke run
 
-Writes bench/results/accounting.json (every rollout) and prints the agreement x/N.
+Writes bench/results/accounting-tick<T>.json (every rollout) and prints the agreement x/N.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from examples.lab.load import Load
 from tests.metrics.accounting_lab import rollout_and_replay, running_accounting_lab
 
-RESULTS = Path(__file__).resolve().parent / "results" / "accounting.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 STABLE = "1.0.0"
 # version: error rate; stable answers 1% errors
 APPS = {STABLE: 0.01, "2.0.0": 0.01, "3.0.0": 0.04, "4.0.0": 0.025, "5.0.0": 0.08}
@@ -46,7 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rollouts", type=int, default=20)
     ap.add_argument("--checks", type=int, default=20)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--tick", type=float, default=0.0,
+                    help="checks start on the next tick after they come due: 0 wakes "
+                         "exactly when due, as `canary deploy` does; `canary serve` ticks "
+                         "every min(--tick, interval), 1 s by default")
+    ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     if shutil.which("prometheus") is None:
         raise SystemExit("prometheus is not installed (scripts/setup)")
@@ -62,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch = 2.0 if (i // 2) % 2 else 0.0  # healthy and faulty, both ways
                 r = rollout_and_replay(lab, work / f"rollout-{i:02d}", canary=canary,
                                        stable=STABLE, checks=args.checks,
-                                       batch_max_age=batch)
+                                       batch_max_age=batch, tick=args.tick)
                 row = {**r.to_json(), "errorRate": APPS[canary], "batchMaxAge": batch}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
@@ -74,9 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                "faulty": sum(1 for r in rows if r["errorRate"] > APPS[STABLE]),
                "liveRollbacks": sum(1 for r in rows if r["live"] == "rollback"),
                "oldFeedingError": _spread([r["oldFed"] / r["fed"] - 1 for r in rows]),
-               "seconds": round(time.monotonic() - t0, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"summary": summary, "rollouts": rows}, indent=1) + "\n")
+               "seconds": round(time.monotonic() - t0, 1), "tick": args.tick}
+    out = args.out or RESULTS / f"accounting-tick{args.tick:g}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"summary": summary, "rollouts": rows}, indent=1) + "\n")
     print(f"record + backtest agree with the live decision (within one interval) in "
           f"{agree}/{len(rows)} lab rollouts; {summary}")
     shutil.rmtree(work, ignore_errors=True)

@@ -2,9 +2,10 @@
 
 Each check runs ``LiveSequential.check`` against a real Prometheus (optionally through the
 batching hub `canary serve` uses), then persists the returned memory atomically (the
-controller's "save, then act") and appends one JSON line to a log. Checks come due every
-``interval`` and start at the next ``tick`` after that, as the controller's loop notices
-them. A restarted process resumes from the persisted memory; the log keeps counting.
+controller's "save, then act") and appends one JSON line to a log. Checks come due
+``interval`` after the previous one started and start then (as `canary deploy` sleeps
+until due), or on the next ``--tick`` after that (as `canary serve`'s scheduler notices
+them). A restarted process resumes from the persisted memory; the log keeps counting.
 
     python -m tests.metrics.accounting_driver --prometheus URL --policy FILE \\
         --canary 2.0.0 --stable 1.0.0 --memory mem.json --log checks.jsonl --checks 20
@@ -54,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--memory", required=True, type=Path)
     ap.add_argument("--log", required=True, type=Path)
     ap.add_argument("--checks", type=int, default=20)
-    ap.add_argument("--tick", type=float, default=0.5)
+    ap.add_argument("--tick", type=float, default=0.0,
+                    help="start a due check on the next multiple of this (0: when due)")
     ap.add_argument("--batch-max-age", type=float, default=0.0)
     ap.add_argument("--keep-going", action="store_true",
                     help="keep checking after a rollback (accounting runs)")
@@ -71,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     due = time.time()
     while done < args.checks:
         now = time.time()
-        if now < due:  # the next tick after the check came due
-            time.sleep(due - now + (args.tick - (due % args.tick)) % args.tick)
+        if now < due:  # when due, or on the next tick after it
+            late = (args.tick - (due % args.tick)) % args.tick if args.tick > 0 else 0.0
+            time.sleep(due - now + late)
         started = time.time()
         memory = _load(args.memory)
         results, new, _early = live.check(memory, service=args.service, version=args.canary,

@@ -102,13 +102,13 @@ def app_requests(app: Server) -> float:
 
 
 def start_driver(lab: AccountingLab, run: Path, *, canary: str, stable: str, checks: int,
-                 batch_max_age: float = 0.0, keep_going: bool = False
+                 batch_max_age: float = 0.0, keep_going: bool = False, tick: float = 0.0
                  ) -> subprocess.Popen[bytes]:
     run.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "tests.metrics.accounting_driver", "--prometheus",
             lab.prometheus_url, "--policy", str(lab.policy), "--canary", canary, "--stable",
             stable, "--memory", str(run / "memory.json"), "--log", str(run / "checks.jsonl"),
-            "--checks", str(checks), "--batch-max-age", str(batch_max_age),
+            "--checks", str(checks), "--batch-max-age", str(batch_max_age), "--tick", str(tick),
             *(["--keep-going"] if keep_going else [])]
     log = open(run / "driver.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), stdout=log, stderr=subprocess.STDOUT,
@@ -156,6 +156,7 @@ class Replay:
     checks: int
     fed: float = 0.0  # canary requests fed to the judge over the rollout (exact accounting)
     old_fed: float = 0.0  # what increase(...[interval]) at each check's start time sums to
+    recorded: float = 0.0  # canary requests in the recording (a partial interval longer)
 
     @property
     def agree(self) -> bool:
@@ -168,7 +169,7 @@ class Replay:
         return {"canary": self.canary, "live": self.live, "liveAt": round(self.live_at, 3),
                 "backtest": self.backtest, "backtestAt": self.backtest_at,
                 "checks": self.checks, "agree": self.agree, "fed": self.fed,
-                "oldFed": round(self.old_fed, 1)}
+                "oldFed": round(self.old_fed, 1), "recorded": self.recorded}
 
 
 def canary_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -177,11 +178,11 @@ def canary_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def rollout_and_replay(lab: AccountingLab, run: Path, *, canary: str, stable: str,
-                       checks: int, batch_max_age: float = 0.0) -> Replay:
+                       checks: int, batch_max_age: float = 0.0, tick: float = 0.0) -> Replay:
     """A live rollout (the judge loop against the lab until rollback or ``checks``), then
     `canary record` of exactly its span and `canary backtest` of the recording."""
     proc = start_driver(lab, run, canary=canary, stable=stable, checks=checks,
-                        batch_max_age=batch_max_age)
+                        batch_max_age=batch_max_age, tick=tick)
     try:
         proc.wait(timeout=checks * INTERVAL * 3 + 60)
     finally:
@@ -217,7 +218,9 @@ def rollout_and_replay(lab: AccountingLab, run: Path, *, canary: str, stable: st
     return Replay(canary=canary, live=live, live_at=end - start,
                   backtest=str(answer["decision"]), backtest_at=float(answer["decidedAt"]),
                   checks=len(done), fed=float(memory_of(run)["live"]["fed"]["canary"]),
-                  old_fed=old)
+                  old_fed=old, recorded=sum(
+                      (p["canary"] or {}).get("requests", 0.0)
+                      for p in json.loads(rec.read_text())["series"]))
 
 
 def instant(url: str, promql: str, *, at: float) -> float:

@@ -47,5 +47,8 @@ def test_record_and_backtest_decide_as_the_live_judge(replay_lab: AccountingLab,
     print(r.to_json())
     assert r.live == expected  # the lab produced the case this test is about
     assert r.backtest == r.live
+    # the recording counted what the live judge was fed, plus the part of an interval it
+    # holds past the last check (under 2 s at 50 requests per second)
+    assert r.fed <= r.recorded <= r.fed + 105
     if r.live == "rollback":
         assert abs(r.backtest_at - r.live_at) <= 2.0
