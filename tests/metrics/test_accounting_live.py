@@ -69,10 +69,14 @@ def _loads(lab: AccountingLab, rps: float = 40) -> dict[str, Load]:
     return {v: Load(f"{a.info['url']}/", rps=rps).start() for v, a in lab.apps.items()}
 
 
-def test_fed_requests_sum_to_the_apps_own_counts(acct: AccountingLab, tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [0.0, 2.0], ids=["direct", "batched"])
+def test_fed_requests_sum_to_the_apps_own_counts(acct: AccountingLab, tmp_path: Path,
+                                                 batch: float) -> None:
+    """Checks every 2 s, started on a 0.5 s tick; with ``batched`` through the hub
+    `canary serve --batch-max-age 2s` uses (evaluation times on its 2 s grid)."""
     run = tmp_path / "plain"
     proc = start_driver(acct, run, canary="2.0.0", stable="1.0.0", checks=10_000,
-                        keep_going=True)
+                        keep_going=True, batch_max_age=batch, tick=0.5)
     try:
         wait_checks(run, 1, timeout=30)  # the first check sets the baseline
         before = {v: app_requests(a) for v, a in acct.apps.items()}
