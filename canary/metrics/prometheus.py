@@ -29,7 +29,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from canary.errors import CanaryError, InputError, MetricsError
-from canary.metrics.base import Sample
+from canary.metrics.base import Sample, Series
 
 # prometheus-api-client reports a non-200 answer only as this text.
 _STATUS = re.compile(r"HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)", re.DOTALL)
@@ -94,6 +94,20 @@ class PrometheusProvider:
     def check_query(self, promql: str) -> None:
         """Preflight: InputError if Prometheus rejects ``promql``; MetricsError if it is down."""
         self.query(promql)
+
+    def pin(self, now: float) -> float:
+        """The evaluation time for wall-clock ``now``: now, to the millisecond (the
+        resolution of Prometheus's timestamps)."""
+        return math.floor(now * 1000.0) / 1000.0
+
+    def series_at(self, selector: str, *, at: float, window: float) -> list[Series]:
+        """The raw samples of ``selector`` in ``(at - window, at]``: a range selector
+        evaluated at the pinned time ``at``, so every reader of one time sees the same
+        samples and consecutive spans neither overlap nor leave gaps."""
+        promql = f"{selector}[{max(1, math.ceil(window))}s]"
+        result = self._raw(promql, call=lambda wait: self._client.custom_query(
+            promql, params={"time": f"{at:.3f}"}, timeout=cast(int, wait)))
+        return parse_matrix(result, source=f"Prometheus at {self.url}")
 
     def query_range(self, promql: str, *, start: datetime, end: datetime,
                     step: float) -> list[dict[str, Any]]:
@@ -187,6 +201,23 @@ def parse_result(result: Any, *, source: str = "Prometheus") -> list[Sample]:
             raise MetricsError(f"{source} answered a series without a value") from exc
         samples.append(Sample(labels=labels, value=_number(value)))
     return samples
+
+
+def parse_matrix(result: Any, *, source: str = "Prometheus") -> list[Series]:
+    """Series from the ``data.result`` of a range-vector instant query (a matrix)."""
+    if not isinstance(result, list):
+        raise MetricsError(f"{source} answered a result of an unknown shape")
+    out = []
+    for series in result:
+        if not isinstance(series, dict) or not isinstance(series.get("values"), list):
+            raise MetricsError(f"{source} answered a result of an unknown shape")
+        labels = {str(k): str(v) for k, v in series.get("metric", {}).items()}
+        try:
+            points = tuple((float(t), _number(v)) for t, v in series["values"])
+        except (TypeError, ValueError) as exc:
+            raise MetricsError(f"{source} answered a sample that is not [time, value]") from exc
+        out.append(Series(labels=labels, points=points))
+    return out
 
 
 def _number(text: Any) -> float:

@@ -4,6 +4,7 @@ same counters into a recording that `canary backtest` replays to the same decisi
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,12 @@ def test_counter_increments_per_version(lab: Lab, provider: PrometheusProvider) 
 
 def test_live_judge_rolls_back_a_canary_worse_than_stable(lab: Lab,
                                                           provider: PrometheusProvider) -> None:
-    live = LiveSequential(policy(lab.prometheus_url), provider)
+    live = LiveSequential(policy(lab.prometheus_url, interval=2.0), provider)
     memory = None
     outcomes = []
-    for _ in range(8):
+    for i in range(20):
+        if i:
+            time.sleep(2.0)  # each check measures the span since the previous one
         results, memory, _early = live.check(memory, service="checkout", version="2.0.0",
                                              stable_version="1.0.0", stage=0)
         outcomes.append(results[0].outcome)
@@ -59,9 +62,11 @@ def test_live_judge_rolls_back_a_canary_worse_than_stable(lab: Lab,
 
 
 def test_live_judge_passes_a_canary_like_stable(lab: Lab, provider: PrometheusProvider) -> None:
-    live = LiveSequential(policy(lab.prometheus_url), provider)
+    live = LiveSequential(policy(lab.prometheus_url, interval=2.0), provider)
     memory = None
-    for _ in range(6):
+    for i in range(6):
+        if i:
+            time.sleep(2.0)
         results, memory, _ = live.check(memory, service="checkout", version="1.0.0",
                                         stable_version="1.0.0", stage=0)
         assert results[0].outcome is Outcome.PASSED, results[0].message
@@ -113,3 +118,24 @@ def test_memory_of_an_older_judge_restarts_the_evidence(lab: Lab,
     assert results[0].outcome is not Outcome.ERROR
     assert "evidence restarted" in results[0].message
     assert memory is not None and memory["v"] != 1
+
+
+def test_memory_without_an_evaluation_time_restarts_the_evidence(
+        lab: Lab, provider: PrometheusProvider) -> None:
+    """A judge memory persisted before exact accounting (no ``live`` part) cannot say where
+    its last span ended: the evidence restarts, with a note, and the span is tracked on."""
+    live = LiveSequential(policy(lab.prometheus_url, interval=2.0), provider)
+    _results, memory, _ = live.check(None, service="checkout", version="2.0.0",
+                                     stable_version="1.0.0", stage=0)
+    assert memory is not None and memory["live"]["fed"]["spans"] == 1
+    older = {k: v for k, v in memory.items() if k != "live"}
+    time.sleep(2.0)
+    results, again, _ = live.check(older, service="checkout", version="2.0.0",
+                                   stable_version="1.0.0", stage=0)
+    assert "evidence restarted" in results[0].message and "older canary" in results[0].message
+    assert again is not None and again["intervals"] == 1 and again["live"]["fed"]["spans"] == 1
+    time.sleep(2.0)
+    results, third, _ = live.check(again, service="checkout", version="2.0.0",
+                                   stable_version="1.0.0", stage=0)
+    assert "evidence restarted" not in results[0].message
+    assert third is not None and third["live"]["at"] - again["live"]["at"] >= 2.0

@@ -1,0 +1,97 @@
+"""A live judge loop as its own process, journaling like the controller: kill -9 it anywhere.
+
+Each check runs ``LiveSequential.check`` against a real Prometheus (optionally through the
+batching hub `canary serve` uses), then persists the returned memory atomically (the
+controller's "save, then act") and appends one JSON line to a log. Checks come due
+``interval`` after the previous one started and start then (as `canary deploy` sleeps
+until due), or on the next ``--tick`` after that (as `canary serve`'s scheduler notices
+them). A restarted process resumes from the persisted memory; the log keeps counting.
+
+    python -m tests.metrics.accounting_driver --prometheus URL --policy FILE \\
+        --canary 2.0.0 --stable 1.0.0 --memory mem.json --log checks.jsonl --checks 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from canary.analysis.live_sequential import LiveSequential
+from canary.metrics.base import MetricsProvider
+from canary.metrics.batching import BatchedProvider, BatchHub
+from canary.metrics.prometheus import PrometheusProvider
+from canary.model import Outcome
+from canary.spec import load_policy
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _save(path: Path, memory: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as f:
+        json.dump(memory, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prometheus", required=True)
+    ap.add_argument("--policy", required=True)
+    ap.add_argument("--service", default="checkout")
+    ap.add_argument("--canary", required=True)
+    ap.add_argument("--stable", required=True)
+    ap.add_argument("--memory", required=True, type=Path)
+    ap.add_argument("--log", required=True, type=Path)
+    ap.add_argument("--checks", type=int, default=20)
+    ap.add_argument("--tick", type=float, default=0.0,
+                    help="start a due check on the next multiple of this (0: when due)")
+    ap.add_argument("--batch-max-age", type=float, default=0.0)
+    ap.add_argument("--keep-going", action="store_true",
+                    help="keep checking after a rollback (accounting runs)")
+    args = ap.parse_args(argv)
+    policy = load_policy(args.policy)
+    provider: MetricsProvider
+    if args.batch_max_age > 0:
+        hub = BatchHub(lambda: PrometheusProvider(args.prometheus), max_age=args.batch_max_age)
+        provider = BatchedProvider(hub, labels={})
+    else:
+        provider = PrometheusProvider(args.prometheus)
+    live = LiveSequential(policy, provider)
+    done = len(args.log.read_text().splitlines()) if args.log.exists() else 0
+    due = time.time()
+    while done < args.checks:
+        now = time.time()
+        if now < due:  # when due, or on the next tick after it
+            late = (args.tick - (due % args.tick)) % args.tick if args.tick > 0 else 0.0
+            time.sleep(due - now + late)
+        started = time.time()
+        memory = _load(args.memory)
+        results, new, _early = live.check(memory, service=args.service, version=args.canary,
+                                          stable_version=args.stable, stage=0)
+        if new is not None:
+            _save(args.memory, new)
+        head = results[0]
+        line = {"at": None if new is None else new["live"]["at"], "started": started,
+                "outcome": head.outcome.value, "message": head.message}
+        with open(args.log, "a") as f:
+            f.write(json.dumps(line) + "\n")
+        done += 1
+        if head.outcome is Outcome.FAILED and not args.keep_going:
+            break
+        due = started + policy.interval
+
+
+if __name__ == "__main__":
+    main()
