@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, ParamSpec
 import typer
 
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
+from canary.exits import Exit
 from canary.model import Command
 
 if TYPE_CHECKING:
@@ -61,12 +62,12 @@ def _show_version(value: bool) -> None:
         from canary import __version__
 
         typer.echo(f"canary {__version__}")
-        raise typer.Exit(0)
+        raise typer.Exit(Exit.OK)
 
 
-EXIT_CODES: tuple[tuple[type[CanaryError], int], ...] = (
-    (InputError, 2), (NotFoundError, 2), (ConflictError, 2), (TemporaryError, 4),
-    (CanaryError, 4))
+EXIT_CODES: tuple[tuple[type[CanaryError], Exit], ...] = (
+    (InputError, Exit.INVALID), (NotFoundError, Exit.INVALID), (ConflictError, Exit.INVALID),
+    (TemporaryError, Exit.NEEDS_HUMAN), (CanaryError, Exit.NEEDS_HUMAN))
 
 
 # Set by the global --debug flag (or CANARY_DEBUG=1): print an internal error's traceback.
@@ -112,7 +113,7 @@ def handled(fn: Callable[P, None]) -> Callable[P, None]:
             if _is_click_error(exc):
                 raise
             _internal_error(exc)
-            raise typer.Exit(4) from None
+            raise typer.Exit(Exit.NEEDS_HUMAN) from None
 
     return wrapper
 
@@ -424,7 +425,7 @@ def validate(
             typer.echo(f"canary: {exc}", err=True)
             bad += 1
     if bad:
-        raise typer.Exit(2)
+        raise typer.Exit(Exit.INVALID)
 
 
 class SchemaKind(StrEnum):
@@ -540,15 +541,15 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        _safe_exit("interrupted; the rollout's state is kept: rerun to resume", 5)
+        _safe_exit("interrupted; the rollout's state is kept: rerun to resume", Exit.RUNNING)
     except Exception as exc:
         if _is_click_error(exc):  # a usage error: bad option or argument
             exc.show()  # type: ignore[attr-defined]
-            sys.exit(2)
+            sys.exit(Exit.INVALID)
         if type(exc).__name__ == "Abort":
-            _safe_exit("aborted", 5)
+            _safe_exit("aborted", Exit.RUNNING)
         _internal_error(exc)  # outside any command (option parsing, a callback): a bug
-        sys.exit(4)
+        sys.exit(Exit.NEEDS_HUMAN)
 
 
 def _safe_exit(message: str, code: int) -> NoReturn:

@@ -18,7 +18,9 @@ from typing import Any
 import httpx
 import typer
 
+from canary import exits
 from canary.errors import ConflictError, InputError, NotFoundError, TemporaryError
+from canary.exits import Exit
 from canary.model import Event, MetricResult, Phase
 from canary.rollout.state import RolloutState
 
@@ -103,7 +105,7 @@ def deploy_remote(server: str, path: str, *, version: str | None, timeout: float
     if final is None:
         typer.echo(f"canary: stopped following {status['name']}; the rollout goes on on the "
                    "controller", err=True)
-        return 5
+        return Exit.RUNNING
     code = exit_code(final)
     typer.echo(f"{final['name']}: {VERDICTS[code]}: {final['reason'] or final['message']}")
     return code
@@ -141,15 +143,12 @@ def _follow(client: Follower, status: dict[str, Any], *, after: int, reporter: A
 
 
 def ended(status: dict[str, Any]) -> bool:
-    """As Runner.run: the rollout ended, or it is stuck rolling back and needs a human."""
-    phase = Phase(status["phase"])
-    return phase.terminal or (bool(status["needsHuman"]) and phase is Phase.ROLLING_BACK)
+    """As Runner.run: nothing more happens without a human (canary/exits.py)."""
+    return exits.ended(Phase(status["phase"]), needs_human=bool(status["needsHuman"]))
 
 
 def exit_code(status: dict[str, Any]) -> int:
-    if status["needsHuman"]:
-        return 4
-    return {"succeeded": 0, "failed": 1, "aborted": 3}.get(status["phase"], 5)
+    return exits.for_ending(Phase(status["phase"]), needs_human=bool(status["needsHuman"]))
 
 
 def event_of(data: dict[str, Any]) -> Event:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from canary.model import Phase
+from canary import exits
 from canary.rollout.state import RolloutState
 from canary.store.base import StateStore, open_store
 
@@ -29,7 +29,7 @@ def store_url(explicit: str | None) -> str:
 
 def ended(state: RolloutState) -> bool:
     """Where `canary deploy` stops following too (rollout/runner.py Runner.run)."""
-    return state.phase.terminal or (state.needs_human and state.phase is Phase.ROLLING_BACK)
+    return exits.ended(state.phase, needs_human=state.needs_human)
 
 
 def watch(store: StateStore, name: str, *, on_change: Callable[[RolloutState], None],

@@ -27,6 +27,7 @@ from canary.errors import (
     RouterError,
     TemporaryError,
 )
+from canary.exits import ended, for_ending
 from canary.hooks.executor import run_hook
 from canary.model import (
     Event,
@@ -306,8 +307,7 @@ class Runner:
                         raise
                     self.clock.sleep(min(30.0, 0.5 * 2 ** min(outage, 6)))
                     continue
-                if state.phase.terminal or (state.needs_human and state.phase in (
-                        Phase.ROLLING_BACK, Phase.PAUSED)):
+                if ended(state.phase, needs_human=state.needs_human):
                     return state
                 if self._gate_result is not None or self._hook_result is not None:
                     continue  # feed the gate's or hook's result back at once
@@ -405,7 +405,5 @@ def notification_for(state: RolloutState, action: Notify) -> Notification:
 
 
 def exit_code(state: RolloutState) -> int:
-    """DESIGN A.1: 0 promoted, 1 rolled back, 3 aborted, 4 needs a human, 5 still running."""
-    if state.needs_human:
-        return 4
-    return {Phase.SUCCEEDED: 0, Phase.FAILED: 1, Phase.ABORTED: 3}.get(state.phase, 5)
+    """How ``state`` ended, as an exit code (canary/exits.py)."""
+    return for_ending(state.phase, needs_human=state.needs_human)
