@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from canary import defaults
 from canary.clock import Clock, SystemClock
 from canary.errors import InputError, NotFoundError
 from canary.gate.migration import lint_step, run_migration
@@ -26,7 +27,7 @@ from canary.spec import load_policy, parse_rollout_text, resolve_policy_path
 from canary.store.base import StateStore, open_store
 from canary.yamlsource import read_text
 
-DEFAULT_STORE = "sqlite:///.canary/state.db"
+DEFAULT_STORE = defaults.STORE_URL
 
 
 def store_url(explicit: str | None) -> str:

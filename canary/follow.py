@@ -15,11 +15,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from canary import exits
+from canary import defaults, exits
 from canary.rollout.state import RolloutState
 from canary.store.base import StateStore, open_store
 
-DEFAULT_STORE = "sqlite:///.canary/state.db"  # the same as canary.deploy.DEFAULT_STORE
+DEFAULT_STORE = defaults.STORE_URL
 
 
 def store_url(explicit: str | None) -> str:

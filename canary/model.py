@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from canary import defaults
 from canary.notify.secrets import redact_data, redact_known
 
 
@@ -116,7 +117,7 @@ class MigrationSpec:
     """The gate: lint the SQL, run the migration, prove the old version still works."""
 
     command: tuple[str, ...] = ()
-    timeout: float = 600.0
+    timeout: float = defaults.GATE_TIMEOUT
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None
     idempotent: bool = False
@@ -124,7 +125,7 @@ class MigrationSpec:
     lint_command: tuple[str, ...] = ()  # or a command printing the SQL (alembic --sql)
     lint_dialect: str = "postgres"
     compat_command: tuple[str, ...] = ()
-    compat_timeout: float = 600.0
+    compat_timeout: float = defaults.GATE_TIMEOUT
 
     @property
     def steps(self) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from canary import defaults
 from canary.errors import InputError
 from canary.model import (
     HookCall,
@@ -61,12 +62,12 @@ class _Lint(_Model):
 
 class _Compat(_Model):
     command: list[str] = Field(min_length=1)
-    timeout: Duration = 600.0
+    timeout: Duration = defaults.GATE_TIMEOUT
 
 
 class _Migration(_Model):
     command: list[str] = Field(default_factory=list)
-    timeout: Duration = 600.0
+    timeout: Duration = defaults.GATE_TIMEOUT
     env: dict[str, str] = Field(default_factory=dict)
     workdir: str | None = None
     idempotent: bool = False

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from canary import defaults
 from canary.errors import InputError
 from canary.model import Phase, Stage
 from canary.rollout.state import RolloutState
@@ -33,10 +34,10 @@ from canary.routers.features import Routes
 from canary.specbase import Duration, _Model
 from canary.yamlsource import Document
 
-DEFAULT_STAGES = (5, 25, 50, 100)
-DEFAULT_PAUSE = 600.0  # seconds per stage: long enough for several analysis intervals
-DEFAULT_PREVIEW_HEADER = "X-Canary-Preview"  # blue-green preview traffic carries it: 1
-DEFAULT_ROLLBACK_WINDOW = 600.0  # seconds the old version stays routable after the switch
+DEFAULT_STAGES = defaults.STAGES
+DEFAULT_PAUSE = defaults.PAUSE
+DEFAULT_PREVIEW_HEADER = defaults.PREVIEW_HEADER
+DEFAULT_ROLLBACK_WINDOW = defaults.ROLLBACK_WINDOW
 
 Strategy = Literal["canary", "blueGreen"]
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from canary import defaults
 from canary.clock import Clock, SystemClock
 from canary.errors import (
     CanaryError,
@@ -99,7 +100,7 @@ class Runner:
     reporter: Reporter = field(default_factory=_SilentReporter)
     owner: LeaseOwner = field(default_factory=LeaseOwner.here)
     poll: float = 1.0
-    lease_ttl: float = 30.0
+    lease_ttl: float = defaults.LEASE_TTL
     _gate_result: GateResult | None = None
     _hook_result: HookResult | None = None
     _owed_checked: bool = False
