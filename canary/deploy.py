@@ -17,7 +17,7 @@ from datetime import datetime
 
 from canary import defaults
 from canary.clock import Clock, SystemClock
-from canary.errors import InputError, NotFoundError
+from canary.errors import InputError, NotFoundError, RouterError
 from canary.gate.migration import lint_step, run_migration
 from canary.model import Event, GateResult, MigrationSpec, PolicySpec, RolloutSpec
 from canary.rollout.machine import MetricLimits, Plan
@@ -131,13 +131,21 @@ def submit(text: str, *, file: str, version: str | None, store: StateStore,
     spec, policy = load_specs(text, file=file, version=version)
     from canary.routers.registry import build_router
 
-    build_router(spec.router)  # refuse bad router options before anything is stored
+    router = build_router(spec.router)  # refuse bad router options before anything is stored
     latest = _latest(spec.name, store)
     if latest is not None and ended_with(latest, spec.version):
         # The same deploy again (a CI retry after a kill): report that ending, start nothing.
         return spec, policy, latest, True
     if preflight and not (latest is not None and _is_active(latest)):
         from canary.preflight import preflight_policy, refuse
+
+        try:
+            # The router's backend, servers or route must exist before a rollout that
+            # would drive them is stored: a typo is exit 2 now, not a rollback later.
+            router.ensure()
+        except RouterError as exc:
+            raise InputError(f"the router is not usable ({router.describe()}): {exc}",
+                             field="spec.router") from exc
 
         stable = spec.stable_version or store.last_stable_version(spec.service)
         refuse(preflight_policy(policy, service=spec.service, version=spec.version,

@@ -51,9 +51,6 @@ class FakeRouter:
         self._check()
         return self.weights
 
-    def reset(self) -> None:
-        self.set_weights(Weights(canary=0))
-
     def describe(self) -> str:
         return "fake router"
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from canary.errors import InputError, NotifyError
+from canary.errors import InputError
 from canary.model import Notification, NotificationSpec
 from canary.notify.base import Notifier
-from canary.notify.null import NullNotifier
 from canary.notify.pagerduty import DEFAULT_EVENTS_URL, RESOLVES, PagerDutyNotifier
 from canary.notify.slack import EVENTS, SlackNotifier
 from canary.notify.slack_bot import DEFAULT_API_URL, SlackBotNotifier
@@ -121,31 +120,6 @@ class EventFilter:
         return f"EventFilter({self.notifier!r}, events={sorted(self.events)})"
 
 
-class FanOut:
-    """Sends to every notifier even when one fails, then reports all failures at once:
-    a dead Slack must not also silence the webhook."""
-
-    def __init__(self, notifiers: Iterable[Notifier]) -> None:
-        self.notifiers = tuple(notifiers)
-
-    def send(self, notification: Notification) -> None:
-        errors: list[NotifyError] = []
-        for notifier in self.notifiers:
-            try:
-                notifier.send(notification)
-            except NotifyError as exc:
-                errors.append(exc)
-        if errors:
-            raise NotifyError(
-                f"{len(errors)} of {len(self.notifiers)} notifiers failed: "
-                + "; ".join(str(e) for e in errors),
-                retry_after=max(e.retry_after for e in errors),
-            )
-
-    def __repr__(self) -> str:
-        return f"FanOut({list(self.notifiers)!r})"
-
-
 def build_notifier(spec: NotificationSpec, *, threads: ThreadMemory | None = None
                    ) -> Notifier:
     """The notifier for one entry; InputError for an unknown type or event name, or a
@@ -173,15 +147,3 @@ def build_notifier(spec: NotificationSpec, *, threads: ThreadMemory | None = Non
     # channels that ask for it ("stage") want.
     events = spec.events or tuple(e for e in KNOWN_EVENTS if e != "stage")
     return EventFilter(notifier, events)
-
-
-def build_notifiers(specs: Iterable[NotificationSpec], *,
-                    threads: ThreadMemory | None = None) -> Notifier:
-    """One Notifier for a whole rollout: Null for none, the one itself, or a FanOut."""
-    threads = threads if threads is not None else LocalThreads()  # one, shared by all
-    notifiers = [build_notifier(spec, threads=threads) for spec in specs]
-    if not notifiers:
-        return NullNotifier()
-    if len(notifiers) == 1:
-        return notifiers[0]
-    return FanOut(notifiers)

@@ -306,7 +306,8 @@ class Runner:
                     if timeout is not None and \
                             (self.clock.now() - start).total_seconds() >= timeout:
                         raise
-                    self.clock.sleep(min(30.0, 0.5 * 2 ** min(outage, 6)))
+                    # backoff, but never sooner than the error itself asks (retry_after)
+                    self.clock.sleep(min(60.0, max(exc.retry_after, 0.5 * 2 ** min(outage, 6))))
                     continue
                 if ended(state.phase, needs_human=state.needs_human):
                     return state

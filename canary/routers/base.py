@@ -22,8 +22,5 @@ class Router(Protocol):
 
     def get_weights(self) -> Weights: ...
 
-    def reset(self) -> None:
-        """All traffic to stable."""
-
     def describe(self) -> str:
         """One line naming what this router drives, for progress output."""

@@ -107,9 +107,6 @@ class CommandRouter:
             argv.append(arg)
         self._run(argv)
 
-    def reset(self) -> None:
-        self.set_weights(Weights(canary=0))
-
     def _run(self, argv: Sequence[str]) -> str:
         what = " ".join(argv)
         try:

@@ -300,9 +300,6 @@ class HAProxyRouter:
         if self.sticky:
             self._apply_states(weights, match=self._matching())
 
-    def reset(self) -> None:
-        self.set_weights(Weights(canary=0))
-
     def _current(self) -> dict[str, int]:
         return {name: self._weight(name) for name in (*self.stable, *self.canary)}
 

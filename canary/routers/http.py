@@ -85,9 +85,6 @@ class HttpRouter:
     def set_weights(self, weights: Weights) -> None:
         self._request("PUT", json={"stable": weights.stable, "canary": weights.canary})
 
-    def reset(self) -> None:
-        self.set_weights(Weights(canary=0))
-
     def _request(self, method: str, *, json: dict[str, int] | None = None) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:

@@ -336,9 +336,6 @@ class WeightedObjectRouter(abc.ABC):
     def get_weights(self) -> Weights:
         return self.locate(self._objects.get(self.ref)).split()
 
-    def reset(self) -> None:
-        self.set_weights(Weights(canary=0))
-
     def close(self) -> None:
         """Release the client's connections (not part of the Router port)."""
         self._objects.close()

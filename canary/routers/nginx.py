@@ -313,9 +313,6 @@ class NginxRouter:
         return _Block(start=begin[0] + 1, end=end[0],
                       indent=marker[:len(marker) - len(marker.lstrip())])
 
-    def reset(self) -> None:
-        self.set_weights(Weights(canary=0))
-
     def _read(self) -> list[str]:
         try:
             with open(self.config, encoding="utf-8") as f:

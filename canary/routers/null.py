@@ -38,9 +38,6 @@ class NullRouter:
     def get_weights(self) -> Weights:
         return self._weights
 
-    def reset(self) -> None:
-        self._weights = Weights(canary=0)
-
 
 def from_config(config: Config) -> NullRouter:
     return NullRouter()

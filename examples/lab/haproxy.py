@@ -1,6 +1,6 @@
 """A real HAProxy for tests and examples: one frontend, one roundrobin backend, admin API.
 
-The servers start in the state ``HAProxyRouter.reset()`` writes (stable servers carry all
+The servers start in the state a rollback writes (stable servers carry all
 the weight, canary servers 0), so a freshly started or restarted HAProxy sends everything
 to stable: the safe state, and the one the controller expects before its first stage.
 """

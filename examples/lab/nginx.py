@@ -1,7 +1,7 @@
 """A real nginx for tests and examples, in a prefix of its own, with a managed upstream.
 
 The upstream's server lines sit between canary's markers and start in the state
-``NginxRouter.reset()`` writes (canary servers ``down``), so the first request already
+a rollback writes (canary servers ``down``), so the first request already
 goes where the controller expects. nginx runs in the foreground (``daemon off``) as a
 plain process stopped by its PID; logs, pid file and every temp path live in the prefix.
 

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from canary.errors import InputError, NotifyError
-from canary.model import Notification, NotificationSpec
+from canary.errors import InputError
+from canary.model import NotificationSpec
 from canary.notify.base import Notifier
 from canary.notify.null import NullNotifier
 from canary.notify.registry import (
     KNOWN_EVENTS,
     EventFilter,
-    FanOut,
     build_notifier,
-    build_notifiers,
 )
 from canary.notify.slack import SlackNotifier
 from canary.notify.webhook import WebhookNotifier
-from examples.lab.proc import free_port
 from examples.lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_PATH, SECRET_TOKEN, rollback
@@ -60,40 +57,14 @@ def test_events_filter(receiver: SlackReceiver, secret_url: str) -> None:
 
 
 def test_every_notifier_satisfies_the_port(secret_url: str) -> None:
-    for notifier in (NullNotifier(), build_notifiers([]),
+    for notifier in (NullNotifier(),
                      build_notifier(NotificationSpec("slack", secret_url)),
-                     build_notifier(NotificationSpec("webhook", secret_url, events=("held",))),
-                     build_notifiers([NotificationSpec("slack", secret_url)] * 2)):
+                     build_notifier(NotificationSpec("webhook", secret_url, events=("held",)))):
         assert isinstance(notifier, Notifier)
 
 
 def test_null_notifier_sends_nothing() -> None:
-    assert isinstance(build_notifiers([]), NullNotifier)
     NullNotifier().send(rollback())  # and raises nothing
-
-
-def test_fan_out_reaches_the_live_ones_and_reports_the_dead(
-    receiver: SlackReceiver, secret_url: str
-) -> None:
-    dead = f"http://127.0.0.1:{free_port()}{SECRET_PATH}"
-    specs = [NotificationSpec("slack", dead), NotificationSpec("webhook", receiver.url("/hook"))]
-    assert isinstance(build_notifiers(specs), FanOut)
-    notifier = FanOut([SlackNotifier(dead, retries=0), WebhookNotifier(receiver.url("/hook"))])
-    with pytest.raises(NotifyError, match="1 of 2 notifiers failed") as caught:
-        notifier.send(rollback())
-    assert len(receiver.payloads) == 1  # the dead Slack did not silence the webhook
-    assert SECRET_TOKEN not in str(caught.value)
-
-
-class _Boom:
-    def send(self, notification: Notification) -> None:
-        raise NotifyError("down", retry_after=7)
-
-
-def test_fan_out_keeps_the_longest_retry_after() -> None:
-    with pytest.raises(NotifyError) as caught:
-        FanOut([_Boom(), NullNotifier()]).send(rollback())
-    assert caught.value.retry_after == 7
 
 
 def test_known_events_match_the_model_vocabulary() -> None:

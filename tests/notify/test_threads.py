@@ -16,7 +16,7 @@ import pytest
 from canary.clock import ManualClock
 from canary.errors import InputError, NotifyError
 from canary.model import NotificationSpec
-from canary.notify.registry import EventFilter, FanOut, build_notifier, build_notifiers
+from canary.notify.registry import EventFilter, build_notifier
 from canary.notify.slack import slack_message
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.notify.threads import LocalThreads, ThreadMemory
@@ -226,12 +226,6 @@ def test_registry_picks_the_mode(api: SlackReceiver) -> None:
     built = build_notifier(spec)
     assert isinstance(built, EventFilter) and isinstance(built.notifier, SlackBotNotifier)
     assert "slack.com" in repr(built)  # the default Web API
-    # two bot entries built together share one memory, so they agree on threads
-    both = build_notifiers([spec, spec])
-    assert isinstance(both, FanOut)
-    first, second = (n.notifier for n in both.notifiers if isinstance(n, EventFilter))
-    assert isinstance(first, SlackBotNotifier) and isinstance(second, SlackBotNotifier)
-    assert first.threads is second.threads
 
 
 def test_missing_token_variable_is_an_input_error_naming_it(

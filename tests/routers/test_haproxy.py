@@ -226,7 +226,7 @@ def test_tcp_stats_socket_drives_the_same_backend(haproxy_server: Server) -> Non
     reply = runtime_command(str(haproxy_server.info["socket"]), "get weight app/canary-1")
     assert reply.split()[0] == "60"
     assert router.get_weights() == Weights(canary=30)
-    router.reset()
+    router.set_weights(Weights(canary=0))
 
 
 @pytest.mark.servers
@@ -246,7 +246,43 @@ def test_all_servers_at_zero_is_an_error_not_a_split(haproxy_server: Server) -> 
     try:
         with pytest.raises(RouterError, match="serves no traffic"):
             router.get_weights()
-        router.reset()  # still repairable: set_weights does not depend on reading a split
+        # still repairable: set_weights does not depend on reading a split
+        router.set_weights(Weights(canary=0))
         assert router.get_weights() == Weights(canary=0)
     finally:
-        router.reset()
+        router.set_weights(Weights(canary=0))
+
+
+def test_deploy_refuses_a_server_the_backend_does_not_have(haproxy_server: Server,
+                                                           tmp_path: Path) -> None:
+    """Router.ensure() runs before anything is stored: a typo is exit 2, not a rollback."""
+    from typer.testing import CliRunner
+
+    from canary.cli import app
+    from canary.store.sqlite import SQLiteStore
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("apiVersion: canary/v1\nkind: AnalysisPolicy\nmetadata: {name: p}\n"
+                      "spec:\n  prometheus: {url: 'http://127.0.0.1:9'}\n  metrics: []\n")
+    rollout = tmp_path / "rollout.yaml"
+    rollout.write_text(f"""\
+apiVersion: canary/v1
+kind: Rollout
+metadata: {{name: typo}}
+spec:
+  service: app
+  version: "2"
+  stableVersion: "1"
+  router:
+    type: haproxy
+    socket: {haproxy_server.info['socket']}
+    backend: app
+    stable: [stable-1, stable-2]
+    canary: canary-one
+  analysis: {{policy: {policy}}}
+""")
+    store = f"sqlite:///{tmp_path}/state.db"
+    result = CliRunner().invoke(app, ["deploy", "-f", str(rollout), "--store", store])
+    assert result.exit_code == 2, result.output
+    assert "canary-one" in result.output and "router is not usable" in result.output
+    assert SQLiteStore(f"{tmp_path}/state.db").history("typo") == []  # nothing stored
