@@ -20,7 +20,7 @@ import pytest
 
 from canary.errors import InputError, RouterError
 from canary.hooks.executor import MAX_KEPT, run_hook
-from canary.model import Event, GateResult, HookCall, HookResult, Notification
+from canary.model import Event, GateResult, HookCall, HookResult, Notification, Weights
 from canary.notify.secrets import MASK, MIN_SECRET_LENGTH, redact_known
 from canary.notify.slack import SlackNotifier
 from canary.policyfile import load_policy
@@ -147,7 +147,7 @@ def test_a_failing_command_router_error_carries_no_secret(tmp_path: Path) -> Non
     router = CommandRouter(set_command=(sys.executable, str(script), f"--token={secret}",
                                         "{canary}"),
                            get_command=(sys.executable, str(script), f"--token={secret}"))
-    for call in (router.get_weights, router.reset):
+    for call in (router.get_weights, lambda: router.set_weights(Weights(canary=0))):
         with pytest.raises(RouterError) as caught:
             call()
         assert secret not in str(caught.value) and "--token=***" in str(caught.value)

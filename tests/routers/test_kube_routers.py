@@ -202,7 +202,8 @@ def test_server_errors_raise_router_error_and_keep_the_split(
 def test_a_missing_object_is_a_router_error_naming_it(kube: KubeSetup) -> None:
     kube.router.set_weights(Weights(canary=25))
     kube.fake.delete(kube.case.kind, kube.namespace, kube.name)
-    for call in (kube.router.ensure, kube.router.get_weights, kube.router.reset):
+    for call in (kube.router.ensure, kube.router.get_weights,
+                 lambda: kube.router.set_weights(Weights(canary=0))):
         with pytest.raises(RouterError, match=f"{kube.case.kind} shop/checkout not found"):
             call()
 
