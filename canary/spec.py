@@ -26,7 +26,8 @@ from canary.model import (
     RouterSpec,
 )
 from canary.notify.registry import check_entry, default_events
-from canary.notify.templates import EVENT_NAMES, check_templates
+from canary.notify.templates import EVENT_NAMES
+from canary.notifyfile import check_templates
 from canary.policyfile import (
     PACKAGE_POLICIES as PACKAGE_POLICIES,
 )

@@ -28,10 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from canary.errors import InputError
 from canary.model import MetricResult, Notification, Outcome
 from canary.notify.secrets import redact_known
-from canary.yamlsource import Document, Path, dotted
 
 # The events a notification can be about (slack.EVENTS gives each its emoji and wording).
 EVENT_NAMES: tuple[str, ...] = (
@@ -306,22 +304,3 @@ def compile_templates(raw: Mapping[str, str]) -> Templates:
         except TemplateError as exc:
             raise TemplatesError(event, str(exc), line=exc.line) from None
     return Templates(out)
-
-
-_BLOCK = re.compile(r":\s+[|>][-+0-9]*\s*(#.*)?$")
-
-
-def check_templates(doc: Document, path: Path, raw: Mapping[str, str]) -> None:
-    """For ``canary validate``: InputError naming the file, the line of the problem (the
-    template's own line counted from where its text starts) and the field path."""
-    try:
-        compile_templates(raw)
-    except TemplatesError as exc:
-        where = (*path, exc.event)
-        line = doc.line_of(where)
-        if line is not None and exc.line is not None:
-            lines = doc.text.splitlines()
-            key_line = lines[line - 1] if 0 < line <= len(lines) else ""
-            # `rolled-back: |` starts the text on the next line; a quoted one on this line
-            line += (1 if _BLOCK.search(key_line) else 0) + exc.line - 1
-        raise InputError(exc.message, file=doc.file, line=line, field=dotted(where)) from None
