@@ -21,7 +21,8 @@ from canary.metrics.base import MetricsProvider, Sample
 from canary.model import MetricResult, Notification, Outcome, Phase, Verdict, Weights
 from canary.notify.base import Notifier
 from canary.routers.base import Router
-from canary.store.base import StateStore, open_store
+from canary.store.base import StateStore
+from canary.store.registry import open_store
 
 __all__ = [
     "CanaryError",

@@ -273,7 +273,7 @@ def status(name: NameArg, store: StoreOpt = None, output: OutputOpt = Output.tex
            ) -> None:
     """Where a rollout stands; with --watch, follow it until it ends."""
     from canary.follow import store_url
-    from canary.store.base import open_store
+    from canary.store.registry import open_store
     from canary.views import status_json, status_text
 
     st = open_store(store_url(store))
@@ -320,7 +320,7 @@ def _watch(st: StateStore, name: str, *, timeout: str | None, poll: float,
 def list_(store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
     """Every rollout, one line each: name, phase, stage, weight, versions, age."""
     from canary.follow import now, store_url
-    from canary.store.base import open_store
+    from canary.store.registry import open_store
     from canary.views import latest_per_name, list_json, list_text
 
     st = open_store(store_url(store))

@@ -24,7 +24,8 @@ from canary.rollout.machine import MetricLimits, Plan
 from canary.rollout.runner import Analyzer, Reporter, Runner, StoreThreads
 from canary.rollout.state import RolloutState
 from canary.spec import load_policy, parse_rollout_text, resolve_policy_path
-from canary.store.base import StateStore, open_store
+from canary.store.base import StateStore
+from canary.store.registry import open_store
 from canary.yamlsource import read_text
 
 DEFAULT_STORE = defaults.STORE_URL

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from canary import defaults, exits
 from canary.rollout.state import RolloutState
-from canary.store.base import StateStore, open_store
+from canary.store.base import StateStore
+from canary.store.registry import open_store
 
 DEFAULT_STORE = defaults.STORE_URL
 

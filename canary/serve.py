@@ -439,7 +439,7 @@ def run_serve(store_url: str, *, listen: str, tick: float, workers: int, lease_t
     import sys
 
     from canary.api import Api, Tokens, make_http_server, parse_listen
-    from canary.store.base import open_store
+    from canary.store.registry import open_store
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -13,7 +13,7 @@ import pytest
 from canary.deploy import DEFAULT_STORE
 from canary.model import Event
 from canary.rollout.state import RolloutState
-from canary.store.base import open_store
+from canary.store.registry import open_store
 from canary.store.sqlite import SQLiteStore
 
 

@@ -130,7 +130,7 @@ def test_ended_rollout_is_not_ticked_again(store: SQLiteStore) -> None:
 
 def test_same_deploy_after_its_ending_is_a_no_op_new_version_starts(tmp_path: Path) -> None:
     from canary.deploy import submit
-    from canary.store.base import open_store
+    from canary.store.registry import open_store
     from tests.spec.test_cli_analysis import files
 
     rollout = files(tmp_path, "http://127.0.0.1:9")

@@ -15,7 +15,7 @@ from canary.deploy import submit
 from canary.errors import MetricsError
 from canary.model import Event, MetricResult, Outcome
 from canary.rollout.state import RolloutState
-from canary.store.base import open_store
+from canary.store.registry import open_store
 from examples.lab.proc import free_port
 
 runner = CliRunner()

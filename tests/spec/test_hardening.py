@@ -249,7 +249,7 @@ def test_the_api_parses_through_the_same_door(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from canary.deploy import submit
-    from canary.store.base import open_store
+    from canary.store.registry import open_store
 
     (tmp_path / "policy.yaml").write_text(POLICY)
     store = open_store(f"sqlite:///{tmp_path}/state.db")
@@ -267,7 +267,7 @@ def test_a_stored_document_is_read_through_the_same_door(tmp_path: Path) -> None
     from datetime import UTC, datetime
 
     from canary.deploy import runner_for_state, submit
-    from canary.store.base import open_store
+    from canary.store.registry import open_store
 
     (tmp_path / "policy.yaml").write_text(POLICY)
     store = open_store(f"sqlite:///{tmp_path}/state.db")

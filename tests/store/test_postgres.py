@@ -16,8 +16,9 @@ import pytest
 
 from canary.errors import CanaryError, InputError, TemporaryError
 from canary.model import Event
-from canary.store.base import SCHEMA_VERSION, StateStore, open_store
+from canary.store.base import SCHEMA_VERSION, StateStore
 from canary.store.postgres import PostgresStore
+from canary.store.registry import open_store
 from canary.store.sqlite import SQLiteStore
 from examples.lab.proc import Server, free_port, wait_until
 from tests.rollout.helpers import T0, new_state
