@@ -17,11 +17,10 @@ Adapters translate third-party exceptions with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from canary.notify.secrets import redact_known
+
 
 def _masked(text: str) -> str:
-    # Imported here: canary/notify/secrets.py imports this module.
-    from canary.notify.secrets import redact_known
-
     return redact_known(text)
 
 

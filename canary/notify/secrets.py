@@ -64,18 +64,6 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/{MASK}"
 
 
-def check_url(url: str, *, what: str) -> None:
-    """InputError (masked) unless ``url`` is an absolute http(s) URL httpx accepts."""
-    from canary.errors import InputError  # here: canary.errors masks through this module
-
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        raise InputError(f"{what} URL is not a valid URL: {mask_url(url)}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise InputError(f"{what} URL must be an absolute http(s) URL, got {mask_url(url)}")
-
-
 def secret_forms(url: str) -> set[str]:
     """The spellings of ``url`` that may show up in text: as given, as httpx renders it,
     and its path-and-query alone (the part that carries the token)."""

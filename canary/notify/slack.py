@@ -22,8 +22,9 @@ import httpx
 
 from canary.clock import Clock
 from canary.model import MetricResult, Notification, Outcome
-from canary.notify.secrets import check_url, mask_url, register_url
+from canary.notify.secrets import mask_url, register_url
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
+from canary.notify.urls import check_url
 from canary.notify.webhook import USER_AGENT, Delivery, post_json
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): characters per text, blocks.

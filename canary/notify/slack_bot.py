@@ -28,10 +28,11 @@ import httpx
 from canary.clock import Clock
 from canary.errors import InputError
 from canary.model import Notification
-from canary.notify.secrets import check_url, mask_url, redact, register_secret
+from canary.notify.secrets import mask_url, redact, register_secret
 from canary.notify.slack import slack_message
 from canary.notify.templates import NO_TEMPLATES, Templates
 from canary.notify.threads import LocalThreads, ThreadMemory
+from canary.notify.urls import check_url
 from canary.notify.webhook import (
     USER_AGENT,
     Attempt,
