@@ -26,7 +26,7 @@ from canary.analysis.sequential import (
     VersionCounts,
     metric_results,
 )
-from canary.errors import CanaryError, InputError
+from canary.errors import CanaryError, ControllerBusy, InputError
 from canary.metrics.base import MetricsProvider
 from canary.model import MetricResult, Outcome, PolicySpec
 
@@ -83,7 +83,9 @@ class LiveSequential:
                                         service=service, version=stable_version,
                                         stable_version=stable_version, seconds=seconds)
         except CanaryError as exc:
-            return (MetricResult(name="sequential", outcome=Outcome.ERROR, value=None,
+            busy = isinstance(exc, ControllerBusy)  # the controller's lateness: hold
+            return (MetricResult(name="sequential", value=None,
+                                 outcome=Outcome.INCONCLUSIVE if busy else Outcome.ERROR,
                                  query=query, message=f"sequential: could not measure: "
                                  f"{exc}"),), None, False
         interval = IntervalCounts(stable=stable, canary=canary, seconds=seconds, stage=stage)

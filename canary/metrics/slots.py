@@ -1,0 +1,76 @@
+"""A bound on the Prometheus queries one `canary serve` runs at once.
+
+With hundreds of rollouts analysed on many threads, an unbounded controller sends as many
+queries at once as it has threads, Prometheus slows down, every query times out and each
+timeout counted as an error toward a rollback: the controller's own overload rolled back
+healthy canaries. Here a query first takes one of a fixed number of slots, waiting at most
+what is left of its check's budget. Not getting one in time raises ControllerBusy: the
+check is inconclusive (the rollout holds), never an error, and the metrics say the
+controller is behind (canary_query_slots_in_use, canary_checks_late_total).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from canary.errors import ControllerBusy
+from canary.metrics.base import MetricsProvider, Sample
+
+DEFAULT_SLOTS = 16
+
+
+class QuerySlots:
+    """The shared bound, with the two numbers /metrics shows."""
+
+    def __init__(self, slots: int = DEFAULT_SLOTS, *,
+                 on_late: Callable[[], None] = lambda: None) -> None:
+        self.size = slots
+        self._free = threading.BoundedSemaphore(slots)
+        self._lock = threading.Lock()
+        self._in_use = 0
+        self._on_late = on_late
+
+    @property
+    def in_use(self) -> int:
+        return self._in_use
+
+    def take(self, wait: float) -> bool:
+        if not self._free.acquire(timeout=max(0.0, wait)):
+            self._on_late()
+            return False
+        with self._lock:
+            self._in_use += 1
+        return True
+
+    def give(self) -> None:
+        with self._lock:
+            self._in_use -= 1
+        self._free.release()
+
+
+class SlottedProvider:
+    """``inner``'s queries, each holding a slot of ``slots`` while it runs."""
+
+    def __init__(self, inner: MetricsProvider, slots: QuerySlots, *,
+                 timeout: float = 10.0) -> None:
+        self.inner, self.slots, self.timeout = inner, slots, timeout
+
+    def query(self, promql: str) -> list[Sample]:
+        return self.query_within(promql, self.timeout)
+
+    def query_within(self, promql: str, timeout: float) -> list[Sample]:
+        started = time.monotonic()
+        if not self.slots.take(timeout):
+            raise ControllerBusy(f"not asked: this controller's {self.slots.size} query "
+                                 f"slots stayed busy for {timeout:.3g}s (it is behind)")
+        try:
+            left = timeout - (time.monotonic() - started)
+            query_within = getattr(self.inner, "query_within", None)
+            if query_within is not None:
+                result: list[Sample] = query_within(promql, max(0.05, left))
+                return result
+            return self.inner.query(promql)
+        finally:
+            self.slots.give()
