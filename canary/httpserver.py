@@ -93,6 +93,11 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         method, path, status = scope["method"], scope["path"], 0
+        if path == "/healthz" and method == "GET":
+            # Liveness is asked often and by many (probes, load balancers): answered here,
+            # before routing, so it stays cheap when the API is busy.
+            await _reply(send, 200, b'{"ok": true}', keep=True)
+            return
         started = time.perf_counter()
 
         async def send_with_headers(message: Message) -> None:
@@ -124,11 +129,14 @@ class FrontDoor:
                 extra={"event": "http", "ms": round((time.perf_counter() - started) * 1e3, 1)})
 
 
-async def _reply(send: Send, status: int, body: bytes) -> None:
+_SECURITY = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+
+async def _reply(send: Send, status: int, body: bytes, *, keep: bool = False) -> None:
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), *_SECURITY]
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+                "headers": headers if keep else [*headers, (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -69,7 +69,10 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        head = f"{self.formatTime(record)} {record.levelname} {record.name}: "
+        # A line logged while ticking a rollout (by the runner, a router...) names it.
+        rollout = getattr(record, "rollout", None) or (_CONTEXT.get() or {}).get("rollout")
+        where = f" [{escape(str(rollout))}]" if rollout else ""
+        head = f"{self.formatTime(record)} {record.levelname} {record.name}{where}: "
         # A traceback keeps its lines, indented, so no line of it can pass for a log line.
         first, *rest = _message(record).split("\n")
         return head + escape(first) + "".join("\n    " + escape(line) for line in rest)

@@ -83,11 +83,12 @@ def start_serve(tmp_path: Path) -> Iterator[StartServe]:
               env: dict[str, str] | None = None, name: str = "serve",
               args: tuple[str, ...] = ()) -> Controller:
         port = free_port()
+        # The lab's rollout files name ${SLACK_WEBHOOK_URL}: allowed when it is given.
+        slack = ("--allow-env", "SLACK_WEBHOOK_URL") if "SLACK_WEBHOOK_URL" in (env or {}) \
+            else ()
         server = Server(name=name, argv=canary_cmd(
             "serve", "--store", store, "--listen", f"127.0.0.1:{port}", "--tick", tick,
-            # The lab's rollout files name ${SLACK_WEBHOOK_URL}: the one variable allowed.
-            "--lease-ttl", lease_ttl, "--allow-env", "SLACK_WEBHOOK_URL", *args),
-            log_path=str(tmp_path / f"{name}.log"))
+            "--lease-ttl", lease_ttl, *slack, *args), log_path=str(tmp_path / f"{name}.log"))
         server.start(env=serve_env(env), cwd=str(tmp_path))
         ctl = Controller(server=server, url=f"http://127.0.0.1:{port}")
         started.append(ctl)
