@@ -103,6 +103,8 @@ def deploy(
                            on_gate_line=lambda line: reporter.line(f"  | {line}"),
                            preflight=preflight)
         spec = prepared.spec
+        if isinstance(reporter, JsonLineReporter):
+            reporter.rollout = spec.name  # every line names it, the first one too
         verb = "resuming" if prepared.resumed else "starting"
         reporter.line(f"{verb} rollout {spec.name}: {spec.service} "
                       f"{prepared.state.stable_version or '?'} -> {spec.version} via "

@@ -73,9 +73,12 @@ class TextFormatter(logging.Formatter):
         rollout = getattr(record, "rollout", None) or (_CONTEXT.get() or {}).get("rollout")
         where = f" [{escape(str(rollout))}]" if rollout else ""
         head = f"{self.formatTime(record)} {record.levelname} {record.name}{where}: "
-        # A traceback keeps its lines, indented, so no line of it can pass for a log line.
-        first, *rest = _message(record).split("\n")
-        return head + escape(first) + "".join("\n    " + escape(line) for line in rest)
+        line = head + escape(record.getMessage())
+        if record.exc_info and record.exc_info[0] is not None:
+            # A traceback keeps its lines, indented: none of them can pass for a log line.
+            trace = self.formatException(record.exc_info).split("\n")
+            line += "".join("\n    " + escape(x) for x in trace)
+        return line
 
 
 class JsonFormatter(logging.Formatter):

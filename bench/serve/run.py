@@ -102,7 +102,7 @@ def run_mode(mode: str, *, n: int, window: float, warmup: float, workers: int, t
             "--tick", tick, "--workers", str(workers)]
     # Both modes are the product's `canary serve`: batching on (grouped queries shared by
     # every rollout, answers reused 5 s) or off.
-    batch = "5s" if mode == "batched" else "0"
+    batch = "5s" if mode == "batched" else "0s"
     argv = [sys.executable, "-m", "canary", "serve", *args, "--batch-max-age", batch]
     env = dict(os.environ, CANARY_API_TOKENS_OPERATOR=TOKEN, PYTHONPATH=src or str(REPO))
     ctl = Server(name=f"controller {mode}", argv=argv, log_path=str(d / "serve.log"))
