@@ -23,6 +23,7 @@ from canary.logs import fields
 from canary.metrics.slots import DEFAULT_SLOTS, QuerySlots, SlottedProvider
 from canary.model import Notification, PolicySpec
 from canary.notify.base import Notifier
+from canary.notify.registry import EventFilter
 from canary.rollout.runner import Analyzer, Runner
 from canary.rollout.state import RolloutState
 from canary.serve import Controller, PooledStore, RunnerFactory
@@ -34,9 +35,8 @@ log = logging.getLogger("canary.serve")
 class CountedNotifier:
     """A notifier whose deliveries /metrics counts by channel and result."""
 
-    def __init__(self, inner: Notifier, metrics: ServeMetrics) -> None:
-        self.inner, self.metrics = inner, metrics
-        self.channel = type(inner).__name__.removesuffix("Notifier").lower() or "notifier"
+    def __init__(self, inner: Notifier, metrics: ServeMetrics, *, channel: str) -> None:
+        self.inner, self.metrics, self.channel = inner, metrics, channel
 
     def send(self, note: Notification) -> None:
         try:
@@ -91,7 +91,11 @@ def default_runner_factory(*, tick: float, batch_max_age: float = 0.0,
         from canary.deploy import runner_for_state
 
         runner = runner_for_state(state, store=store, poll=tick, analyzer_factory=analyzer)
-        runner.notifiers = [CountedNotifier(n, metrics) for n in runner.notifiers]
+        for spec, notifier in zip(runner.spec.notifications, runner.notifiers, strict=False):
+            # Count what reaches the channel: inside its event filter, when there is one.
+            if isinstance(notifier, EventFilter):
+                notifier.notifier = CountedNotifier(notifier.notifier, metrics,
+                                                    channel=spec.type)
         return runner
 
     return make
