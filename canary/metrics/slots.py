@@ -6,7 +6,10 @@ timeout counted as an error toward a rollback: the controller's own overload rol
 healthy canaries. Here a query first takes one of a fixed number of slots, waiting at most
 what is left of its check's budget. Not getting one in time raises ControllerBusy: the
 check is inconclusive (the rollout holds), never an error, and the metrics say the
-controller is behind (canary_query_slots_in_use, canary_checks_late_total).
+controller is behind (canary_query_slots_in_use, canary_checks_late_total). So is a query
+that fails while every slot is busy: with the controller asking all it may, its own load
+is the likeliest cause. A Prometheus that is down while the controller is quiet (refused
+connections, errors) stays an error.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from canary.errors import ControllerBusy
+from canary.errors import ControllerBusy, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
 
 DEFAULT_SLOTS = 16
@@ -30,19 +33,35 @@ class QuerySlots:
         self._free = threading.BoundedSemaphore(slots)
         self._lock = threading.Lock()
         self._in_use = 0
+        self._waiting = 0
         self._on_late = on_late
 
     @property
     def in_use(self) -> int:
         return self._in_use
 
+    @property
+    def saturated(self) -> bool:
+        """Every slot taken, or someone waiting for one: the controller asks all it may."""
+        return self._in_use >= self.size or self._waiting > 0
+
     def take(self, wait: float) -> bool:
-        if not self._free.acquire(timeout=max(0.0, wait)):
+        with self._lock:
+            self._waiting += 1
+        try:
+            got = self._free.acquire(timeout=max(0.0, wait))
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        if not got:
             self._on_late()
             return False
         with self._lock:
             self._in_use += 1
         return True
+
+    def late(self) -> None:
+        self._on_late()
 
     def give(self) -> None:
         with self._lock:
@@ -72,5 +91,15 @@ class SlottedProvider:
                 result: list[Sample] = query_within(promql, max(0.05, left))
                 return result
             return self.inner.query(promql)
+        except MetricsError as exc:
+            # Failing while the controller asks all it may: its own load (a Prometheus it
+            # floods, its own starved threads) is the likeliest cause, so it is lateness.
+            # A Prometheus that refuses or fails while the controller is quiet stays an
+            # error, and counts.
+            if self.slots.saturated and not isinstance(exc, ControllerBusy):
+                self.slots.late()
+                raise ControllerBusy(f"{exc} (while all {self.slots.size} query slots of "
+                                     "this controller were busy: it is behind)") from exc
+            raise
         finally:
             self.slots.give()

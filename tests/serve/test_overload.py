@@ -85,3 +85,20 @@ def _state() -> RolloutState:
     return RolloutState(id="r1", name="shop", service="shop", version="2.0.0",
                         stable_version="1.0.0", document="", source="test", created_at=now,
                         updated_at=now)
+
+
+def test_a_failure_while_every_slot_is_busy_is_the_controllers_lateness(
+        tmp_path: Path) -> None:
+    slots = QuerySlots(2)
+    provider = SlottedProvider(PrometheusProvider(DEAD, timeout=1), slots, timeout=1)
+    policy = policy_at(tmp_path)
+
+    def outcomes() -> set[Outcome]:
+        verdict = threshold.measure(policy, provider, service="shop", version="2.0.0",
+                                    stable_version="1.0.0", at=datetime.now(UTC), budget=2)
+        return {r.outcome for r in verdict.results}
+
+    assert slots.take(0)  # another rollout's query holds the other slot: all are busy
+    assert outcomes() == {Outcome.INCONCLUSIVE}
+    slots.give()  # the controller is quiet again: the same failure is an error
+    assert outcomes() == {Outcome.ERROR}
