@@ -7,9 +7,9 @@ healthy canaries. Here a query first takes one of a fixed number of slots, waiti
 what is left of its check's budget. Not getting one in time raises ControllerBusy: the
 check is inconclusive (the rollout holds), never an error, and the metrics say the
 controller is behind (canary_query_slots_in_use, canary_checks_late_total). So is a query
-that fails while every slot is busy: with the controller asking all it may, its own load
-is the likeliest cause. A Prometheus that is down while the controller is quiet (refused
-connections, errors) stays an error.
+that fails while every slot is busy, or after waiting a quarter of its time for a slot:
+with the controller asking all it may, its own load is the likeliest cause. A Prometheus
+that is down while the controller is quiet (refused connections, errors) stays an error.
 """
 
 from __future__ import annotations
@@ -96,10 +96,14 @@ class SlottedProvider:
             # floods, its own starved threads) is the likeliest cause, so it is lateness.
             # A Prometheus that refuses or fails while the controller is quiet stays an
             # error, and counts.
-            if self.slots.saturated and not isinstance(exc, ControllerBusy):
+            waited = timeout - left
+            # ... or after waiting for a slot long enough that the query was left too little.
+            if (self.slots.saturated or waited > timeout / 4) and \
+                    not isinstance(exc, ControllerBusy):
                 self.slots.late()
-                raise ControllerBusy(f"{exc} (while all {self.slots.size} query slots of "
-                                     "this controller were busy: it is behind)") from exc
+                raise ControllerBusy(f"{exc} (after {waited:.3g}s waiting for one of this "
+                                     f"controller's {self.slots.size} busy query slots: it "
+                                     "is behind)") from exc
             raise
         finally:
             self.slots.give()
