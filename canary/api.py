@@ -1,11 +1,17 @@
 """The HTTP API of `canary serve`: submit rollouts, read them, record operator commands.
 
-The standard library's ThreadingHTTPServer and a route table: eight JSON routes do not
-justify a web framework's dependency tree. Every rollout route needs a bearer token
-(CANARY_API_TOKENS_READ / CANARY_API_TOKENS_OPERATOR, comma-separated): read scope for GET,
-operator scope for writes. An operator token is powerful: a rollout file names migration
-commands and routers the controller runs, so hand them out like shell access. Tokens are
-compared in constant time and never logged; the request log holds method, path and status.
+FastAPI routes on uvicorn (canary/httpserver.py runs it). The JSON bodies are the pydantic
+models of canary/apimodels.py, and /api/v1/openapi.json is generated from them. Every
+rollout route needs a bearer token (CANARY_API_TOKENS_READ / CANARY_API_TOKENS_OPERATOR,
+comma-separated): read scope for GET, operator scope for writes. An operator token is
+powerful: a rollout file names migration commands and routers the controller runs, so hand
+them out like shell access. Tokens are compared in constant time and never logged; the
+request log holds method, path and status.
+
+Every bad request is a 4xx with a JSON ``{"error": ...}``: unparseable or out-of-range
+query parameters and bodies are 400, unknown paths and files 404, oversized bodies 413.
+Handlers that touch the store are plain ``def``: they run on the server's bounded thread
+pool, never on the event loop and never on the scheduler's tick threads.
 """
 
 from __future__ import annotations
@@ -13,17 +19,23 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Annotated, Any, Protocol
 
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+
+from canary import apimodels as m
+from canary.apiinput import EnvPolicy, check_document
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
 from canary.exporter import ServeMetrics
+from canary.logs import fields
 from canary.model import Command
 from canary.operations import record_command
 from canary.rollout.state import RolloutState
@@ -33,16 +45,13 @@ from canary.views import event_json, status_json
 log = logging.getLogger("canary.api")
 
 MAX_BODY = 1 << 20
+MAX_LIST = 10_000
 READ, OPERATOR = "read", "operator"
 COMMANDS = ("pause", "resume", "abort", "promote", "retry")
 _TYPES = {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
-          "html": "text/html; charset=utf-8", "json": "application/json"}
-_SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
-                               "frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
+          "html": "text/html; charset=utf-8"}
+_STATIC = frozenset(f.name for f in resources.files("canary").joinpath("web").iterdir()
+                    if f.name.rsplit(".", 1)[-1] in _TYPES)
 
 
 class Driver(Protocol):
@@ -51,6 +60,10 @@ class Driver(Protocol):
     def adopt(self, state: RolloutState) -> None: ...
 
     def poke(self, name: str) -> None: ...
+
+
+class Ready(Protocol):
+    def last_stable_version(self, service: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -80,177 +93,250 @@ class Tokens:
         return found
 
 
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
-        self.status, self.extra = status, extra
+        self.status = status
 
 
-def _json(status: int, data: Any, **headers: str) -> Response:
-    return Response(status, json.dumps(data).encode(), headers=dict(headers))
+def _error(status: int, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
-Handler = Callable[[dict[str, str], dict[str, list[str]], bytes, str], Response]
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": m.Error} for c in codes}
 
 
-class Api:
-    def __init__(self, *, store: StateStore, controller: Driver, metrics: ServeMetrics,
-                 tokens: Tokens) -> None:
-        self.store, self.controller, self.metrics, self.tokens = store, controller, metrics, tokens
-        name = r"(?P<name>[^/]+)"
-        self.routes: list[tuple[str, re.Pattern[str], str | None, Handler]] = [
-            ("GET", re.compile(r"/api/v1/rollouts"), READ, self._list),
-            ("POST", re.compile(r"/api/v1/rollouts"), OPERATOR, self._submit),
-            ("GET", re.compile(rf"/api/v1/rollouts/{name}"), READ, self._get),
-            ("GET", re.compile(rf"/api/v1/rollouts/{name}/events"), READ, self._events),
-            ("POST", re.compile(rf"/api/v1/rollouts/{name}/(?P<command>{'|'.join(COMMANDS)})"),
-             OPERATOR, self._command),
-            ("GET", re.compile(r"/api/v1/openapi\.json"), None,
-             lambda *_: _resource("openapi.json")),
-            ("GET", re.compile(r"/metrics"), None, self._metrics),
-            ("GET", re.compile(r"/healthz"), None, lambda *_: _json(200, {"ok": True})),
-            ("GET", re.compile(r"/(?P<file>index\.html)?"), None, self._static),
-            ("GET", re.compile(r"/static/(?P<file>[a-z]+\.(?:js|css))"), None, self._static),
-        ]
+async def read_body(request: Request) -> bytes:
+    """The body, at most MAX_BODY bytes whatever Content-Length claims."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError(413, f"the body must be at most {MAX_BODY} bytes")
+    return bytes(body)
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], *,
-               authorization: str, body: bytes, content_type: str) -> Response:
-        try:
-            for verb, pattern, scope, handler in self.routes:
-                match = pattern.fullmatch(path)
-                if match is None:
-                    continue
-                if verb != method:
-                    if any(v == method and p.fullmatch(path) for v, p, _, _ in self.routes):
-                        continue
-                    raise ApiError(405, f"{method} is not allowed on {path}")
-                if scope is not None:
-                    self._authorize(authorization, scope)
-                args = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
-                return handler(args, query, body, content_type)
-            raise ApiError(404, f"no route for {path}")
-        except ApiError as exc:
-            headers = {"WWW-Authenticate": 'Bearer realm="canary"'} if exc.status == 401 else {}
-            return _json(exc.status, {"error": str(exc), **exc.extra}, **headers)
-        except InputError as exc:
-            return _json(400, {"error": str(exc), "message": exc.message, "file": exc.file,
-                               "line": exc.line, "field": exc.field})
-        except NotFoundError as exc:
-            return _json(404, {"error": str(exc)})
-        except ConflictError as exc:
-            return _json(409, {"error": str(exc)})
-        except TemporaryError as exc:
-            return _json(503, {"error": str(exc)}, **{"Retry-After": str(int(exc.retry_after))})
-        except CanaryError as exc:
-            return _json(500, {"error": str(exc)})
 
-    def _authorize(self, authorization: str, needed: str) -> None:
-        if not self.tokens.configured:
+def build_app(*, store: StateStore, controller: Driver, metrics: ServeMetrics,
+              tokens: Tokens, env: EnvPolicy | None = None) -> FastAPI:
+    app = FastAPI(title="canary serve API", version="1", openapi_url="/api/v1/openapi.json",
+                  docs_url=None, redoc_url=None,
+                  description="Submit rollouts to a running `canary serve`, read their status "
+                  "and event journals, record operator commands. Bearer tokens: read scope "
+                  "(CANARY_API_TOKENS_READ) for GET, operator scope "
+                  "(CANARY_API_TOKENS_OPERATOR) for POST. 401 without a valid token, 403 for "
+                  "a read token on a write.")
+    env_policy = env or EnvPolicy()
+
+    def authorize(request: Request, needed: str) -> None:
+        if not tokens.configured:
             raise ApiError(401, "no API tokens are configured on this controller (set "
                                 "CANARY_API_TOKENS_READ / CANARY_API_TOKENS_OPERATOR)")
-        kind, _, token = authorization.partition(" ")
-        scope = self.tokens.scope(token.strip()) if kind.lower() == "bearer" else None
+        kind, _, token = request.headers.get("authorization", "").partition(" ")
+        scope = tokens.scope(token.strip()) if kind.lower() == "bearer" else None
         if scope is None:
             raise ApiError(401, "missing or invalid bearer token")
         if needed == OPERATOR and scope != OPERATOR:
             raise ApiError(403, "this token may only read: operator scope needed")
 
+    def need_read(request: Request) -> None:
+        authorize(request, READ)
+
+    def need_operator(request: Request) -> None:
+        authorize(request, OPERATOR)
+
+    reader = [Depends(need_read)]
+    operator = [Depends(need_operator)]
+
+    # -- errors: always JSON, always 4xx for what the client got wrong ---------------------
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Bearer realm="canary"'} if exc.status == 401 else {}
+        return _error(exc.status, str(exc), **headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            where = ".".join(str(p) for p in e.get("loc", ())[1:]) or "request"
+            parts.append(f"{where}: {e.get('msg', 'invalid')}")
+        return _error(400, "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        message = {404: f"no route for {request.url.path}",
+                   405: f"{request.method} is not allowed on {request.url.path}"}
+        return _error(exc.status_code, message.get(exc.status_code, str(exc.detail)),
+                      **(exc.headers or {}))
+
+    @app.exception_handler(CanaryError)
+    async def canary_error(request: Request, exc: CanaryError) -> JSONResponse:
+        if isinstance(exc, InputError):
+            return JSONResponse({"error": str(exc), "message": exc.message, "file": exc.file,
+                                 "line": exc.line, "field": exc.field}, status_code=400)
+        if isinstance(exc, NotFoundError):
+            return _error(404, str(exc))
+        if isinstance(exc, ConflictError):
+            return _error(409, str(exc))
+        if isinstance(exc, TemporaryError):
+            return _error(503, str(exc), **{"Retry-After": str(int(exc.retry_after))})
+        log.error("%s %s failed: %s", request.method, request.url.path, exc)
+        return _error(500, str(exc))
+
     # -- rollouts -------------------------------------------------------------------------
 
-    def _list(self, args: dict[str, str], query: dict[str, list[str]], body: bytes,
-              ctype: str) -> Response:
-        limit = _int(query, "limit", 50)
-        states = self.store.list_active()
-        if _flag(query, "active") is not True:
-            states += self.store.history(limit=limit)
+    @app.get("/api/v1/rollouts", dependencies=reader, response_model=m.RolloutList,
+             responses=_errors(400, 401, 403),
+             summary="The newest rollout of each name: active ones first, then recent ones.")
+    def list_rollouts(active: Annotated[bool, Query(description="only active rollouts")] = False,
+                      limit: Annotated[int, Query(ge=0, le=MAX_LIST, description="how many "
+                                                  "past rollouts to include")] = 50,
+                      ) -> m.RolloutList:
+        states = store.list_active()
+        if not active:
+            states += store.history(limit=limit)
         latest: dict[str, RolloutState] = {}
         for s in states:  # the newest rollout of each name; active ones first
             if s.name not in latest or latest[s.name].created_at < s.created_at:
                 latest[s.name] = s
         ordered = sorted(latest.values(), key=lambda s: (s.phase.terminal, s.name))
-        return _json(200, {"rollouts": [_summary(s) for s in ordered]})
+        return m.RolloutList(rollouts=[_summary(s) for s in ordered])
 
-    def _submit(self, args: dict[str, str], query: dict[str, list[str]], body: bytes,
-                ctype: str) -> Response:
-        from canary.deploy import submit
+    @app.post("/api/v1/rollouts", dependencies=operator, status_code=201,
+              response_model=m.Submitted,
+              responses={200: {"model": m.Submitted, "description": "resumed"},
+                         400: {"model": m.InputErrorOut, "description": "invalid rollout: the "
+                               "message `canary deploy` prints (file, line, field)"},
+                         **_errors(401, 403, 409, 413)},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/json": {"schema": m.SubmitBody.model_json_schema()},
+                  "application/yaml": {"schema": {"type": "string"}}}}},
+              summary="Submit a rollout file: creates the rollout, or resumes the active one "
+                      "of that name.")
+    async def submit(request: Request, response: Response) -> m.Submitted:
+        body = await read_body(request)
+        return await run_in_threadpool(_submit, request, response, body)
+
+    def _submit(request: Request, response: Response, body: bytes) -> m.Submitted:
+        from canary.deploy import submit as submit_document
         from canary.routers.registry import build_router
 
-        text, version, file = _document(body, ctype, query)
-        spec, policy, state, resumed = submit(text, file=file, version=version,
-                                              store=self.store, now=datetime.now(UTC))
+        text, version, file = _document(body, request)
+        check_document(text, file=file, env=env_policy)
+        spec, policy, state, resumed = submit_document(text, file=file, version=version,
+                                                       store=store, now=datetime.now(UTC))
         # Count the events that existed at submission before the controller adopts it: a
         # tick right after adoption must not hide the first steps from the follower.
-        events = self.store.events(state.id)
-        self.controller.adopt(state)
+        events = store.events(state.id)
+        controller.adopt(state)
         log.info("rollout %s %s (%s -> %s)", spec.name, "resumed" if resumed else "submitted",
-                 state.stable_version or "?", state.version)
-        return _json(200 if resumed else 201, {
-            "resumed": resumed, "router": build_router(spec.router).describe(),
-            "stages": [s.weight for s in spec.stages], "policy": policy.name,
-            "eventCount": len(events), "rollout": status_json(state, events[-20:])})
+                 state.stable_version or "?", state.version,
+                 extra=fields(rollout=spec.name, event="submitted"))
+        response.status_code = 200 if resumed else 201
+        return m.Submitted(resumed=resumed, router=build_router(spec.router).describe(),
+                           stages=[s.weight for s in spec.stages], policy=policy.name,
+                           eventCount=len(events),
+                           rollout=m.Status.model_validate(status_json(state, events[-20:])))
 
-    def _get(self, args: dict[str, str], query: dict[str, list[str]], body: bytes,
-             ctype: str) -> Response:
-        state = self.store.get(args["name"])
-        n = _int(query, "events", 20)
-        return _json(200, status_json(state, self.store.events(state.id, limit=n) if n else []))
+    @app.get("/api/v1/rollouts/{name}", dependencies=reader, response_model=m.Status,
+             responses=_errors(400, 401, 403, 404), summary="One rollout's status.")
+    def get_rollout(name: str, events: Annotated[int, Query(
+            ge=0, le=MAX_LIST, description="recent events included")] = 20) -> m.Status:
+        state = store.get(name)
+        recent = store.events(state.id, limit=events) if events else []
+        return m.Status.model_validate(status_json(state, recent))
 
-    def _events(self, args: dict[str, str], query: dict[str, list[str]], body: bytes,
-                ctype: str) -> Response:
-        state = self.store.get(args["name"])
-        events = self.store.events(state.id)
-        after = max(0, _int(query, "after", 0))
-        return _json(200, {"id": state.id, "next": len(events),
-                           "events": [event_json(e) for e in events[after:]]})
+    @app.get("/api/v1/rollouts/{name}/events", dependencies=reader, response_model=m.Events,
+             responses=_errors(400, 401, 403, 404),
+             summary="The rollout's event journal, from ?after= on.")
+    def get_events(name: str, after: Annotated[int, Query(ge=0, le=10**9)] = 0) -> m.Events:
+        state = store.get(name)
+        events = store.events(state.id)
+        return m.Events(id=state.id, next=len(events),
+                        events=[m.EventOut.model_validate(event_json(e))
+                                for e in events[after:]])
 
-    def _command(self, args: dict[str, str], query: dict[str, list[str]], body: bytes,
-                 ctype: str) -> Response:
-        name, word = args["name"], args["command"]
-        full = _flag(query, "full") or (_body_json(body).get("full") is True if body else False)
+    def command_route(word: str) -> None:
+        async def command(request: Request, name: str,
+                          full: Annotated[bool, Query(description="promote: to 100% at once")]
+                          = False) -> JSONResponse:
+            body = await read_body(request)
+            if body:
+                full = full or _body_json(body).get("full") is True
+            out = await run_in_threadpool(_command, name, word, full)
+            return JSONResponse(out.model_dump(mode="json"), status_code=202)
+
+        app.post(f"/api/v1/rollouts/{{name}}/{word}", dependencies=operator, status_code=202,
+                 response_model=m.CommandAccepted, responses=_errors(400, 401, 403, 404, 409),
+                 summary=f"Record the operator command '{word}'; the controller acts on it.",
+                 name=f"command_{word}")(command)
+
+    def _command(name: str, word: str, full: bool) -> m.CommandAccepted:
         command = Command.PROMOTE_FULL if word == "promote" and full else Command(word)
-        state = record_command(self.store, name, command)
+        state = record_command(store, name, command)
         if command is Command.RETRY:
-            self.controller.adopt(state)
+            controller.adopt(state)
         else:
-            self.controller.poke(name)
-        log.info("rollout %s: operator %s recorded", name, command.value)
-        return _json(202, {"name": name, "command": command.value,
-                           "message": f"{command.value} recorded; the controller acts on it",
-                           "rollout": _summary(state)})
+            controller.poke(name)
+        log.info("rollout %s: operator %s recorded", name, command.value,
+                 extra=fields(rollout=name, event=f"command-{command.value}"))
+        return m.CommandAccepted(name=name, command=command.value,
+                                 message=f"{command.value} recorded; the controller acts on it",
+                                 rollout=_summary(state))
 
-    # -- the rest -------------------------------------------------------------------------
+    for word in COMMANDS:
+        command_route(word)
 
-    def _metrics(self, *_: object) -> Response:
-        body, ctype = self.metrics.render()
-        return Response(200, body, ctype)
+    # -- health, metrics, the status page -------------------------------------------------
 
-    def _static(self, args: dict[str, str], *_: object) -> Response:
-        return _resource(args.get("file") or "index.html")
+    @app.get("/healthz", response_model=m.Health, summary="The process answers.")
+    async def healthz() -> m.Health:
+        return m.Health(ok=True)
+
+    @app.get("/readyz", response_model=m.Health, responses={503: {"model": m.Health}},
+             summary="The store answers a real query: 503 when it does not.")
+    def readyz() -> JSONResponse:
+        try:
+            store.last_stable_version("canary-readyz-probe")
+        except CanaryError as exc:
+            return JSONResponse({"ok": False, "error": f"store: {exc}"}, status_code=503)
+        return JSONResponse({"ok": True, "error": None})
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        body, ctype = metrics.render()
+        return Response(body, media_type=ctype)
+
+    @app.get("/", include_in_schema=False)
+    @app.get("/index.html", include_in_schema=False)
+    async def index() -> Response:
+        return _resource("index.html")
+
+    @app.get("/static/{file}", include_in_schema=False)
+    async def static(file: str) -> Response:
+        if file not in _STATIC or file.endswith(".html"):
+            raise ApiError(404, f"no file {file}")
+        return _resource(file)
+
+    return app
 
 
 def _resource(name: str) -> Response:
     """A file of the status page (package data under canary/web/)."""
     data = resources.files("canary").joinpath("web", name).read_bytes()
-    return Response(200, data, _TYPES[name.rsplit(".", 1)[-1]])
+    return Response(data, media_type=_TYPES[name.rsplit(".", 1)[-1]])
 
 
-def _summary(state: RolloutState) -> dict[str, Any]:
+def _summary(state: RolloutState) -> m.Summary:
     out = status_json(state, [])
     out.pop("events")
-    return out
+    return m.Summary.model_validate(out)
 
 
-def _document(body: bytes, ctype: str, query: dict[str, list[str]]) -> tuple[str, str | None,
-                                                                              str]:
+def _document(body: bytes, request: Request) -> tuple[str, str | None, str]:
     """The rollout text, version and file name, from JSON or from a raw YAML body."""
+    ctype = request.headers.get("content-type", "")
     if ctype.split(";")[0].strip() == "application/json":
         data = _body_json(body)
         text, version, file = data.get("document"), data.get("version"), data.get("file")
@@ -265,36 +351,18 @@ def _document(body: bytes, ctype: str, query: dict[str, list[str]]) -> tuple[str
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             raise ApiError(400, "the rollout file is not UTF-8 text") from None
-        version, file = _one(query, "version"), _one(query, "file")
+        version, file = request.query_params.get("version"), request.query_params.get("file")
     return text, version or None, file or "rollout.yaml"
 
 
 def _body_json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ApiError(400, "the JSON body must be an object")
     return data
-
-
-def _one(query: dict[str, list[str]], key: str) -> str | None:
-    values = query.get(key)
-    return values[-1] if values else None
-
-
-def _int(query: dict[str, list[str]], key: str, default: int) -> int:
-    raw = _one(query, key)
-    try:
-        return default if raw is None else int(raw)
-    except ValueError:
-        raise ApiError(400, f"{key} must be an integer") from None
-
-
-def _flag(query: dict[str, list[str]], key: str) -> bool | None:
-    raw = _one(query, key)
-    return None if raw is None else raw.lower() in ("1", "true", "yes")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -302,62 +370,3 @@ def parse_listen(listen: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise InputError(f"expected HOST:PORT, got {listen!r}", field="--listen")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def make_http_server(api: Api, *, host: str, port: int) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "canary"
-        sys_version = ""
-
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
-            self._dispatch("GET")
-
-        def do_POST(self) -> None:  # noqa: N802
-            self._dispatch("POST")
-
-        def do_PUT(self) -> None:  # noqa: N802
-            self._dispatch("PUT")
-
-        def do_DELETE(self) -> None:  # noqa: N802
-            self._dispatch("DELETE")
-
-        def _dispatch(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_BODY:
-                self.close_connection = True
-                resp = _json(413, {"error": f"the body must be at most {MAX_BODY} bytes"})
-            else:
-                body = self.rfile.read(length) if length else b""
-                try:
-                    resp = api.handle(method, parts.path, parse_qs(parts.query),
-                                      authorization=self.headers.get("Authorization", ""),
-                                      body=body,
-                                      content_type=self.headers.get("Content-Type", ""))
-                except Exception:  # noqa: BLE001 - answer 500, keep serving
-                    log.exception("%s %s failed", method, parts.path)
-                    resp = _json(500, {"error": "internal error (see the controller's log)"})
-            self.send_response(resp.status)
-            for key, value in {**_SECURITY_HEADERS, **resp.headers}.items():
-                self.send_header(key, value)
-            self.send_header("Content-Type", resp.content_type)
-            self.send_header("Content-Length", str(len(resp.body)))
-            self.end_headers()
-            self.wfile.write(resp.body)
-            level = logging.INFO if method != "GET" else logging.DEBUG
-            log.log(level, "%s %s %d", method, parts.path, resp.status)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass  # _dispatch logs method, path and status: never headers (tokens)
-
-    try:
-        server = ThreadingHTTPServer((host, port), Handler)
-    except OSError as exc:
-        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                         field="--listen") from exc
-    server.daemon_threads = True
-    return server

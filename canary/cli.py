@@ -171,13 +171,16 @@ def deploy(
         "--preflight/--no-preflight", help="before a new rollout, run every query of its "
         "policy once: exit 2 on unknown metrics, labels or bad PromQL, 4 if Prometheus "
         "does not answer")] = True,
+    log_format: Annotated[Output, typer.Option(
+        "--log-format", help="text: lines (a live panel on a terminal); json: one JSON "
+        "object per line (time, level, rollout, stage, event, message)")] = Output.text,
 ) -> None:
     """Run (or resume) a rollout in the foreground until it ends."""
     if server:
         _deploy_remote(server, file, version=version, timeout=timeout, poll=poll)
     from canary.deploy import open_default_store, prepare
     from canary.durations import parse_duration
-    from canary.progress import LineReporter, LiveReporter
+    from canary.progress import JsonLineReporter, LineReporter, LiveReporter
     from canary.rollout.runner import exit_code
 
     try:
@@ -185,8 +188,10 @@ def deploy(
     except ValueError as exc:
         raise InputError(str(exc), field="--timeout") from None
     st = open_default_store(store)
-    live = sys.stdout.isatty()
-    reporter = LiveReporter() if live else LineReporter()
+    as_json = log_format is Output.json
+    reporter: LineReporter | LiveReporter | JsonLineReporter = (
+        JsonLineReporter() if as_json else LiveReporter() if sys.stdout.isatty()
+        else LineReporter())
     stop = {"now": False}
 
     def on_signal(signum: int, frame: object) -> None:
@@ -198,6 +203,8 @@ def deploy(
                            on_gate_line=lambda line: reporter.line(f"  | {line}"),
                            preflight=preflight)
         spec = prepared.spec
+        if isinstance(reporter, JsonLineReporter):
+            reporter.rollout = spec.name  # every line names it, the first one too
         verb = "resuming" if prepared.resumed else "starting"
         reporter.line(f"{verb} rollout {spec.name}: {spec.service} "
                       f"{prepared.state.stable_version or '?'} -> {spec.version} via "
@@ -210,7 +217,11 @@ def deploy(
     code = exit_code(final)
     verdicts = {0: "promoted", 1: "rolled back", 3: "aborted", 4: "needs a human",
                 5: "still running (state kept; rerun to resume)"}
-    typer.echo(f"{final.name}: {verdicts[code]}: {final.reason or final.message}")
+    verdict = f"{final.name}: {verdicts[code]}: {final.reason or final.message}"
+    if isinstance(reporter, JsonLineReporter):
+        reporter.line(verdict, event="result", level="info" if code == 0 else "warning")
+    else:
+        typer.echo(verdict)
     raise typer.Exit(code)
 
 
@@ -230,7 +241,8 @@ def _deploy_remote(server: str, file: str, *, version: str | None, timeout: str 
 @handled
 def serve(
     store: StoreOpt = None,
-    listen: Annotated[str, typer.Option("--listen", help="HOST:PORT of the API, status page "
+    listen: Annotated[str, typer.Option("--listen", envvar="CANARY_LISTEN",
+                                        help="HOST:PORT of the API, status page "
                                         "and /metrics")] = "127.0.0.1:8080",
     tick: Annotated[str, typer.Option("--tick", help="longest time between two ticks of a "
                                       "rollout")] = "1s",
@@ -240,21 +252,37 @@ def serve(
     batch_max_age: Annotated[str, typer.Option(
         "--batch-max-age", help="share one grouped Prometheus query per metric among all "
         "rollouts, reusing its answer this long (0 turns batching off)")] = "2s",
+    allow_env: Annotated[list[str] | None, typer.Option(
+        "--allow-env", help="glob of environment variables documents posted to the API may "
+        "expand as ${VAR} (repeatable, e.g. 'DEPLOY_*'); default none; "
+        "CANARY_API_TOKENS_* never")] = None,
+    log_format: Annotated[Output, typer.Option(
+        "--log-format", envvar="CANARY_LOG_FORMAT", help="text, or json: one object per line "
+        "(time, level, rollout, stage, event, message)")] = Output.text,
+    query_slots: Annotated[int, typer.Option(
+        "--query-slots", help="Prometheus queries run at once at most; a check that cannot "
+        "get a slot in its budget is inconclusive (the rollout holds)")] = 16,
+    read_timeout: Annotated[str, typer.Option(
+        "--read-timeout", help="a client must send its whole request within this long "
+        "(headers and body), or the connection is closed")] = "10s",
 ) -> None:
     """Drive every active rollout of the store; API, status page and /metrics over HTTP."""
     from canary.deploy import store_url
     from canary.durations import parse_duration
-    from canary.serve import run_serve
+    from canary.servemain import run_serve
 
     try:
         every, ttl = parse_duration(tick), parse_duration(lease_ttl)
-        batch = parse_duration(batch_max_age)
+        batch, read = parse_duration(batch_max_age), parse_duration(read_timeout)
     except ValueError as exc:
-        raise InputError(str(exc), field="--tick/--lease-ttl") from None
-    if every <= 0 or ttl <= 0 or workers < 1:
-        raise InputError("--tick, --lease-ttl and --workers must be positive")
+        raise InputError(str(exc), field="--tick/--lease-ttl/--read-timeout") from None
+    if every <= 0 or ttl <= 0 or workers < 1 or query_slots < 1 or read <= 0:
+        raise InputError("--tick, --lease-ttl, --workers, --query-slots and --read-timeout "
+                         "must be positive")
     raise typer.Exit(run_serve(store_url(store), listen=listen, tick=every, workers=workers,
-                               lease_ttl=ttl, batch_max_age=batch))
+                               lease_ttl=ttl, batch_max_age=batch, allow_env=allow_env or (),
+                               log_format=log_format.value, query_slots=query_slots,
+                               read_timeout=read))
 
 
 @app.command()

@@ -80,6 +80,12 @@ class MetricsError(TemporaryError):
     """The metrics source could not answer (unreachable, timeout, bad response)."""
 
 
+class ControllerBusy(MetricsError):
+    """The controller itself could not ask in time (all its query slots busy, its own
+    budget spent waiting): says nothing about the canary, so the check is inconclusive,
+    never an error that counts toward a rollback."""
+
+
 class NotifyError(TemporaryError):
     """A notification could not be delivered."""
 

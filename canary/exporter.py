@@ -12,7 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
@@ -33,6 +43,7 @@ class RolloutSample:
     phase: str
     weight: int
     owned: bool
+    values: tuple[tuple[str, float], ...] = ()  # (metric, last measured value)
 
 
 class ServeMetrics:
@@ -61,6 +72,29 @@ class ServeMetrics:
         self.known = Gauge("canary_rollouts_known",
                            "Active rollouts in the store, driven here or elsewhere.",
                            registry=r)
+        Info("canary_build", "The canary running this controller.",
+             registry=r).info({"version": _version()})
+        self.notifications = Counter("canary_notifications",
+                                     "Notification deliveries by channel and result "
+                                     "(sent, failed).", ["channel", "result"], registry=r)
+        self.ticks_late = Counter("canary_ticks_late",
+                                  "Ticks that started more than a period after they were "
+                                  "due: the controller is behind.", registry=r)
+        self.checks_late = Counter("canary_checks_late",
+                                   "Metric queries not asked in time because every query "
+                                   "slot of this controller was busy: the check is "
+                                   "inconclusive (the rollout holds), never an error.",
+                                   registry=r)
+        self.query_slots = Gauge("canary_query_slots_in_use",
+                                 "Prometheus queries running now (bounded by the slots).",
+                                 registry=r)
+        self.query_slots_size = Gauge("canary_query_slots",
+                                      "Prometheus queries this controller runs at once at "
+                                      "most.", registry=r)
+        # The process, platform and GC collectors prometheus_client registers globally.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         r.register(_RolloutCollector(self))
 
     # Runner reporter: called with the saved state and the events of each tick.
@@ -105,3 +139,19 @@ class _RolloutCollector(Collector):
         for s in samples:
             weight.add_metric([s.name, s.service], s.weight)
         yield weight
+        value = GaugeMetricFamily("canary_analysis_value",
+                                  "The last value measured per rollout and metric.",
+                                  labels=["rollout", "metric"])
+        for s in samples:
+            for metric, v in s.values:
+                value.add_metric([s.name, metric], v)
+        yield value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("canary")
+    except PackageNotFoundError:
+        return "unknown"

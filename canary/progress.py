@@ -1,4 +1,5 @@
-"""What `canary deploy` shows: a live panel on a terminal, plain lines otherwise (CI)."""
+"""What `canary deploy` shows: a live panel on a terminal, plain lines otherwise (CI), or
+one JSON object per line (``--log-format json``) for a log collector."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from rich.live import Live
 from rich.table import Table
 
 from canary.durations import format_duration
+from canary.logs import json_line
 from canary.model import Event
 from canary.notify.secrets import redact_known
 from canary.rollout.state import RolloutState
@@ -45,6 +47,46 @@ class LineReporter:
     def line(self, text: str) -> None:
         self.out.write(redact_known(text) + "\n")  # a migration's output, live: no event
         self.out.flush()
+
+    def close(self) -> None:
+        return None
+
+
+_WARN_KINDS = ("rolling-back", "rolled-back", "failed", "needs-human", "router-error",
+               "notify-failed", "held")
+
+
+class JsonLineReporter:
+    """LineReporter's lines as JSON objects: time, level, rollout, stage, event, message."""
+
+    def __init__(self, out: TextIO | None = None, *, rollout: str | None = None) -> None:
+        self.out = out or sys.stdout
+        self.rollout = rollout
+
+    def tick(self, state: RolloutState, events: Sequence[Event]) -> None:
+        self.rollout = state.name
+        stage = state.stage_index + 1 if state.stage_index >= 0 else None
+        for e in events:
+            level = "warning" if e.kind in _WARN_KINDS else "info"
+            if e.kind == "analysis":
+                for r in e.data.get("results", []):
+                    dry = " (dry run)" if r.get("dryRun") else ""
+                    self._write(e.at, level, stage, "analysis",
+                                f"{r['name']}: {r['outcome']} value={_fmt(r.get('value'))} "
+                                f"threshold {r.get('threshold') or '-'}{dry}",
+                                metric=r["name"], outcome=r["outcome"], value=r.get("value"))
+            else:
+                self._write(e.at, level, stage, e.kind, e.message)
+        self.out.flush()
+
+    def line(self, text: str, *, event: str = "line", level: str = "info") -> None:
+        self._write(datetime.now(UTC), level, None, event, text)
+        self.out.flush()
+
+    def _write(self, at: datetime, level: str, stage: int | None, event: str, message: str,
+               **extra: object) -> None:
+        self.out.write(json_line(at=at, level=level, rollout=self.rollout, stage=stage,
+                                 event=event, message=message, **extra) + "\n")
 
     def close(self) -> None:
         return None

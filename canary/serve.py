@@ -36,9 +36,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from canary.clock import Clock, SystemClock
 from canary.errors import CanaryError, ConflictError, NotFoundError
 from canary.exporter import RolloutSample, ServeMetrics
-from canary.model import Event, Phase, PolicySpec
+from canary.logs import context, fields
+from canary.model import Event, Phase
 from canary.rollout.machine import next_wakeup
-from canary.rollout.runner import Analyzer, Runner
+from canary.rollout.runner import Runner
 from canary.rollout.state import RolloutState
 from canary.store.base import LeaseOwner, StateStore
 
@@ -141,6 +142,9 @@ class _Slot:
     owned: bool = False
     next_try: float = 0.0  # monotonic: a standby's next attempt at the lease
     busy_since: float | None = None  # a tick is running since then
+    due: float = math.inf  # monotonic: when the next tick should start at the latest
+    values: tuple[tuple[str, float], ...] = ()  # last measured value per metric
+    stage: int | None = None
     phase: str = Phase.PENDING.value
     weight: int = 0
 
@@ -190,7 +194,7 @@ class Controller:
             if slot.owned:
                 with contextlib.suppress(CanaryError):
                     self.store.release_lease(slot.name, self.owner)
-                log.info("released rollout %s", slot.name)
+                log.info("released rollout %s", slot.name, extra=fields(rollout=slot.name))
 
     # -- discovery ------------------------------------------------------------------------
 
@@ -251,7 +255,7 @@ class Controller:
             except CanaryError as exc:
                 if broken is None or broken[0] != str(exc):
                     log.error("rollout %s cannot be driven by this controller: %s",
-                              state.name, exc)
+                              state.name, exc, extra=fields(rollout=state.name))
                 self._broken[state.id] = (str(exc), time.monotonic() + 60)
                 return
             self._broken.pop(state.id, None)
@@ -295,7 +299,8 @@ class Controller:
         if slot is not None and slot.owned:
             with contextlib.suppress(CanaryError):
                 self.store.release_lease(name, self.owner)
-            log.info("rollout %s ended (%s): released it", name, slot.phase)
+            log.info("rollout %s ended (%s): released it", name, slot.phase,
+                     extra=fields(rollout=name, event="released"))
 
     def _claim(self) -> None:
         waiting = [s for s in self._slots.values() if not s.owned]
@@ -318,7 +323,13 @@ class Controller:
         slot = self._slots.get(name)
         if slot is None or self._stopping.is_set() or time.monotonic() < slot.next_try:
             return
+        with context(rollout=name, stage=slot.stage):
+            self._tick_slot(name, slot)
+
+    def _tick_slot(self, name: str, slot: _Slot) -> None:
         slot.busy_since = time.monotonic()
+        if slot.owned and slot.busy_since > slot.due + slot.period:
+            self.metrics.ticks_late.inc()  # behind: it shows here, never as a rollback
         started, result = time.perf_counter(), "ok"
         try:
             state = slot.runner.tick()
@@ -345,12 +356,15 @@ class Controller:
             return
         finally:
             slot.busy_since = None
+            slot.due = time.monotonic() + slot.period
             self.metrics.observe_tick(time.perf_counter() - started, result)
         if not slot.owned:
             slot.owned = True
             log.info("driving rollout %s (%s)", name, state.phase.value)
         slot.phase = state.phase.value
         slot.weight = state.actual_weight if state.actual_weight is not None else 0
+        slot.stage = state.stage_index + 1 if state.stage_index >= 0 else None
+        slot.values = tuple((r.name, r.value) for r in state.last_results if r.value is not None)
         if state.phase.terminal and state.command is None:
             self._forget(name)
             return
@@ -364,7 +378,8 @@ class Controller:
 
     def _standby(self, slot: _Slot, message: str) -> None:
         if slot.owned:
-            log.warning("rollout %s: another controller took it over: %s", slot.name, message)
+            log.warning("rollout %s: another controller took it over: %s", slot.name, message,
+                        extra=fields(rollout=slot.name, event="standby"))
         slot.owned = False
         slot.next_try = math.inf if self.store.can_claim else \
             time.monotonic() + self.standby_every * random.uniform(0.75, 1.0)
@@ -378,14 +393,15 @@ class Controller:
                     self.store.acquire_lease(slot.name, self.owner, ttl=self.lease_ttl,
                                              now=self.clock.now())
                 except CanaryError as exc:
-                    log.warning("rollout %s: cannot renew the lease: %s", slot.name, exc)
+                    log.warning("rollout %s: cannot renew the lease: %s", slot.name, exc,
+                                extra=fields(rollout=slot.name))
 
     def _on_skipped(self, event: JobEvent) -> None:
         self.metrics.overruns.labels("missed" if event.code == EVENT_JOB_MISSED else "busy").inc()
 
     def snapshot(self) -> list[RolloutSample]:
         return [RolloutSample(name=s.name, service=s.service, phase=s.phase, weight=s.weight,
-                              owned=s.owned) for s in list(self._slots.values())]
+                              owned=s.owned, values=s.values) for s in list(self._slots.values())]
 
     def owned(self) -> list[str]:
         return sorted(s.name for s in list(self._slots.values()) if s.owned)
@@ -397,84 +413,3 @@ def _job_id(name: str) -> str:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def default_runner_factory(*, tick: float, batch_max_age: float = 0.0) -> RunnerFactory:
-    """Runners rebuilt from each rollout's stored document. With ``batch_max_age`` > 0 every
-    rollout's built-in queries go through one shared hub per Prometheus: one grouped query
-    per metric shape, reused for that many seconds, so the query load grows with the number
-    of metrics, not with rollouts x metrics."""
-    from canary.metrics.batching import BatchedProvider, BatchHub
-
-    hubs: dict[str, BatchHub] = {}
-    guard = threading.Lock()
-
-    def analyzer(policy: PolicySpec) -> Analyzer:
-        from canary.analysis.analyzer import PolicyAnalyzer
-        from canary.metrics.prometheus import PrometheusProvider
-
-        url, timeout = policy.prometheus_url, min(10.0, policy.interval)
-        with guard:
-            hub = hubs.get(url)
-            if hub is None:
-                hub = hubs[url] = BatchHub(lambda: PrometheusProvider(url, timeout=timeout),
-                                           max_age=batch_max_age)
-        return PolicyAnalyzer(policy, BatchedProvider(hub, labels=policy.labels))
-
-    def make(state: RolloutState, store: StateStore) -> Runner:
-        from canary.deploy import runner_for_state
-
-        return runner_for_state(state, store=store, poll=tick,
-                                analyzer_factory=analyzer if batch_max_age > 0 else None)
-
-    return make
-
-
-def run_serve(store_url: str, *, listen: str, tick: float, workers: int, lease_ttl: float,
-              discover_every: float = 2.0, runner_factory: RunnerFactory | None = None,
-              batch_max_age: float = 0.0) -> int:
-    """Serve until SIGTERM or SIGINT, then finish current ticks, release leases, return 0."""
-    import os
-    import signal
-    import sys
-
-    from canary.api import Api, Tokens, make_http_server, parse_listen
-    from canary.store.registry import open_store
-
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # overruns go to /metrics
-    host, port = parse_listen(listen)
-    tokens = Tokens.from_env(os.environ)
-    store = PooledStore(lambda: open_store(store_url))
-    metrics = ServeMetrics()
-    factory = runner_factory or default_runner_factory(tick=tick, batch_max_age=batch_max_age)
-    controller = Controller(store, runner_factory=factory, metrics=metrics, tick=tick,
-                            lease_ttl=lease_ttl, workers=workers, discover_every=discover_every)
-    server = make_http_server(Api(store=store, controller=controller, metrics=metrics,
-                                  tokens=tokens), host=host, port=port)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    if not tokens.configured:
-        log.warning("no API tokens configured (CANARY_API_TOKENS_READ, "
-                    "CANARY_API_TOKENS_OPERATOR): the API refuses every request")
-    controller.start()
-    http = threading.Thread(target=server.serve_forever, name="http", daemon=True)
-    http.start()
-    log.info("canary serve %s listening on http://%s:%d (store: %s, tick %gs, %d workers)",
-             controller.owner.id, host, server.server_address[1], store_url.split(":", 1)[0],
-             tick, workers)
-    while not stop.wait(0.5):
-        pass
-    log.info("shutting down: finishing current ticks, releasing leases")
-    server.shutdown()
-    controller.stop()
-    server.server_close()
-    store.close()
-    log.info("stopped")
-    return 0

@@ -91,7 +91,8 @@ spec:
 
 
 def run_mode(mode: str, *, n: int, window: float, warmup: float, workers: int, tick: str,
-             workdir: Path, prometheus: Server, policy_path: Path) -> Measure:
+             workdir: Path, prometheus: Server, policy_path: Path,
+             src: str | None = None) -> Measure:
     d = workdir / mode
     shutil.rmtree(d, ignore_errors=True)  # a fresh store: every rollout is created anew
     hap = start_haproxy(d / "haproxy", n)
@@ -101,9 +102,9 @@ def run_mode(mode: str, *, n: int, window: float, warmup: float, workers: int, t
             "--tick", tick, "--workers", str(workers)]
     # Both modes are the product's `canary serve`: batching on (grouped queries shared by
     # every rollout, answers reused 5 s) or off.
-    batch = "5s" if mode == "batched" else "0"
+    batch = "5s" if mode == "batched" else "0s"
     argv = [sys.executable, "-m", "canary", "serve", *args, "--batch-max-age", batch]
-    env = dict(os.environ, CANARY_API_TOKENS_OPERATOR=TOKEN, PYTHONPATH=str(REPO))
+    env = dict(os.environ, CANARY_API_TOKENS_OPERATOR=TOKEN, PYTHONPATH=src or str(REPO))
     ctl = Server(name=f"controller {mode}", argv=argv, log_path=str(d / "serve.log"))
     ctl.start(env=env, cwd=str(d))
     try:
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--modes", default="unbatched,batched")
     p.add_argument("--workdir", default="/tmp/canary-bench-serve")
     p.add_argument("--out", default=None, help="write the markdown report here")
+    p.add_argument("--src", default=None, help="run the controller from this folder's canary "
+                   "package (e.g. an export of main, to compare); default this checkout")
     args = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the servers on the way out
     workdir = Path(args.workdir)
@@ -179,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         pol = policy(workdir / "policy.yaml", str(prometheus.info["url"]))
         results = [run_mode(m, n=args.rollouts, window=args.window, warmup=args.warmup,
                             workers=args.workers, tick=args.tick, workdir=workdir,
-                            prometheus=prometheus, policy_path=pol)
+                            prometheus=prometheus, policy_path=pol, src=args.src)
                    for m in args.modes.split(",")]
     finally:
         if prometheus is not None:

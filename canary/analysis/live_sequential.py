@@ -39,7 +39,7 @@ from canary.analysis.sequential import (
     VersionCounts,
     metric_results,
 )
-from canary.errors import CanaryError, InputError
+from canary.errors import CanaryError, ControllerBusy, InputError
 from canary.metrics.base import MetricsProvider, PinnedProvider
 from canary.metrics.counters import Seen, advance
 from canary.model import MetricResult, Outcome, PolicySpec
@@ -181,7 +181,9 @@ class LiveSequential:
                         self.provider, self.policy, side=side, service=service, version=v,
                         stable_version=stable_version, seconds=seconds)
         except CanaryError as exc:
-            return (MetricResult(name="sequential", outcome=Outcome.ERROR, value=None,
+            busy = isinstance(exc, ControllerBusy)  # the controller's lateness: hold
+            return (MetricResult(name="sequential", value=None,
+                                 outcome=Outcome.INCONCLUSIVE if busy else Outcome.ERROR,
                                  query=query, message=f"sequential: could not measure: "
                                  f"{exc}"),), None, False
         canary, stable = counts["canary"], counts["stable"]

@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from canary.analysis.queries import render_metric_query, request_count_query
 from canary.durations import format_duration
-from canary.errors import CanaryError, MetricsError
+from canary.errors import CanaryError, ControllerBusy, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
 from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec, Verdict
 
@@ -228,8 +228,10 @@ def _measure_one(metric: MetricSpec, query: str, run: _Run, *, policy: PolicySpe
                 stable_version=stable_version)))
             count = counted if isinstance(counted, float) else 0.0
     except CanaryError as exc:
+        # The controller's own lateness says nothing about the canary: hold, never count it.
+        outcome = Outcome.INCONCLUSIVE if isinstance(exc, ControllerBusy) else Outcome.ERROR
         return _Why(metric, query, window).result(
-            Outcome.ERROR, None, f"{metric.name} could not be measured: {exc}")
+            outcome, None, f"{metric.name} could not be measured: {exc}")
     result = evaluate(metric, samples, query, stable=stable, window=window,
                       baseline=baseline)
     if count is not None and result.outcome is not Outcome.ERROR:
@@ -255,8 +257,9 @@ def _memoized(provider: MetricsProvider, budget: float | None) -> _Run:
             return provider.query(query)
         left = budget - (time.monotonic() - start)
         if left <= 0:
-            raise MetricsError(f"not asked: slow answers used up this check's {budget:g}s "
-                               "budget")
+            busy = any(isinstance(a, ControllerBusy) for a in seen.values())
+            raise (ControllerBusy if busy else MetricsError)(
+                f"not asked: slow answers used up this check's {budget:g}s budget")
         if isinstance(provider, DeadlineProvider):
             return provider.query_within(query, left)
         return provider.query(query)

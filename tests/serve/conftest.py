@@ -37,6 +37,7 @@ class Controller:
     def call(self, method: str, path: str, *, token: str | None = OPERATOR_TOKEN,
              **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kw.pop("headers", None) or {})
         return httpx.request(method, self.url + path, headers=headers, timeout=10,
                              trust_env=False, **kw)
 
@@ -79,11 +80,15 @@ def start_serve(tmp_path: Path) -> Iterator[StartServe]:
     started: list[Controller] = []
 
     def start(store: str, *, tick: str = "0.5s", lease_ttl: str = "30s",
-              env: dict[str, str] | None = None, name: str = "serve") -> Controller:
+              env: dict[str, str] | None = None, name: str = "serve",
+              args: tuple[str, ...] = ()) -> Controller:
         port = free_port()
+        # The lab's rollout files name ${SLACK_WEBHOOK_URL}: allowed when it is given.
+        slack = ("--allow-env", "SLACK_WEBHOOK_URL") if "SLACK_WEBHOOK_URL" in (env or {}) \
+            else ()
         server = Server(name=name, argv=canary_cmd(
             "serve", "--store", store, "--listen", f"127.0.0.1:{port}", "--tick", tick,
-            "--lease-ttl", lease_ttl), log_path=str(tmp_path / f"{name}.log"))
+            "--lease-ttl", lease_ttl, *slack, *args), log_path=str(tmp_path / f"{name}.log"))
         server.start(env=serve_env(env), cwd=str(tmp_path))
         ctl = Controller(server=server, url=f"http://127.0.0.1:{port}")
         started.append(ctl)

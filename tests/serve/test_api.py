@@ -62,6 +62,14 @@ def test_submitted_rollout_progresses_and_is_promoted(lab: Lab, stack_for: MakeS
     assert body["rollout"]["phase"] == "pending"
     again = ctl.submit(rollout.read_text(), file=str(rollout))  # same rollout: resumed
     assert again.status_code == 200 and again.json()["resumed"] is True
+    # While it runs, /metrics shows the last value measured per rollout and metric.
+    def measured() -> bool:
+        text = ctl.call("GET", "/metrics", token=None).text
+        return any(x.startswith("canary_analysis_value{") and 'rollout="checkout"' in x
+                   and 'metric="error-rate"' in x for x in text.splitlines())
+
+    wait_until(measured, timeout=60,
+               what="the last measured error rate on /metrics")
     status = wait_phase(ctl, "checkout", {"succeeded", "failed", "aborted"}, timeout=120)
     assert status["phase"] == "succeeded", status
     assert stack.all_on("canary-1")
@@ -77,6 +85,10 @@ def test_submitted_rollout_progresses_and_is_promoted(lab: Lab, stack_for: MakeS
                   outcome="passed") >= 4
     assert metric(ctl, "canary_tick_duration_seconds_count", result="ok") > 10
     assert metric(ctl, "canary_rollout_duration_seconds_count", phase="succeeded") == 1
+    assert metric(ctl, "canary_notifications_total", channel="slack", result="sent") == 1
+    assert metric(ctl, "canary_build_info") == 1
+    assert metric(ctl, "process_resident_memory_bytes") > 0
+    assert metric(ctl, "python_info") == 1
     listed = ctl.call("GET", "/api/v1/rollouts", token=READ_TOKEN).json()["rollouts"]
     assert [(x["name"], x["phase"]) for x in listed] == [("checkout", "succeeded")]
 
