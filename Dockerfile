@@ -4,7 +4,7 @@
 #   docker run -p 8080:8080 -e CANARY_STORE=postgresql://... \
 #     -e CANARY_API_TOKENS_READ=... -e CANARY_API_TOKENS_OPERATOR=... canary
 #
-# tests/serve/test_image.py runs the runtime stage's RUN lines in a fresh virtualenv and
+# tests/server/test_image.py runs the runtime stage's RUN lines in a fresh virtualenv and
 # starts `canary serve` from it (there is no Docker engine on the test machines).
 
 # -- build: the wheel, from the checkout ------------------------------------------------

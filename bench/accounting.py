@@ -1,7 +1,7 @@
 """Live vs recorded: does `canary record` + `canary backtest` of a live rollout reach the
 decision the live judge reached, within one interval?
 
-One real lab (examples/lab: demo apps under steady load, a real Prometheus scraping every
+One real lab (lab/: demo apps under steady load, a real Prometheus scraping every
 second) and N short rollouts against it, healthy and faulty in turn. Each rollout is the
 live judge loop (tests/metrics/accounting_driver.py: LiveSequential on the real
 Prometheus, half the rollouts through the batching hub `canary serve` uses, checks every
@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from examples.lab.load import Load
+from lab.load import Load
 from tests.metrics.accounting_lab import rollout_and_replay, running_accounting_lab
 
 RESULTS = Path(__file__).resolve().parent / "results"

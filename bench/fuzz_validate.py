@@ -86,8 +86,8 @@ def _bomb(limit: float) -> None:
 
 
 def _load_bomb(limit: float) -> str:
+    from canary.config.yamlsource import load_text
     from canary.errors import InputError
-    from canary.yamlsource import load_text
 
     tracemalloc.start()
     started = time.perf_counter()

@@ -22,7 +22,7 @@ import numpy as np
 from bench.report import write_report
 from bench.scenarios import BAD, DT, HEALTHY, STEPS, Scenario, seed_of
 from bench.simulate import Outcome, run_early, run_fixed
-from canary.analysis.sequential import JudgeTuning, SequentialJudge
+from canary.analysis.sequential.core import JudgeTuning, SequentialJudge
 from canary.model import SequentialSpec
 
 ALPHA = 0.02

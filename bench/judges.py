@@ -16,10 +16,10 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from bench.scenarios import BOUNDS, DT, STAGE_STEPS, Counts, bin_probs
-from canary.analysis import evidence as ev
-from canary.analysis.judge_state import EPOCHS, ERROR_COUNTS
-from canary.analysis.sequential import SHAPES, SequentialJudge
-from canary.analysis.sequential_run import (
+from canary.analysis.sequential import evidence as ev
+from canary.analysis.sequential.core import SHAPES, SequentialJudge
+from canary.analysis.sequential.memory import EPOCHS, ERROR_COUNTS
+from canary.analysis.sequential.run import (
     errors_paths,
     family_log_e,
     family_log_promote,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import timeit
 
 from bench.secrets_leak import SECRETS
-from canary.notify.secrets import _secrets, redact_known, register_expanded
+from canary.secrets import _secrets, redact_known, register_expanded
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from bench.scenarios import (
     Scenario,
     Simulation,
 )
-from canary.analysis.sequential import IntervalCounts, SequentialJudge, VersionCounts
+from canary.analysis.sequential.core import IntervalCounts, SequentialJudge, VersionCounts
 
 CHECK_RUNS = 20  # replayed through the real judge: whole-series run (fixed schedule)
 CHECK_EARLY = 10  # and update per interval with JSON memory (early promotion), slower

@@ -28,7 +28,7 @@ from canary.clock import ManualClock
 from canary.model import RolloutSpec, RouterSpec, Stage
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter
 

@@ -30,7 +30,7 @@ from bench.scenarios import (
     Simulation,
     seed_of,
 )
-from canary.analysis.sequential import JudgeTuning, SequentialJudge
+from canary.analysis.sequential.core import JudgeTuning, SequentialJudge
 from canary.model import SequentialSpec
 
 LEDGER = [  # each protection of the judge taken away, then all of them

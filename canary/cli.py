@@ -25,7 +25,7 @@ from canary.exits import Exit
 from canary.model import Command
 
 if TYPE_CHECKING:
-    from canary.rollout.state import RolloutState
+    from canary.state import RolloutState
     from canary.store.base import StateStore
 
 P = ParamSpec("P")
@@ -48,7 +48,7 @@ OutputOpt = Annotated[Output, typer.Option("-o", "--output", help="text or json"
 
 def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Rollout names from the store for shell completion (never slow, never an error)."""
-    from canary.follow import rollout_names
+    from canary.rollout.follow import rollout_names
 
     return rollout_names(ctx.params.get("store"), incomplete)
 
@@ -178,10 +178,10 @@ def deploy(
     """Run (or resume) a rollout in the foreground until it ends."""
     if server:
         _deploy_remote(server, file, version=version, timeout=timeout, poll=poll)
-    from canary.deploy import open_default_store, prepare
+    from canary.console.progress import JsonLineReporter, LineReporter, LiveReporter
     from canary.durations import parse_duration
-    from canary.progress import JsonLineReporter, LineReporter, LiveReporter
     from canary.rollout.runner import exit_code
+    from canary.rollout.wiring import open_default_store, prepare
 
     try:
         limit = parse_duration(timeout) if timeout else None
@@ -227,8 +227,8 @@ def deploy(
 
 def _deploy_remote(server: str, file: str, *, version: str | None, timeout: str | None,
                    poll: float) -> NoReturn:
-    from canary.client import deploy_remote
     from canary.durations import parse_duration
+    from canary.server.client import deploy_remote
 
     try:
         limit = parse_duration(timeout) if timeout else None
@@ -267,9 +267,9 @@ def serve(
         "(headers and body), or the connection is closed")] = "10s",
 ) -> None:
     """Drive every active rollout of the store; API, status page and /metrics over HTTP."""
-    from canary.deploy import store_url
     from canary.durations import parse_duration
-    from canary.servemain import run_serve
+    from canary.rollout.wiring import store_url
+    from canary.server.process import run_serve
 
     try:
         every, ttl = parse_duration(tick), parse_duration(lease_ttl)
@@ -300,9 +300,9 @@ def status(name: NameArg, store: StoreOpt = None, output: OutputOpt = Output.tex
                                                "two reads of the store")] = 1.0,
            ) -> None:
     """Where a rollout stands; with --watch, follow it until it ends."""
-    from canary.follow import store_url
+    from canary.console.views import status_json, status_text
+    from canary.rollout.follow import store_url
     from canary.store.registry import open_store
-    from canary.views import status_json, status_text
 
     st = open_store(store_url(store))
     if watch:
@@ -317,10 +317,10 @@ def status(name: NameArg, store: StoreOpt = None, output: OutputOpt = Output.tex
 
 def _watch(st: StateStore, name: str, *, timeout: str | None, poll: float,
            output: Output) -> NoReturn:
+    from canary.console.views import VERDICTS, progress_line, status_json
     from canary.durations import parse_duration
-    from canary.follow import now, watch
+    from canary.rollout.follow import now, watch
     from canary.rollout.runner import exit_code
-    from canary.views import VERDICTS, progress_line, status_json
 
     try:
         limit = parse_duration(timeout) if timeout else None
@@ -347,9 +347,9 @@ def _watch(st: StateStore, name: str, *, timeout: str | None, poll: float,
 @handled
 def list_(store: StoreOpt = None, output: OutputOpt = Output.text) -> None:
     """Every rollout, one line each: name, phase, stage, weight, versions, age."""
-    from canary.follow import now, store_url
+    from canary.console.views import latest_per_name, list_json, list_text
+    from canary.rollout.follow import now, store_url
     from canary.store.registry import open_store
-    from canary.views import latest_per_name, list_json, list_text
 
     st = open_store(store_url(store))
     states = latest_per_name(st.history(None, limit=100_000))
@@ -368,8 +368,8 @@ def history(name: Annotated[str | None, typer.Argument(autocompletion=_complete_
             output: OutputOpt = Output.text,
             limit: Annotated[int, typer.Option("--limit")] = 20) -> None:
     """Past rollouts and their event timelines."""
-    from canary.deploy import open_default_store
-    from canary.views import history_text, status_json
+    from canary.console.views import history_text, status_json
+    from canary.rollout.wiring import open_default_store
 
     st = open_default_store(store)
     states = st.history(name, limit=limit)
@@ -384,8 +384,8 @@ def history(name: Annotated[str | None, typer.Argument(autocompletion=_complete_
 
 
 def _command(name: str, command: Command, store: str | None) -> None:
-    from canary.deploy import open_default_store
-    from canary.operations import record_command
+    from canary.rollout.commands import record_command
+    from canary.rollout.wiring import open_default_store
 
     record_command(open_default_store(store), name, command)
     typer.echo(f"{name}: {command.value} recorded; the running controller acts on it"
@@ -439,8 +439,8 @@ def validate(
         "unknown metrics or labels, rejected PromQL, an unreachable Prometheus")] = False,
 ) -> None:
     """Check rollout and policy files (exit 0 or 2)."""
-    from canary.preflight import preflight_file, refuse
-    from canary.spec import load_any
+    from canary.config.spec import load_any
+    from canary.rollout.preflight import preflight_file, refuse
 
     bad = 0
     for f in files:
@@ -465,7 +465,7 @@ class SchemaKind(StrEnum):
 @handled
 def schema(kind: Annotated[SchemaKind, typer.Argument(help="rollout or policy")]) -> None:
     """Print the JSON Schema of rollout or policy files, for editors."""
-    from canary.schema import json_schema
+    from canary.config.schema import json_schema
 
     document = json_schema("Rollout" if kind is SchemaKind.rollout else "AnalysisPolicy")
     typer.echo(json.dumps(document, indent=2))
@@ -485,8 +485,8 @@ def backtest(
     """Replay a policy over recorded traffic: one decision per scenario."""
     import os
 
-    from canary.backtest import backtest_files
-    from canary.spec import load_policy, resolve_policy_path
+    from canary.config.spec import load_policy, resolve_policy_path
+    from canary.replay.backtest import backtest_files
 
     spec = load_policy(resolve_policy_path(policy, base_dir=os.getcwd()))
     for answer in backtest_files(spec, [*data, *(more or [])]):
@@ -518,10 +518,10 @@ def record(
     import os
     from datetime import datetime
 
+    from canary.config.spec import load_policy, resolve_policy_path
     from canary.durations import parse_duration
-    from canary.record import record as pull
-    from canary.recording import to_json
-    from canary.spec import load_policy, resolve_policy_path
+    from canary.replay.record import record as pull
+    from canary.replay.recording import to_json
 
     try:
         t0 = datetime.fromisoformat(start.replace("Z", "+00:00"))

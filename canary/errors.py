@@ -17,7 +17,7 @@ Adapters translate third-party exceptions with ``raise ... from exc``.
 
 from __future__ import annotations
 
-from canary.notify.secrets import redact_known
+from canary.secrets import redact_known
 
 
 def _masked(text: str) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from canary import defaults
-from canary.notify.secrets import redact_data, redact_known
+from canary.secrets import redact_data, redact_known
 
 
 class Phase(enum.StrEnum):
@@ -387,7 +387,7 @@ class Event:
 
     def __post_init__(self) -> None:
         # Every event of every store is made here: secrets from ${VAR} are masked once,
-        # whichever adapter wrote the text (see canary/notify/secrets.py).
+        # whichever adapter wrote the text (see canary/secrets.py).
         object.__setattr__(self, "message", redact_known(self.message))
         object.__setattr__(self, "data", redact_data(self.data))
 

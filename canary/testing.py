@@ -12,8 +12,8 @@ from datetime import datetime
 
 from canary.errors import NotifyError, RouterError
 from canary.model import MetricResult, Notification, Outcome, Verdict, Weights
-from canary.rollout.state import RolloutState
 from canary.routers.features import Routes
+from canary.state import RolloutState
 
 
 @dataclass

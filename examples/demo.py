@@ -20,12 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from examples.lab.app import start_app
-from examples.lab.haproxy import start_haproxy
-from examples.lab.load import Load
-from examples.lab.proc import Server
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
-from examples.lab.slack_receiver import SlackReceiver
+from lab.app import start_app
+from lab.haproxy import start_haproxy
+from lab.load import Load
+from lab.proc import Server
+from lab.prometheus import start_prometheus, wait_for_targets_up
+from lab.slack_receiver import SlackReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 

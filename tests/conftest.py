@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from examples.lab import postgres
-from examples.lab.proc import Server
+from lab import postgres
+from lab.proc import Server
 
 _names = itertools.count(1)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 def make_store(path: Path, count: int) -> None:
     from canary.model import Phase
-    from canary.rollout.state import RolloutState
+    from canary.state import RolloutState
     from canary.store.sqlite import SQLiteStore
 
     store, t = SQLiteStore(str(path)), datetime.now(UTC)

@@ -25,11 +25,11 @@ from datetime import datetime
 from pathlib import Path
 
 from canary.store.sqlite import SQLiteStore
-from examples.lab.app import start_app
-from examples.lab.haproxy import start_haproxy
-from examples.lab.load import Load
-from examples.lab.proc import Server, wait_until
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
+from lab.app import start_app
+from lab.haproxy import start_haproxy
+from lab.load import Load
+from lab.proc import Server, wait_until
+from lab.prometheus import start_prometheus, wait_for_targets_up
 
 REPO = Path(__file__).resolve().parents[2]
 INTERVAL, WINDOW = 2, 10

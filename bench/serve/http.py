@@ -32,7 +32,7 @@ import httpx
 
 from bench.serve.report import _memory
 from bench.serve.run import start_haproxy
-from examples.lab.proc import Server, free_port, port_open, wait_until
+from lab.proc import Server, free_port, port_open, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench-operator-token"

@@ -27,8 +27,8 @@ from pathlib import Path
 import httpx
 
 from bench.serve.run import REPO, TOKEN, policy, rollout, start_haproxy
-from examples.lab.proc import Server, free_port, port_open, wait_until
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
+from lab.proc import Server, free_port, port_open, wait_until
+from lab.prometheus import start_prometheus, wait_for_targets_up
 
 
 def outcome(db: Path) -> dict[str, object]:

@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 
 from bench.serve.report import Measure, markdown, snapshot
-from examples.lab.haproxy import HAPROXY, runtime_command
-from examples.lab.proc import Server, free_port, port_open, wait_until
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
+from lab.haproxy import HAPROXY, runtime_command
+from lab.proc import Server, free_port, port_open, wait_until
+from lab.prometheus import start_prometheus, wait_for_targets_up
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "bench-operator-token"

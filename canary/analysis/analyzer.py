@@ -15,10 +15,10 @@ import dataclasses
 from datetime import datetime
 
 from canary.analysis import threshold
-from canary.analysis.live_sequential import LiveSequential
+from canary.analysis.sequential.live import LiveSequential
 from canary.metrics.base import MetricsProvider
 from canary.model import PolicySpec, Verdict
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 
 MAX_BUDGET = 10.0  # seconds: a check that needs longer than this is not getting an answer
 

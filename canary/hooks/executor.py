@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 import httpx
 
 from canary.model import HookCall, HookResult
-from canary.notify.secrets import redact_known
+from canary.secrets import redact_known
 
 MAX_KEPT = 16_000
 

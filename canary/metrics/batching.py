@@ -9,7 +9,7 @@ unchanged: batching must never change what a query means.
 
 It works on the rendered PromQL text: a query whose shape it does not know exactly is sent
 as it is. `canary serve --batch-max-age` (default 2s) turns it on for every rollout;
-tests/serve/test_batching.py checks grouped and per-rollout answers agree on a real
+tests/server/test_batching.py checks grouped and per-rollout answers agree on a real
 Prometheus.
 
 The sequential judge reads raw counter samples as of a pinned evaluation time

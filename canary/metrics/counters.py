@@ -10,8 +10,8 @@ time, ingested after the query ran) is counted by the next reading instead of be
 and a counter reset (an instance restarted) is seen sample by sample, as Prometheus's own
 ``increase`` sees it: a drop means the counter restarted from zero.
 
-`canary serve`/`deploy` (canary/analysis/live_sequential.py) and `canary record`
-(canary/record.py) both use ``advance``, so a recording holds the increments the live
+`canary serve`/`deploy` (canary/analysis/sequential/live.py) and `canary record`
+(canary/replay/record.py) both use ``advance``, so a recording holds the increments the live
 judge was fed when its intervals line up with the live checks.
 """
 

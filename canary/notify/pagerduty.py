@@ -33,11 +33,11 @@ import httpx
 from canary.clock import Clock
 from canary.errors import InputError
 from canary.model import Notification
-from canary.notify.secrets import mask_url, redact_known, register_secret
 from canary.notify.slack import EVENTS, reached
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.urls import check_url
 from canary.notify.webhook import USER_AGENT, Delivery, exchange_json
+from canary.secrets import mask_url, redact_known, register_secret
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY = 1024  # payload.summary, per the Events API v2

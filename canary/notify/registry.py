@@ -67,7 +67,7 @@ _BUILDERS: dict[str, Builder] = {
 KNOWN_TYPES: tuple[str, ...] = tuple(sorted(_BUILDERS))
 
 # Rollout-file fields (pydantic names) each newer type requires and accepts; slack and
-# webhook keep their own rules in canary/spec.py.
+# webhook keep their own rules in canary/config/spec.py.
 _FIELDS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "teams": (frozenset({"webhook_url"}),
               frozenset({"type", "webhook_url", "events", "templates"})),

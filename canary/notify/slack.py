@@ -22,10 +22,10 @@ import httpx
 
 from canary.clock import Clock
 from canary.model import MetricResult, Notification, Outcome
-from canary.notify.secrets import mask_url, register_url
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.urls import check_url
 from canary.notify.webhook import USER_AGENT, Delivery, post_json
+from canary.secrets import mask_url, register_url
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): characters per text, blocks.
 MAX_HEADER = 150

@@ -28,7 +28,6 @@ import httpx
 from canary.clock import Clock
 from canary.errors import InputError
 from canary.model import Notification
-from canary.notify.secrets import mask_url, redact, register_secret
 from canary.notify.slack import slack_message
 from canary.notify.templates import NO_TEMPLATES, Templates
 from canary.notify.threads import LocalThreads, ThreadMemory
@@ -40,6 +39,7 @@ from canary.notify.webhook import (
     exchange_json,
     parse_retry_after,
 )
+from canary.secrets import mask_url, redact, register_secret
 
 DEFAULT_API_URL = "https://slack.com/api"
 # Errors that say "later": anything else would be refused again. internal_error and

@@ -29,11 +29,11 @@ import httpx
 
 from canary.clock import Clock
 from canary.model import MetricResult, Notification, Outcome
-from canary.notify.secrets import mask_url, redact_known, register_url
 from canary.notify.slack import EVENTS, reached
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.urls import check_url
 from canary.notify.webhook import USER_AGENT, Delivery, post_json
+from canary.secrets import mask_url, redact_known, register_url
 
 CARD_VERSION = "1.4"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"

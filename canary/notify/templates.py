@@ -15,7 +15,7 @@ evaluate: a template is parsed once, at ``canary validate``, every name is check
 output is bounded by the template's length plus the (capped) values it names. ``${VAR}`` is
 left to the rollout file's environment expansion, which runs first.
 
-Values are redacted with :mod:`canary.notify.secrets` before they are placed, and the
+Values are redacted with :mod:`canary.secrets` before they are placed, and the
 whole text once more after, so a webhook URL that ended up in a reason never reaches a
 channel.
 """
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TypeAlias
 
 from canary.model import MetricResult, Notification, Outcome
-from canary.notify.secrets import redact_known
+from canary.secrets import redact_known
 
 # The events a notification can be about (slack.EVENTS gives each its emoji and wording).
 EVENT_NAMES: tuple[str, ...] = (

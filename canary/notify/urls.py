@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 
 from canary.errors import InputError
-from canary.notify.secrets import mask_url
+from canary.secrets import mask_url
 
 
 def check_url(url: str, *, what: str) -> None:

@@ -33,9 +33,9 @@ import httpx
 from canary.clock import Clock, SystemClock
 from canary.errors import InputError, NotifyError
 from canary.model import Notification
-from canary.notify.secrets import mask_url, redact, register_url, secret_forms
 from canary.notify.templates import NO_TEMPLATES, Templates
 from canary.notify.urls import check_url
+from canary.secrets import mask_url, redact, register_url, secret_forms
 
 log = logging.getLogger("canary.notify")
 

@@ -24,8 +24,8 @@ from canary.clock import Clock
 from canary.errors import CanaryError, NotifyError
 from canary.model import Event, Notification
 from canary.notify.base import Notifier
-from canary.rollout.state import RolloutState
 from canary.rollout.vocabulary import Notify
+from canary.state import RolloutState
 from canary.store.base import StateStore
 
 log = logging.getLogger("canary.alerts")

@@ -4,8 +4,8 @@ idempotency key, and undo completed hooks in reverse order (saga compensation)."
 from __future__ import annotations
 
 from canary.model import HookResult
-from canary.rollout.state import RolloutState
 from canary.rollout.vocabulary import Plan, RunHook, Step
+from canary.state import RolloutState
 
 
 def hook_key(s: RolloutState, point: str, name: str) -> str:

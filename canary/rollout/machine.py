@@ -28,7 +28,6 @@ from canary.model import (
     Verdict,
 )
 from canary.rollout import hookflow
-from canary.rollout.state import GateProgress, MetricCounts, RolloutState
 from canary.rollout.vocabulary import (
     Action,
     Decision,
@@ -41,6 +40,7 @@ from canary.rollout.vocabulary import (
     SetWeights,
     Step,
 )
+from canary.state import GateProgress, MetricCounts, RolloutState
 
 INTERNAL = "internal"  # failure_kind of a hold after an unexpected error in a tick
 

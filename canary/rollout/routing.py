@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from canary.config.strategy import routes_for
 from canary.model import RolloutSpec, Weights
-from canary.rollout.state import RolloutState
 from canary.routers.base import Router
 from canary.routers.features import Routes, RoutingRules
-from canary.strategy import routes_for
+from canary.state import RolloutState
 
 
 @dataclass(frozen=True)

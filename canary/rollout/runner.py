@@ -56,8 +56,8 @@ from canary.rollout.machine import (
     next_wakeup,
 )
 from canary.rollout.routing import Routing
-from canary.rollout.state import RolloutState
 from canary.routers.base import Router
+from canary.state import RolloutState
 from canary.store.base import LeaseOwner, StateStore
 
 log = logging.getLogger("canary.runner")

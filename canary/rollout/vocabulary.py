@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from canary.model import Event, GateResult, HookResult, Stage, Verdict, Weights
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ The features beyond the split (features.py) are written into the same HTTPRoute:
   reports as a RouterError.
 
 Nothing here has run against a real cluster (none can run where canary is tested): the
-adapter is exercised through the real client against examples/lab/fake_kube.py, and every
+adapter is exercised through the real client against lab/fake_kube.py, and every
 object it writes is validated against the upstream HTTPRoute CRD schema (tests/data/schemas).
 """
 

@@ -23,7 +23,7 @@ from pydantic.alias_generators import to_camel
 from canary.durations import parse_duration
 from canary.errors import InputError, RouterError
 from canary.model import Weights
-from canary.notify.secrets import mask_url, register_secret, spellings
+from canary.secrets import mask_url, register_secret, spellings
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 

@@ -25,7 +25,7 @@ Beyond the split (features.py), in the same VirtualService:
   with the weights; not done.) Asking for it is an input error naming istio and sticky.
 
 Nothing here has run against a real cluster (none can run where canary is tested): it is
-exercised through the real client against examples/lab/fake_kube.py, and every object it
+exercised through the real client against lab/fake_kube.py, and every object it
 writes is validated against the upstream VirtualService CRD schema (tests/data/schemas).
 """
 

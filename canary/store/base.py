@@ -13,7 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from canary.errors import CanaryError
 from canary.model import Event
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 
 SCHEMA_VERSION = 1
 

@@ -32,7 +32,7 @@ from psycopg.rows import TupleRow
 
 from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
 from canary.model import Event, Phase
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from canary.store.base import (
     SCHEMA_VERSION,
     LeaseOwner,

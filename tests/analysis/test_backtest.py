@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from canary.analysis.sequential import SequentialJudge, VersionCounts
-from canary.backtest import backtest_files, backtest_recording
+from canary.analysis.sequential.core import SequentialJudge, VersionCounts
 from canary.errors import InputError
 from canary.model import MetricSpec, PolicySpec, SequentialSpec
-from canary.recording import Point, Recording, load_recording
+from canary.replay.backtest import backtest_files, backtest_recording
+from canary.replay.recording import Point, Recording, load_recording
 
 DATA = Path(__file__).parent.parent / "data" / "backtest"
 EXPECTED = {"noise-0": "promote", "err+5-0": "rollback", "latency-x1.5-0": "rollback",

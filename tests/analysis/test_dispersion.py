@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from canary.analysis import evidence as ev
+from canary.analysis.sequential import evidence as ev
 
 
 def _stable_phi(rng: np.random.Generator, *, cluster: float, intervals: int = 40,

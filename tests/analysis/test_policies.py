@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from canary.analysis.queries import render_metric_query
+from canary.config.spec import PACKAGE_POLICIES, load_policy, resolve_policy_path
 from canary.errors import InputError
-from canary.spec import PACKAGE_POLICIES, load_policy, resolve_policy_path
 
 SHIPPED = sorted(PACKAGE_POLICIES.glob("*.yaml"))
 

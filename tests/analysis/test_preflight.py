@@ -12,7 +12,7 @@ import pytest
 from canary.errors import InputError, MetricsError
 from canary.metrics.base import Sample
 from canary.model import MetricSpec, PolicySpec
-from canary.preflight import (
+from canary.rollout.preflight import (
     INVALID,
     REJECTED,
     UNKNOWN_LABEL,

@@ -13,9 +13,9 @@ from canary.analysis.queries import (
     render_metric_query,
     request_count_query,
 )
+from canary.config.spec import FamilyName
 from canary.errors import InputError
 from canary.model import LabelMatch, MetricSpec, PolicySpec
-from canary.spec import FamilyName
 
 HAPROXY_SELECT: dict[str, dict[str, LabelMatch]] = {
     "canary": {"proxy": ("=", ("{{ service }}",)), "server": ("=", ("canary-1",))},

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from canary.analysis.sequential import VersionCounts
+from canary.analysis.sequential.core import VersionCounts
 from canary.errors import InputError
-from canary.recording import (
+from canary.replay.recording import (
     from_prometheus,
     load_recording,
     parse_recording,

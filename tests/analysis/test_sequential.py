@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 
-from canary.analysis.sequential import (
+from canary.analysis.sequential.core import (
     IntervalCounts,
     JudgeStep,
     JudgeTuning,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from canary.analysis.threshold import measure
+from canary.console.views import history_text, status_json
 from canary.metrics.base import Sample
 from canary.model import (
     Event,
@@ -21,8 +22,7 @@ from canary.model import (
     Weights,
 )
 from canary.rollout.machine import MetricLimits, Observation, SetWeights, analysis_due, decide
-from canary.rollout.state import RolloutState
-from canary.views import history_text, status_json
+from canary.state import RolloutState
 from tests.rollout.helpers import T0, at, new_state, plan
 
 REAL = MetricSpec(name="error-rate", query="errors", max=0.01)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from canary.store.sqlite import SQLiteStore
 
 

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from canary import __version__
 from canary.cli import app
-from canary.follow import DEFAULT_STORE as FOLLOW_DEFAULT
 from canary.model import Phase
+from canary.rollout.follow import DEFAULT_STORE as FOLLOW_DEFAULT
 from canary.store.sqlite import SQLiteStore
 from tests.cli.conftest import rollout
 
@@ -83,7 +83,8 @@ def test_every_option_with_an_environment_variable_shows_it() -> None:
         opts = {o for p in command.params for o in p.opts}
         if "--store" in opts:
             assert any(p.envvar == "CANARY_STORE" for p in command.params), name
-    assert seen == {"CANARY_STORE": {"--store"}, "CANARY_SERVER": {"--server"}}
+    assert seen == {"CANARY_STORE": {"--store"}, "CANARY_SERVER": {"--server"},
+                    "CANARY_LISTEN": {"--listen"}, "CANARY_LOG_FORMAT": {"--log-format"}}
     for command in ("status", "deploy", "list"):
         help_text = runner.invoke(app, [command, "--help"], terminal_width=200).output
         assert "CANARY_STORE" in help_text
@@ -92,6 +93,6 @@ def test_every_option_with_an_environment_variable_shows_it() -> None:
 
 
 def test_the_default_store_is_deploys() -> None:
-    from canary.deploy import DEFAULT_STORE
+    from canary.rollout.wiring import DEFAULT_STORE
 
     assert FOLLOW_DEFAULT == DEFAULT_STORE

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from canary.cli import app
 from canary.model import Phase
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from canary.store.sqlite import SQLiteStore
-from examples.lab.proc import wait_until
+from lab.proc import wait_until
 from tests.cli.conftest import rollout
 
 REPO = Path(__file__).resolve().parents[2]

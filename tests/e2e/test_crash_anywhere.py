@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from canary.store.sqlite import SQLiteStore
-from examples.lab.proc import wait_until
-from examples.lab.slack_receiver import Reply, SlackReceiver
+from lab.proc import wait_until
+from lab.slack_receiver import Reply, SlackReceiver
 from tests.e2e.conftest import (
     Lab,
     Stack,

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from canary.store.sqlite import SQLiteStore
-from examples.lab.proc import free_port, wait_until
+from lab.proc import free_port, wait_until
 from tests.e2e.conftest import (
     Lab,
     Stack,
@@ -184,7 +184,7 @@ def test_invalid_rollout_exits_2_and_changes_nothing(lab: Lab, stack_for: MakeSt
 
 
 def test_weights_changed_by_hand_are_reapplied(lab: Lab, stack_for: MakeStack) -> None:
-    from examples.lab.haproxy import runtime_command
+    from lab.haproxy import runtime_command
 
     stack = stack_for("2.0.0")
     policy = write_policy(stack.dir / "policy.yaml", lab.prometheus_url)

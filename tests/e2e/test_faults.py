@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from examples.lab.proc import Server, port_open, wait_until
-from examples.lab.slack_receiver import SlackReceiver
+from lab.proc import Server, port_open, wait_until
+from lab.slack_receiver import SlackReceiver
 from tests.store.test_postgres import server_down
 
 REPO = Path(__file__).resolve().parents[2]
@@ -140,7 +140,12 @@ spec:
         return dict(runs[0])
 
     def events(self) -> list[str]:
-        return [str(e["kind"]) for e in self.history()["events"]]  # type: ignore[attr-defined]
+        """Event kinds, a coalesced event (the same one repeated) counted as often as it
+        happened."""
+        kinds: list[str] = []
+        for e in self.history()["events"]:  # type: ignore[attr-defined]
+            kinds += [str(e["kind"])] * int((e.get("data") or {}).get("count", 1))
+        return kinds
 
 
 @pytest.fixture()

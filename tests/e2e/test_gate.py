@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 
 from canary.store.sqlite import SQLiteStore
-from examples.lab.proc import wait_until
+from lab.proc import wait_until
 from tests.e2e.conftest import REPO, Stack, canary_cmd, canary_env, run_canary, write_rollout
 
 MakeStack = Callable[..., Stack]

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from examples.lab.proc import wait_until
-from examples.lab.slack_receiver import Reply, SlackReceiver
+from lab.proc import wait_until
+from lab.slack_receiver import Reply, SlackReceiver
 from tests.e2e.conftest import Stack, canary_cmd, canary_env, run_canary, write_rollout
 
 MakeStack = Callable[..., Stack]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from examples.lab.haproxy import runtime_command, start_haproxy
-from examples.lab.load import Load
-from examples.lab.proc import Server
-from examples.lab.slack_receiver import SlackReceiver
+from lab.haproxy import runtime_command, start_haproxy
+from lab.load import Load
+from lab.proc import Server
+from lab.slack_receiver import SlackReceiver
 from tests.e2e.conftest import Lab, Stack, run_canary, write_policy
 
 pytestmark = pytest.mark.servers

@@ -17,9 +17,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from canary.cli import app
-from canary.deploy import load_specs, plan_for
 from canary.errors import InputError
 from canary.model import PolicySpec, RolloutSpec
+from canary.rollout.wiring import load_specs, plan_for
 from tests.fuzz.mutations import REPO, Case
 
 HANG_SECONDS = 20  # a case still running after this is a hang, not a slow case

@@ -18,17 +18,17 @@ from urllib.parse import quote
 
 import pytest
 
+from canary.config.policyfile import load_policy
+from canary.config.spec import parse_rollout_text
+from canary.console.progress import LineReporter
 from canary.errors import InputError, RouterError
 from canary.hooks.executor import MAX_KEPT, run_hook
 from canary.model import Event, GateResult, HookCall, HookResult, Notification, Weights
-from canary.notify.secrets import MASK, MIN_SECRET_LENGTH, redact_known
 from canary.notify.slack import SlackNotifier
-from canary.policyfile import load_policy
-from canary.progress import LineReporter
 from canary.routers.command import CommandRouter
 from canary.routers.http import HttpRouter
-from canary.spec import parse_rollout_text
-from examples.lab.slack_receiver import SlackReceiver
+from canary.secrets import MASK, MIN_SECRET_LENGTH, redact_known
+from lab.slack_receiver import SlackReceiver
 
 ROLLOUT = """\
 apiVersion: canary/v1

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from canary.deploy import DEFAULT_STORE
 from canary.model import Event
-from canary.rollout.state import RolloutState
+from canary.rollout.wiring import DEFAULT_STORE
+from canary.state import RolloutState
 from canary.store.registry import open_store
 from canary.store.sqlite import SQLiteStore
 

@@ -21,12 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from canary.analysis.live_sequential import LiveSequential
+from canary.analysis.sequential.live import LiveSequential
+from canary.config.spec import load_policy
 from canary.metrics.base import MetricsProvider
 from canary.metrics.batching import BatchedProvider, BatchHub
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Outcome
-from canary.spec import load_policy
 
 
 def _load(path: Path) -> dict[str, Any] | None:

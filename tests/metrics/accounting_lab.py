@@ -23,9 +23,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from examples.lab.app import REPO_ROOT, start_app
-from examples.lab.proc import Server, wait_until
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
+from lab.app import REPO_ROOT, start_app
+from lab.proc import Server, wait_until
+from lab.prometheus import start_prometheus, wait_for_targets_up
 
 INTERVAL = 2.0
 POLICY = """\

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from canary.metrics.prometheus import PrometheusProvider
-from examples.lab.app import start_app
-from examples.lab.load import Load
-from examples.lab.proc import Server, wait_until
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
+from lab.app import start_app
+from lab.load import Load
+from lab.proc import Server, wait_until
+from lab.prometheus import start_prometheus, wait_for_targets_up
 
 RPS = 40.0
 WINDOW = 10.0  # seconds; rate() needs two 1 s scrapes inside it, and we want several

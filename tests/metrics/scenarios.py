@@ -9,7 +9,7 @@
   weights, 120 requests per second. Prometheus scrapes HAProxy, not the apps: the
   ``haproxy`` family must judge from the proxy's own series.
 
-Load runs in processes of its own (``python -m examples.lab.load``), so the test process
+Load runs in processes of its own (``python -m lab.load``), so the test process
 stays idle while rates are measured; everything is stopped by PID.
 """
 
@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from canary.metrics.prometheus import PrometheusProvider
-from examples.lab.app import REPO_ROOT, start_app
-from examples.lab.haproxy import HAPROXY, runtime_command
-from examples.lab.proc import Server, free_port, wait_until
-from examples.lab.prometheus import start_prometheus, wait_for_targets_up
+from lab.app import REPO_ROOT, start_app
+from lab.haproxy import HAPROXY, runtime_command
+from lab.proc import Server, free_port, wait_until
+from lab.prometheus import start_prometheus, wait_for_targets_up
 
 RPS = 40.0
 WINDOW = 10.0
@@ -104,7 +104,7 @@ def start_exporting_haproxy(workdir: Path, servers: dict[str, int]) -> Server:
 
 
 def start_load(workdir: Path, url: str, rps: float) -> Server:
-    argv = [sys.executable, "-m", "examples.lab.load", "--url", url, "--rps", str(rps),
+    argv = [sys.executable, "-m", "lab.load", "--url", url, "--rps", str(rps),
             "--duration", "1800"]
     log = workdir / f"load-{free_port()}.log"
     return Server(name=f"load {url}", argv=argv, log_path=str(log)).start(cwd=str(REPO_ROOT))

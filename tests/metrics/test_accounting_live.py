@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.lab.load import Load
+from lab.load import Load
 
 from .accounting_lab import (
     AccountingLab,
@@ -31,6 +31,8 @@ from .accounting_lab import (
     start_driver,
     wait_checks,
 )
+
+pytestmark = pytest.mark.servers  # a real Prometheus and lab apps
 
 TOLERANCE = 0.02  # the brief's bar; exact accounting should land at 0
 

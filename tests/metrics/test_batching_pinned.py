@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from canary.analysis.live_sequential import raw_selector
 from canary.analysis.queries import increment_queries
+from canary.analysis.sequential.live import raw_selector
 from canary.metrics.batching import BatchedProvider, BatchHub
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import PolicySpec, SequentialSpec

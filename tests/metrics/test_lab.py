@@ -13,9 +13,9 @@ from http.server import ThreadingHTTPServer
 import httpx
 import pytest
 
-from examples.lab.app import REPO_ROOT, ErrorSchedule, make_server
-from examples.lab.load import Load, run_load
-from examples.lab.proc import free_port
+from lab.app import REPO_ROOT, ErrorSchedule, make_server
+from lab.load import Load, run_load
+from lab.proc import free_port
 
 
 @pytest.fixture()
@@ -77,7 +77,7 @@ def test_app_refuses_a_non_loopback_address() -> None:
 
 def test_load_command_prints_its_result(app: str) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "examples.lab.load", "--url", f"{app}/", "--rps", "20",
+        [sys.executable, "-m", "lab.load", "--url", f"{app}/", "--rps", "20",
          "--duration", "0.5"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30,
         check=True).stdout
     result = json.loads(out)

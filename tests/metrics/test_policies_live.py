@@ -12,9 +12,9 @@ import pytest
 from canary.analysis.threshold import measure
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import LabelMatch, MetricResult, MetricSpec, Outcome, Phase, PolicySpec, Weights
-from canary.preflight import UNKNOWN_LABEL, preflight
 from canary.rollout.machine import MetricLimits, Observation, decide
-from examples.lab.proc import wait_until
+from canary.rollout.preflight import UNKNOWN_LABEL, preflight
+from lab.proc import wait_until
 from tests.rollout.helpers import at, new_state, plan
 
 from .scenarios import SHOP_RPS, WINDOW, Scenarios

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from canary.config.spec import PACKAGE_POLICIES, load_policy
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import MetricSpec, PolicySpec
-from canary.preflight import (
+from canary.rollout.preflight import (
     REJECTED,
     UNKNOWN_LABEL,
     UNKNOWN_METRIC,
@@ -19,8 +20,7 @@ from canary.preflight import (
     preflight,
     preflight_file,
 )
-from canary.spec import PACKAGE_POLICIES, load_policy
-from examples.lab.proc import free_port
+from lab.proc import free_port
 
 from .lab import Lab
 

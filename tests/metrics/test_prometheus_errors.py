@@ -17,7 +17,7 @@ import pytest
 
 from canary.errors import InputError, MetricsError
 from canary.metrics.prometheus import PrometheusProvider, parse_result, redact_url
-from examples.lab.proc import free_port
+from lab.proc import free_port
 
 STUB_REPLIES = {
     "/down/api/v1/query": (503, "application/json",

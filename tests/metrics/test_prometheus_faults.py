@@ -19,14 +19,16 @@ from typing import Any
 
 import pytest
 
-from canary.analysis.live_sequential import LiveSequential
+from canary.analysis.sequential.live import LiveSequential
+from canary.config.spec import load_policy
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Outcome
-from canary.spec import load_policy
-from examples.lab.load import Load
+from lab.load import Load
 
 from .accounting_lab import AccountingLab, running_accounting_lab
 from .fault_proxy import FaultProxy, running_proxy
+
+pytestmark = pytest.mark.servers  # a real Prometheus and lab apps
 
 SELECTOR = 'http_requests_total{{service="checkout",version="{v}"}}'
 

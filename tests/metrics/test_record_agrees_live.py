@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from examples.lab.load import Load
+from lab.load import Load
 
 from .accounting_lab import AccountingLab, rollout_and_replay, running_accounting_lab
+
+pytestmark = pytest.mark.servers  # a real Prometheus and lab apps
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from canary.analysis.live_sequential import LiveSequential, version_counts
+from canary.analysis.sequential.live import LiveSequential, version_counts
 from canary.cli import app
 from canary.metrics.prometheus import PrometheusProvider
 from canary.model import Outcome, PolicySpec, SequentialSpec
-from examples.lab.proc import wait_until
+from lab.proc import wait_until
 from tests.metrics.lab import Lab
 
 runner = CliRunner()

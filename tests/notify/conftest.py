@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from examples.lab.slack_receiver import SlackReceiver
+from lab.slack_receiver import SlackReceiver
 
 from .receivers import SchemaReceiver
 from .samples import SECRET_PATH

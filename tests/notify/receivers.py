@@ -18,7 +18,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from examples.lab.slack_receiver import Received, Reply, SlackReceiver
+from lab.slack_receiver import Received, Reply, SlackReceiver
 
 SCHEMAS = Path(__file__).parent / "schemas"
 TEAMS_PATH = "/workflows/abc123/triggers/manual/paths/invoke"

@@ -18,8 +18,8 @@ from canary.clock import ManualClock
 from canary.errors import InputError, NotifyError, TemporaryError
 from canary.notify.slack import SlackNotifier
 from canary.notify.webhook import parse_retry_after
-from examples.lab.proc import free_port
-from examples.lab.slack_receiver import Reply, SlackReceiver
+from lab.proc import free_port
+from lab.slack_receiver import Reply, SlackReceiver
 
 from .samples import SECRET_PATH, SECRET_TOKEN, rollback
 

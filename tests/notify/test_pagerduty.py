@@ -13,7 +13,7 @@ from canary.errors import InputError, NotifyError
 from canary.model import MetricResult, Outcome
 from canary.notify.pagerduty import PagerDutyNotifier, dedup_key, pagerduty_event
 from canary.notify.templates import compile_templates
-from examples.lab.slack_receiver import Reply
+from lab.slack_receiver import Reply
 
 from .receivers import PAGERDUTY_PATH, PAGERDUTY_SCHEMA, SchemaReceiver, schema_errors
 from .samples import rollback

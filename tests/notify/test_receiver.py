@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from canary.notify.slack import SlackNotifier
-from examples.lab.proc import Server, free_port, port_open, wait_until
-from examples.lab.slack_receiver import SlackReceiver
+from lab.proc import Server, free_port, port_open, wait_until
+from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_PATH, rollback
 
@@ -35,7 +35,7 @@ def test_runs_as_a_program_writes_jsonl_and_prints_a_line(tmp_path: Path) -> Non
     port = free_port()
     out = tmp_path / "alerts.jsonl"
     server = Server("slack-receiver",
-                    [sys.executable, "-m", "examples.lab.slack_receiver", "--port", str(port),
+                    [sys.executable, "-m", "lab.slack_receiver", "--port", str(port),
                      "--out", str(out), "--fail-first", "1", "--retry-after", "0.2"],
                     str(tmp_path / "receiver.log"))
     server.start(cwd=str(ROOT))

@@ -15,7 +15,7 @@ from canary.notify.registry import (
 )
 from canary.notify.slack import SlackNotifier
 from canary.notify.webhook import WebhookNotifier
-from examples.lab.slack_receiver import SlackReceiver
+from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_PATH, SECRET_TOKEN, rollback
 

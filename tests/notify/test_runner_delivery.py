@@ -13,7 +13,7 @@ from canary.model import Command, Outcome, Phase, RolloutSpec, RouterSpec, Weigh
 from canary.notify.base import Notifier
 from canary.notify.pagerduty import PagerDutyNotifier
 from canary.notify.teams import TeamsNotifier
-from canary.operations import record_command
+from canary.rollout.commands import record_command
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner
 from canary.store.sqlite import SQLiteStore

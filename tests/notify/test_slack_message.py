@@ -9,7 +9,7 @@ import pytest
 
 from canary.model import MetricResult, Notification, Outcome
 from canary.notify.slack import EVENTS, MAX_BLOCKS, SlackNotifier, slack_message, truncate
-from examples.lab.slack_receiver import SlackReceiver
+from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_PATH, SECRET_TOKEN, rollback
 

@@ -12,7 +12,7 @@ from canary.errors import InputError, NotifyError
 from canary.model import MetricResult, Notification, Outcome
 from canary.notify.teams import TeamsNotifier, teams_message
 from canary.notify.templates import EVENT_NAMES, compile_templates
-from examples.lab.slack_receiver import Reply
+from lab.slack_receiver import Reply
 
 from .receivers import TEAMS_PATH, TEAMS_SCHEMA, SchemaReceiver, schema_errors
 from .samples import rollback

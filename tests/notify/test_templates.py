@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from canary.cli import app
+from canary.config.spec import parse_rollout_text
 from canary.errors import InputError
 from canary.model import MetricResult, Outcome
-from canary.notify.secrets import register_url
 from canary.notify.slack import EVENTS, SlackNotifier, slack_message
 from canary.notify.templates import (
     EVENT_NAMES,
@@ -24,8 +24,8 @@ from canary.notify.templates import (
     parse,
 )
 from canary.notify.webhook import WebhookNotifier
-from canary.spec import parse_rollout_text
-from examples.lab.slack_receiver import SlackReceiver
+from canary.secrets import register_url
+from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_PATH, SECRET_TOKEN, rollback
 

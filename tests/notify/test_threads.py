@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from canary.clock import ManualClock
+from canary.config.spec import parse_rollout_text
 from canary.errors import InputError, NotifyError
 from canary.model import NotificationSpec
 from canary.notify.registry import EventFilter, build_notifier
@@ -21,9 +22,8 @@ from canary.notify.slack import slack_message
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.notify.threads import LocalThreads, ThreadMemory
 from canary.rollout.runner import StoreThreads
-from canary.spec import parse_rollout_text
 from canary.store.sqlite import SQLiteStore
-from examples.lab.slack_receiver import Received, SlackReceiver
+from lab.slack_receiver import Received, SlackReceiver
 
 from .samples import rollback
 

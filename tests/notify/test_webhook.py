@@ -11,7 +11,7 @@ import pytest
 from canary.errors import InputError, NotifyError
 from canary.model import MetricResult
 from canary.notify.webhook import WebhookNotifier
-from examples.lab.slack_receiver import SlackReceiver
+from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_TOKEN, rollback
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from canary.store.postgres import PostgresStore
-from examples.lab.proc import wait_until
+from lab.proc import wait_until
 from tests.e2e.conftest import Lab, Stack, write_policy, write_rollout
 from tests.packaging.ci import GITLAB, WORKFLOW, Job, github_step, load
 

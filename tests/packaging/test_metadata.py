@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import canary
+from canary.config.policyfile import PACKAGE_POLICIES
+from canary.config.spec import resolve_policy_path
 from canary.errors import InputError
-from canary.policyfile import PACKAGE_POLICIES
-from canary.spec import resolve_policy_path
 from tests.packaging import imports
 
 REPO = Path(__file__).resolve().parents[2]

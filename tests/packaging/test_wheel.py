@@ -75,7 +75,7 @@ def elsewhere(tmp_path: Path) -> Path:
 
 
 def test_it_is_the_wheel_not_the_checkout(venv: Path, elsewhere: Path) -> None:
-    res = run(venv / "python", "-c", "import canary, canary.policyfile as p; "
+    res = run(venv / "python", "-c", "import canary, canary.config.policyfile as p; "
               "print(canary.__file__); print(p.PACKAGE_POLICIES)", cwd=elsewhere,
               env=clean_env())
     module, policies = res.stdout.split()

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from canary.model import GateResult, MetricResult, Outcome, Stage, Verdict, Weights
 from canary.rollout.machine import MetricLimits, Observation, Plan
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STAGES = (Stage(5, 60), Stage(25, 60), Stage(50, 60), Stage(100, 60))

@@ -10,9 +10,9 @@ import pytest
 
 from canary.clock import ManualClock
 from canary.model import Command, Notification, Outcome, Phase, Verdict, Weights
-from canary.operations import record_command
+from canary.rollout.commands import record_command
 from canary.rollout.runner import Runner, exit_code
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
 from tests.rollout.helpers import T0, new_state, plan
@@ -129,9 +129,9 @@ def test_ended_rollout_is_not_ticked_again(store: SQLiteStore) -> None:
 
 
 def test_same_deploy_after_its_ending_is_a_no_op_new_version_starts(tmp_path: Path) -> None:
-    from canary.deploy import submit
+    from canary.rollout.wiring import submit
     from canary.store.registry import open_store
-    from tests.spec.test_cli_analysis import files
+    from tests.config.test_cli_analysis import files
 
     rollout = files(tmp_path, "http://127.0.0.1:9")
     store = open_store(f"sqlite:///{tmp_path}/s.db")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from canary import client, follow
 from canary.exits import Exit, ended, for_ending
 from canary.model import Phase
+from canary.rollout import follow
 from canary.rollout.runner import exit_code
+from canary.server import client
 from tests.rollout.helpers import new_state
 
 

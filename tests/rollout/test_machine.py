@@ -15,7 +15,7 @@ from canary.rollout.machine import (
     decide,
     next_wakeup,
 )
-from canary.rollout.state import GateProgress, MetricCounts, RolloutState
+from canary.state import GateProgress, MetricCounts, RolloutState
 from tests.rollout.helpers import at, new_state, obs, plan
 
 

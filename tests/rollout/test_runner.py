@@ -21,10 +21,10 @@ from canary.notify.base import Notifier
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner, StoreThreads, exit_code
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
-from examples.lab.slack_receiver import SlackReceiver
+from lab.slack_receiver import SlackReceiver
 from tests.rollout.helpers import STAGES, T0, new_state, plan
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from canary.clock import ManualClock
 from canary.errors import TemporaryError
 from canary.model import Event, GateResult, Phase
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter
 from tests.rollout.helpers import T0, new_state, plan

@@ -21,7 +21,7 @@ from canary.model import (
     Weights,
 )
 from canary.rollout.machine import TRANSITIONS, Observation, TransitionError, decide
-from canary.rollout.state import RolloutState
+from canary.state import RolloutState
 from tests.rollout.helpers import T0, new_state, plan
 
 POINTS = ("preRollout", "preStage", "postStage", "confirmPromotion", "promote", "postRollout",

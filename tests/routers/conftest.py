@@ -19,10 +19,10 @@ from canary.model import Weights
 from canary.routers import command, haproxy, http, nginx
 from canary.routers.base import Router
 from canary.routers.null import NullRouter
-from examples.lab import nginx as nginx_lab
-from examples.lab.backends import Backend, count_responses, start_backends
-from examples.lab.haproxy import runtime_command, start_haproxy
-from examples.lab.proc import Server, free_port
+from lab import nginx as nginx_lab
+from lab.backends import Backend, count_responses, start_backends
+from lab.haproxy import runtime_command, start_haproxy
+from lab.proc import Server, free_port
 
 from .harness import HARNESSES, RouterHarness, harness_id, sides
 from .weights_api import WeightsApi

@@ -17,8 +17,8 @@ from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers import haproxy
 from canary.routers.haproxy import HAProxyRouter, split_from, weights_for
-from examples.lab.haproxy import runtime_command
-from examples.lab.proc import Server, free_port
+from lab.haproxy import runtime_command
+from lab.proc import Server, free_port
 
 from .conftest import STABLE
 

@@ -15,7 +15,7 @@ from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers import gateway_api, istio, smi
 from canary.routers.kube import api_for
-from examples.lab.fake_kube import FakeKube
+from lab.fake_kube import FakeKube
 
 Obj = dict[str, Any]
 

@@ -15,13 +15,13 @@ import pytest
 from kubernetes.config import incluster_config
 from pydantic import ValidationError
 
+from canary.config.spec import load_any, load_rollout
 from canary.errors import InputError, RouterError
 from canary.model import RouterSpec, Weights
 from canary.routers import gateway_api, istio, smi
 from canary.routers.base import Router
 from canary.routers.registry import build_router
-from canary.spec import load_any, load_rollout
-from examples.lab.fake_kube import FakeKube
+from lab.fake_kube import FakeKube
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"
 GW: dict[str, Any] = {"httpRoute": "web", "stableService": "a", "canaryService": "b"}

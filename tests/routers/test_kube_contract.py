@@ -17,7 +17,7 @@ import pytest
 
 from canary.routers.base import Router
 from canary.routers.kube import WeightedObjectRouter, api_for
-from examples.lab.fake_kube import FakeKube
+from lab.fake_kube import FakeKube
 
 from . import test_contract
 from .harness import RouterHarness

@@ -16,7 +16,7 @@ from kubernetes.client import Configuration, CustomObjectsApi
 from kubernetes.client.exceptions import ApiException
 
 from canary.routers.kube import api_for
-from examples.lab.fake_kube import FakeKube, PatchError, apply_json_patch, merge_patch
+from lab.fake_kube import FakeKube, PatchError, apply_json_patch, merge_patch
 
 G, V, P = "split.smi-spec.io", "v1alpha2", "trafficsplits"
 SPLIT = {"apiVersion": f"{G}/{V}", "kind": "TrafficSplit",

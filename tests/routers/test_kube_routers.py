@@ -21,7 +21,7 @@ from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers import gateway_api, istio, smi
 from canary.routers.kube import WeightedObjectRouter, api_for
-from examples.lab.fake_kube import FakeKube
+from lab.fake_kube import FakeKube
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"
 Obj = dict[str, Any]

@@ -1,6 +1,6 @@
 """Matches, mirroring and affinity on the Kubernetes routers, through the real client.
 
-The objects live in the fake API server (examples/lab/fake_kube.py), which prunes fields
+The objects live in the fake API server (lab/fake_kube.py), which prunes fields
 the installed CRD schema does not declare, as the real server does. Every object the
 adapters write is validated against the upstream CRD schemas in tests/data/schemas/ (see
 the README there for their source and version). No cluster runs here: whether Envoy,
@@ -25,7 +25,7 @@ from canary.routers import gateway_api, istio
 from canary.routers.features import Routes
 from canary.routers.kube import api_for
 from canary.routers.registry import build_router, require_feature
-from examples.lab.fake_kube import FakeKube
+from lab.fake_kube import FakeKube
 
 Obj = dict[str, Any]
 SCHEMAS = Path(__file__).parents[1] / "data" / "schemas"

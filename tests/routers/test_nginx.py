@@ -14,9 +14,9 @@ from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers import nginx
 from canary.routers.nginx import NginxRouter, render_servers, split_from
-from examples.lab import nginx as nginx_lab
-from examples.lab.backends import Backend
-from examples.lab.proc import Server
+from lab import nginx as nginx_lab
+from lab.backends import Backend
+from lab.proc import Server
 
 from .conftest import nginx_router, nginx_write_and_reload
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from canary.config.spec import load_rollout
 from canary.errors import InputError
 from canary.model import RouterSpec, Weights
 from canary.routers import registry
 from canary.routers.base import Router
 from canary.routers.haproxy import HAProxyRouter
 from canary.routers.null import NullRouter
-from canary.spec import load_rollout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rollouts"
 

@@ -22,10 +22,10 @@ from canary.routers import haproxy, nginx
 from canary.routers.features import Match, Routes, Sticky
 from canary.routers.nginx_routes import parse_routes, render_routes
 from canary.routers.registry import build_router, require_feature
-from examples.lab import nginx as nginx_lab
-from examples.lab.backends import Backend, start_backends
-from examples.lab.haproxy import start_haproxy
-from examples.lab.proc import Server
+from lab import nginx as nginx_lab
+from lab.backends import Backend, start_backends
+from lab.haproxy import start_haproxy
+from lab.proc import Server
 
 pytestmark = pytest.mark.servers
 

@@ -20,7 +20,7 @@ from canary.store.base import SCHEMA_VERSION, StateStore
 from canary.store.postgres import PostgresStore
 from canary.store.registry import open_store
 from canary.store.sqlite import SQLiteStore
-from examples.lab.proc import Server, free_port, wait_until
+from lab.proc import Server, free_port, wait_until
 from tests.rollout.helpers import T0, new_state
 
 pytestmark = pytest.mark.servers

@@ -1,0 +1,1 @@
+"""The sequential canary-vs-stable judge (docs/statistics.md)."""

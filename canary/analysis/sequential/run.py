@@ -1,0 +1,280 @@
+"""The sequential judge's engine: intervals in, evidence paths out, first decision found.
+
+Split from sequential.py for size. Intervals are first screened one by one in plain
+Python (missing data, counter resets, warm-up, the latency bins), which is cheap; the
+arithmetic then runs on whole stretches of intervals at once with numpy, cut where the
+state changes shape: at a new stage (promotion evidence restarts) and where the latency
+test starts. ``errors_paths`` and ``latency_paths`` take any leading batch dimensions, so
+the benchmark runs thousands of rollouts through the very same functions; a single check
+is a stretch of length one, so the controller and ``canary backtest`` agree exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from canary.analysis.sequential import evidence as ev
+from canary.analysis.sequential.memory import JudgeState
+
+if TYPE_CHECKING:
+    from canary.analysis.sequential.core import (
+        Decision,
+        IntervalCounts,
+        SequentialJudge,
+        VersionCounts,
+    )
+
+Arr = ev.FloatArray
+INF = math.inf
+NO_STABLE = ("; no stable traffic to compare with (100% stage?): the evidence stays where"
+             " it is and only absolute guards apply")
+
+
+def errors_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, counts: Arr,
+                 data: Arr, live: npt.NDArray[np.bool_]) -> tuple[Arr, Arr, Arr]:
+    """Errors over T intervals: ``data`` (..., T, 4) = canary requests, errors, stable
+    requests, errors; state: rollback (..., E, 1, J), promote (..., 1, J), counts (..., 10),
+    ``live`` (..., E) the epochs started. Returns the paths of the rollback sums
+    (..., E, 1, T, J), the promotion sums (..., 1, T, J) and the counts (..., T, 10)."""
+    c, x, s, y = (data[..., i] for i in range(4))
+    rho, n = ev.share_of(c, s), x + y
+    totals = ev.paths(counts[..., :4], data)
+    terms = ev.dispersion_terms(_before(counts[..., :4], totals), x, n, rho)
+    sums = ev.paths(counts[..., 4:6], terms)
+    previous = _before(counts[..., 6:8], data[..., 2:4])
+    stable_sums = ev.paths(counts[..., 8:10], ev.stable_terms(previous, data[..., 2:4]))
+    tune = judge.tuning
+    phi = None
+    if tune.dispersion_prior > 0:
+        phi = ev.phi(_before(counts[..., 4:6], sums), pseudo=tune.dispersion_prior)
+    if tune.stable_dispersion > 0:
+        from_stable = ev.phi(_before(counts[..., 8:10], stable_sums),
+                             pseudo=tune.stable_dispersion)
+        phi = from_stable if phi is None else np.maximum(phi, from_stable)
+
+    def lr(mix: ev.Mixture) -> Arr:
+        return ev.increments(x, n, rho, mix, cap=judge.cap, phi=phi,
+                             count_cap=judge.spec.min_errors_per_interval_cap)
+
+    inc = lr(judge.mix["errors"])
+    # promotion evidence costs as much again and only early promotion reads it
+    pinc = lr(judge.pmix["errors"]) if judge.spec.early_promotion else np.zeros_like(inc)
+    return (_epochs(rollback, inc[..., None, :, :], live),
+            ev.paths(promote, pinc[..., None, :, :]),
+            np.concatenate([totals, sums, data[..., 2:4], stable_sums], axis=-1))
+
+
+def latency_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, bins: Arr,
+                  data: Arr, live: npt.NDArray[np.bool_]) -> tuple[Arr, Arr, Arr]:
+    """Latency over T intervals: ``data`` (..., T, 2, B) = canary and stable requests per
+    bin; state: rollback (..., E, S, J), promote (..., S, J), running bins (..., 2, B),
+    ``live`` (..., E). Returns the paths of the rollback sums (..., E, S, T, J), the
+    promotion sums (..., S, T, J) and the bins (..., T, 2, B)."""
+    path = ev.paths(bins, data, axis=-3)
+    stable = _before(bins[..., 1, :], path[..., 1, :])
+    width = stable.shape[-1]
+    seen = np.sum(stable, axis=-1)
+    q = (stable + 0.5) / (seen + 0.5 * width)[..., None]
+    scores = ev.bin_scores(q, tail_from=judge.tuning.tail_from)
+    x, n = data[..., 0, :], data[..., 0, :] + data[..., 1, :]
+    rho = ev.share_of(np.sum(x, axis=-1), np.sum(data[..., 1, :], axis=-1))
+    ready = (seen >= judge.tuning.latency_min_stable)[..., None, None]
+    inc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, cap=judge.cap)
+    if judge.spec.early_promotion:
+        pscores = ev.bin_scores(q, tail_from=judge.tuning.promote_tail_from)
+        pinc = ev.tilt_increments(x, n, rho, q, pscores, judge.promote_betas,
+                                  null=judge.promote_beta, cap=judge.cap)
+    else:
+        pinc = np.zeros_like(inc)
+    inc, pinc = np.moveaxis(inc * ready, -3, -2), np.moveaxis(pinc * ready, -3, -2)
+    return _epochs(rollback, inc, live), ev.paths(promote, pinc), path
+
+
+def _epochs(start: Arr, inc: Arr, live: npt.NDArray[np.bool_]) -> Arr:
+    """Rollback paths per epoch (..., E, K, T, J): started epochs add ``inc``."""
+    mask = live[..., :, None, None, None]
+    return ev.paths(start, np.where(mask, inc[..., None, :, :, :], 0.0))
+
+
+def family_log_e(paths: Arr, log_prior: Arr, log_epochs: Arr) -> Arr:
+    """A family's rollback e-value (..., T) from (..., E, K, T, J): the mean over shapes,
+    then the mixture over epochs (an epoch not started yet counts as its weight x 1)."""
+    per = ev.log_evidence(paths, log_prior)
+    shapes = ev.logsumexp(per, axis=-2) - math.log(per.shape[-2])
+    return np.asarray(ev.logsumexp(shapes + log_epochs[:, None], axis=-2), dtype=np.float64)
+
+
+def family_log_promote(paths: Arr, log_prior: Arr) -> Arr:
+    """A family's promotion e-value (..., T): every shape must be rejected, so the min."""
+    return np.asarray(np.min(ev.log_evidence(paths, log_prior), axis=-2), dtype=np.float64)
+
+
+@dataclass
+class _Snap:
+    intervals: int
+    skipped: int
+    canary_seconds: float
+    stage_requests: float
+
+
+def feed(judge: SequentialJudge, state: JudgeState,
+         intervals: Sequence[IntervalCounts]) -> tuple[JudgeState, Decision, int, str]:
+    """Advance ``state`` over ``intervals`` up to the first decision; mutates ``state``."""
+    i, n, note = 0, len(intervals), ""
+    while i < n:
+        if intervals[i].stage != state.stage:
+            state.stage, state.stage_requests = intervals[i].stage, 0.0
+            for fam in (state.errors, state.latency):
+                if fam is not None:
+                    fam.promote[:] = 0.0
+                    fam.epochs = min(fam.epochs + 1, len(fam.rollback))
+            if state.errors is not None and judge.tuning.refit_per_stage:
+                state.errors.counts[:4] = 0.0  # the canary/stable ratio is fitted anew
+        errors, latency, snaps, notes = [], [], [], []
+        start_latency: tuple[float, ...] | None = None
+        j = i
+        while j < n and intervals[j].stage == state.stage:
+            e_row, l_row, why = _screen(judge, state, intervals[j])
+            errors.append(e_row)
+            latency.append(l_row)
+            notes.append(why)
+            snaps.append(_Snap(state.intervals, state.skipped, state.canary_seconds,
+                               state.stage_requests))
+            j += 1
+            if state.bounds is None and judge.latency_wanted:
+                start_latency = _bounds(judge, intervals[j - 1])
+                if start_latency is not None:
+                    break
+        width = len(state.bounds) + 1 if state.bounds is not None else 0
+        decision, k = _advance(judge, state, np.array(errors, dtype=np.float64),
+                               _bins(np.array(latency, dtype=np.float64).reshape(
+                                   len(latency), 2, width)),
+                               np.array([s.stage_requests for s in snaps]))
+        note = notes[k]
+        if decision != "continue":
+            snap = snaps[k]
+            state.intervals, state.skipped = snap.intervals, snap.skipped
+            state.canary_seconds, state.stage_requests = snap.canary_seconds, \
+                snap.stage_requests
+            return state, decision, i + k, note
+        if start_latency is not None:
+            judge.start_latency(state, start_latency)
+            assert state.latency is not None
+            state.latency.counts[1] = _stable_bins(intervals[j - 1], start_latency)
+        i = j
+    return state, "continue", n - 1, note
+
+
+def _screen(judge: SequentialJudge, state: JudgeState,
+            iv: IntervalCounts) -> tuple[list[float], list[list[float]], str]:
+    """The usable counts of one interval (zeros when unusable) and why, if unusable."""
+    state.intervals += 1
+    width = len(state.bounds) + 1 if state.bounds is not None else 0
+    zeros_e, zeros_l = [0.0] * 4, [[0.0] * width, [0.0] * width]
+    can, sta = iv.canary, iv.stable
+    if can is None or sta is None:
+        state.skipped += 1
+        return zeros_e, zeros_l, "; interval skipped: no data for one version"
+    if not (_sane(can) and _sane(sta)):
+        state.skipped += 1
+        return zeros_e, zeros_l, ("; interval skipped: negative or inconsistent counts"
+                                  " (a counter reset?)")
+    state.stage_requests += can.requests
+    if can.requests > 0 or state.canary_seconds > 0:
+        state.canary_seconds += iv.seconds
+    warmup = judge.tuning.warmup
+    if warmup > 0 and state.canary_seconds <= warmup:
+        return zeros_e, zeros_l, "; canary warming up: interval not judged"
+    row_e = [can.requests, can.errors, sta.requests, sta.errors]
+    rows_l = zeros_l
+    if state.canary_seconds <= warmup * judge.tuning.latency_warmup_factor:
+        pass  # latency still warming up: errors only
+    elif state.bounds is not None:  # cumulative here; turned into bins, or zeros, by _bins
+        rows_l = [[v.latency.get(b, math.nan) for b in state.bounds]
+                  + [v.latency.get(INF, v.requests)] for v in (can, sta)]
+    note = NO_STABLE if sta.requests <= 0 < can.requests else ""
+    return row_e, rows_l, note
+
+
+def _advance(judge: SequentialJudge, state: JudgeState, errors: Arr, latency: Arr,
+             stage_requests: Arr) -> tuple[Decision, int]:
+    """Run the arithmetic over T screened intervals; leave ``state`` at the decision."""
+    t = len(errors)
+    parts = [] if state.log_idle is None else [np.full(t, state.log_idle)]
+    promote_ok = np.full(t, judge.spec.early_promotion)
+    out = []
+    for fam, compute, prior in ((state.errors, errors_paths, judge.mix["errors"].log_prior),
+                                (state.latency, latency_paths, judge.lat_prior)):
+        if fam is None:
+            continue
+        data = errors if fam is state.errors else latency
+        live = np.arange(len(fam.rollback)) < fam.epochs
+        rb, pr, counts = compute(judge, fam.rollback, fam.promote, fam.counts, data, live)
+        parts.append(fam.log_alloc + family_log_e(rb, prior, judge.log_epochs))
+        pprior = judge.pmix["errors"].log_prior if fam is state.errors else judge.lat_prior
+        promote_ok &= family_log_promote(pr, pprior) >= judge.log_threshold
+        out.append((fam, rb, pr, counts))
+    total = ev.logsumexp(np.stack(parts), axis=0) if parts else np.zeros(t)
+    promote_ok &= bool(out) & (stage_requests > 0)
+    promote_ok &= stage_requests >= judge.spec.min_stage_requests
+    rollback_at = np.flatnonzero(total >= judge.log_threshold)
+    promote_at = np.flatnonzero(promote_ok)
+    k, decision = t - 1, "continue"
+    if len(promote_at):
+        k, decision = int(promote_at[0]), "promote"
+    if len(rollback_at) and rollback_at[0] <= k:
+        k, decision = int(rollback_at[0]), "rollback"
+    for fam, rb, pr, counts in out:
+        fam.rollback, fam.promote = rb[..., k, :].copy(), pr[:, k].copy()
+        fam.counts = counts[k].copy()
+    return decision, k  # type: ignore[return-value]
+
+
+def _before(start: Arr, path: Arr) -> Arr:
+    """The running values before each interval: ``start`` then ``path`` minus its last."""
+    return np.concatenate([start[..., None, :], path[..., :-1, :]], axis=-2)
+
+
+def _sane(v: VersionCounts) -> bool:
+    return (math.isfinite(v.requests) and math.isfinite(v.errors)
+            and 0 <= v.errors <= v.requests)
+
+
+def _bounds(judge: SequentialJudge, iv: IntervalCounts) -> tuple[float, ...] | None:
+    """The latency bin bounds, from the first interval where both versions have buckets:
+    the configured edges if any (those present), else every finite bound."""
+    if iv.canary is None or iv.stable is None:
+        return None
+    common = {b for b in iv.stable.latency if math.isfinite(b)} & set(iv.canary.latency)
+    if judge.spec.latency_edges:
+        common &= set(judge.spec.latency_edges)
+    return tuple(sorted(common)) if common else None
+
+
+def _stable_bins(iv: IntervalCounts, bounds: tuple[float, ...]) -> Arr:
+    """The stable version's requests per bin in the interval that showed the bounds: the
+    latency test's first estimate of the stable distribution, so the next interval is
+    already judged (zeros when unusable)."""
+    width = len(bounds) + 1
+    if iv.stable is None or not _sane(iv.stable):
+        return np.zeros(width)
+    cum = [iv.stable.latency.get(b, math.nan) for b in bounds] \
+        + [iv.stable.latency.get(INF, iv.stable.requests)]
+    rows = np.array([[0.0] * width, cum], dtype=np.float64)[None]
+    return np.asarray(_bins(rows)[0, 1], dtype=np.float64)
+
+
+def _bins(cumulative: Arr) -> Arr:
+    """Requests per bin (T, 2, B) from cumulative bucket counts; an interval where either
+    version's buckets are missing, not finite or not cumulative counts nothing."""
+    bins = np.diff(cumulative, prepend=0.0, axis=-1)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.all(np.isfinite(bins) & (bins >= 0), axis=(-2, -1))
+    bins[bad] = 0.0
+    return bins

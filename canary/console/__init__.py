@@ -1,0 +1,1 @@
+"""Terminal and log output: status views, live progress, structured logs."""

@@ -1,0 +1,1 @@
+"""Replay: recordings of real traffic, pulling them from Prometheus, backtests."""

@@ -1,0 +1,1 @@
+"""`canary serve`: the controller process, its HTTP API, client, exporter and page."""
