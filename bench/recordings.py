@@ -1,4 +1,4 @@
-"""Write simulated rollouts as recorded-traffic files (DESIGN A.5) for ``canary backtest``.
+"""Write simulated rollouts as recorded-traffic files (docs/contract.md) for ``canary backtest``.
 
 ``.venv/bin/python -m bench.recordings OUTDIR [--runs N] [--only NAME...] [--steps K]``
 writes ``OUTDIR/<scenario>-<run>.json`` on the fixed 5/25/50% schedule, and

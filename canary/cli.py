@@ -1,6 +1,6 @@
 """The `canary` command. Thin: parse, call one function, print, map errors to exit codes.
 
-Exit codes (DESIGN A.1): 0 promoted/succeeded, 1 rolled back or rejected, 2 invalid input,
+Exit codes (docs/contract.md): 0 promoted/succeeded, 1 rolled back or rejected, 2 invalid input,
 3 aborted, 4 needs a human, 5 still running when --timeout expired.
 """
 
@@ -449,7 +449,7 @@ def validate(
             if preflight:
                 refuse(preflight_file(f), file=f)
             typer.echo(f"{f}: valid {kind}{' (preflight passed)' if preflight else ''}")
-        except (InputError, TemporaryError) as exc:  # validate exits 0 or 2 (DESIGN A.1)
+        except (InputError, TemporaryError) as exc:  # validate exits 0 or 2 (docs/contract.md)
             typer.echo(f"canary: {exc}", err=True)
             bad += 1
     if bad:
@@ -477,7 +477,7 @@ def backtest(
     policy: Annotated[str, typer.Option("--policy", help="a policy file, or the name of a "
                                         "shipped policy")],
     data: Annotated[list[str], typer.Option("--data", help="recorded traffic: files or "
-                                            "directories of *.json (DESIGN A.5)")],
+                                            "directories of *.json (docs/contract.md)")],
     more: Annotated[list[str] | None, typer.Argument(help="more recordings",
                                                      show_default=False)] = None,
     output: OutputOpt = Output.text,

@@ -1,4 +1,4 @@
-"""Analysis policy files (DESIGN A.3): YAML in, a validated PolicySpec out.
+"""Analysis policy files (docs/contract.md): YAML in, a validated PolicySpec out.
 
 Every query is rendered once at load, so a template that cannot render is refused with
 its line before any rollout starts. Shipped policies are found by name in policies/.

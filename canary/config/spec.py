@@ -1,4 +1,4 @@
-"""Rollout and policy files (DESIGN A.2, A.3): YAML in, validated frozen values out.
+"""Rollout and policy files (docs/contract.md): YAML in, validated frozen values out.
 
 Pydantic validates at this edge only; every error names file, line, field and what was
 expected. Unknown fields are refused. The rest of canary sees canary.model values.

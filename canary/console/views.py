@@ -1,4 +1,4 @@
-"""How a rollout looks from outside: the `status -o json` object (DESIGN A.1) and text,
+"""How a rollout looks from outside: the `status -o json` object (docs/contract.md) and text,
 the `list` table and the lines `status --watch` prints.
 
 ``status`` shows the latest measurement per metric; ``history`` shows every check of the

@@ -1,7 +1,7 @@
 """Replay a policy over recorded traffic: what would canary have decided, and when?
 
 ``canary backtest --policy P --data FILE_OR_DIR...`` calls ``backtest_files``: one answer
-per recording (DESIGN A.5), ``{"scenario", "decision", "decidedAt", "reason"}``.
+per recording (docs/contract.md), ``{"scenario", "decision", "decidedAt", "reason"}``.
 
 * The policy's ``sequential`` spec drives the sequential judge over the whole recording
   (one call, the arithmetic the controller runs check by check). The recording's canary

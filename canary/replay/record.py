@@ -1,5 +1,5 @@
 """`canary record`: a past window of real traffic, pulled from Prometheus into the
-recorded-traffic format (DESIGN A.5), so last week's rollout can be replayed under a new
+recorded-traffic format (docs/contract.md), so last week's rollout can be replayed under a new
 policy with `canary backtest`.
 
 It reads exactly the series the live sequential judge reads (the policy's family: the

@@ -1,4 +1,4 @@
-"""Recorded traffic (DESIGN A.5): load, validate, and hand it to the judges as intervals.
+"""Recorded traffic (docs/contract.md): load, validate, and hand it to the judges as intervals.
 
 A recording is what ``canary backtest`` replays: per interval, the increments of both
 versions' request, error and latency-bucket counters. Bad input is reported the way a

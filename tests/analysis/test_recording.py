@@ -1,4 +1,4 @@
-"""Recorded traffic (DESIGN A.5): what loads, and how bad input is reported."""
+"""Recorded traffic (docs/contract.md): what loads, and how bad input is reported."""
 
 from __future__ import annotations
 

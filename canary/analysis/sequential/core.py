@@ -5,7 +5,7 @@ errors, cumulative latency buckets) and the memory it returned last time; it ans
 ``rollback``, ``promote`` (this stage, early) or ``continue`` with a reason a person can
 act on, and the memory to persist. It is pure: no I/O, no clock.
 
-How it decides (notes/statistics.md has the derivation, evidence.py the arithmetic):
+How it decides (docs/statistics.md has the derivation, evidence.py the arithmetic):
 
 * Errors: a mixture sequential test (an e-process) of "the canary's error rate is at most
   ``tolerance`` x the stable version's", on the canary's share of the errors seen in

@@ -4,7 +4,7 @@ The controller advances it one interval at a time, ``canary backtest`` a whole r
 at once and the benchmark thousands of simulated rollouts side by side; all three call
 these functions, so what the benchmark measures is what the controller runs.
 
-The test (notes/statistics.md): per interval the canary served ``c`` requests with ``x``
+The test (docs/statistics.md): per interval the canary served ``c`` requests with ``x``
 "events" (errors, or requests slower than a latency edge) and the stable version ``s``
 with ``y``. With ``rho = c / (c + s)`` each of the ``n = x + y`` events is a canary event
 with probability ``theta(r) = r rho / (r rho + 1 - rho)`` when the canary's event rate is
