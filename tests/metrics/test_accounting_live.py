@@ -77,6 +77,10 @@ def test_fed_requests_sum_to_the_apps_own_counts(acct: AccountingLab, tmp_path: 
     """Checks every 2 s, started on a 0.5 s tick; with ``batched`` through the hub
     `canary serve --batch-max-age 2s` uses (evaluation times on its 2 s grid)."""
     run = tmp_path / "plain"
+    # The first check's evaluation time is the baseline; batched, it is rounded down to the
+    # 2 s grid, so traffic of an earlier test still being scraped (1 s) could fall after
+    # it and be counted here: let that traffic be scraped and left behind first.
+    time.sleep(batch + 1.5)
     proc = start_driver(acct, run, canary="2.0.0", stable="1.0.0", checks=10_000,
                         keep_going=True, batch_max_age=batch, tick=0.5)
     try:

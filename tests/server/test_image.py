@@ -94,7 +94,7 @@ def test_runtime_stage_installs_and_serves(tmp_path: Path) -> None:
                                 "print(canary.__file__)"], cwd=tmp_path, env=env,
                                capture_output=True, text=True, check=True).stdout.strip()
     assert installed.startswith(str(venv)), installed  # not the checkout
-    assert list(Path(installed).parent.glob("__pycache__/api.*.pyc"))  # bytecode compiled
+    assert list(Path(installed).parent.glob("server/__pycache__/api.*.pyc"))  # bytecode compiled
     # Start it as the image would: ENTRYPOINT + CMD, settings from the environment only.
     work.mkdir()
     port = free_port()
