@@ -31,8 +31,6 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-import httpx
-
 MASK = "***"
 
 # Values shorter than this are not masked. ``${REPLICAS}`` = "3", ``${PAUSE}`` = "30s" or a
@@ -67,6 +65,8 @@ def mask_url(url: str) -> str:
 def secret_forms(url: str) -> set[str]:
     """The spellings of ``url`` that may show up in text: as given, as httpx renders it,
     and its path-and-query alone (the part that carries the token)."""
+    import httpx  # here: every canary import loads this module, few need httpx
+
     forms = {url}
     try:
         rendered = httpx.URL(url)
