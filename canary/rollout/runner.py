@@ -122,7 +122,11 @@ class Runner:
         self.store.acquire_lease(self.name, self.owner, ttl=self.lease_ttl, now=now)
         if state.command is None and (state.phase.terminal or _held(state)):
             # Ended, or held after an internal error until an operator acts: nothing to
-            # decide, only what a crash may have left owed (the ending's alert).
+            # decide, only what a crash may have left undone: the ending's alert, and a
+            # match or mirror the router still has (killed between the ending's save and
+            # turning them off).
+            if state.phase.terminal:
+                self._sync_routes(state)
             safe_deliver(self.alerts, state)
             return state
         gate, self._gate_result = self._gate_result, None

@@ -120,3 +120,64 @@ def test_routes_drift_is_repaired(store: SQLiteStore) -> None:
     router.routes = dataclasses.replace(router.routes, match=False)  # someone cleared it
     run.tick()
     assert router.routes == Routes(match=True)
+
+
+class Crash(BaseException):
+    """Stands for kill -9: nothing after it runs, nothing is cleaned up."""
+
+
+class CrashingRouter(FakeRouter):
+    """Dies at its ``at``-th change (weights or routes), then works again."""
+
+    at = 0
+    changes = 0
+
+    def _maybe_die(self) -> None:
+        self.changes += 1
+        if self.changes == self.at:
+            raise Crash()
+
+    def set_weights(self, weights: Weights) -> None:
+        self._maybe_die()
+        super().set_weights(weights)
+
+    def set_routes(self, routes: Routes) -> None:
+        self._maybe_die()
+        super().set_routes(routes)
+
+
+@pytest.mark.parametrize("fail_after_switch", [False, True], ids=["promoted", "switched-back"])
+def test_blue_green_killed_at_every_change_resumes_exactly_once(
+        tmp_path: object, fail_after_switch: bool) -> None:
+    """Kill the controller at each router change of a blue-green rollout in turn (preview
+    match on, the switch, the switch back, the match off); a fresh runner resumes it: the
+    same ending, each stage reached once, one alert."""
+    outcomes = [Outcome.PASSED] * 3 + ([Outcome.FAILED] if fail_after_switch else [])
+    expected = Phase.FAILED if fail_after_switch else Phase.SUCCEEDED
+    points = 0
+    for at in range(1, 12):
+        store = SQLiteStore(f"{tmp_path}/bg-{fail_after_switch}-{at}.db")
+        store.create(new_state(revision=0, created_at=T0, updated_at=T0))
+        router, clock, note = CrashingRouter(), ManualClock(T0), RecordingNotifier()
+        router.at = at
+        try:
+            runner(store, router, clock, stages=BLUE_GREEN, outcomes=outcomes, note=note).run()
+            crashed = False
+        except Crash:
+            crashed = True
+            points += 1
+            clock.advance(3)
+            final = runner(store, router, clock, stages=BLUE_GREEN, outcomes=outcomes,
+                           note=note).run()
+        final = store.get("checkout")
+        assert final.phase is expected, (at, final.phase)
+        assert router.weights == Weights(0 if fail_after_switch else 100)
+        assert router.routes == Routes()
+        reached = [e.data.get("stage") for e in store.events(final.id)
+                   if e.kind == "stage-reached"]
+        assert sorted(reached) == sorted(set(reached)), (at, reached)  # none twice
+        assert [n.event for n in note.sent] == (["rolled-back"] if fail_after_switch
+                                                else ["promoted"]), at
+        if not crashed:
+            break  # past the last change: every point was tried
+    assert points >= 4  # preview match on, the switch, (switch back,) match off
