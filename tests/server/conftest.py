@@ -93,7 +93,7 @@ def start_serve(tmp_path: Path) -> Iterator[StartServe]:
         ctl = Controller(server=server, url=f"http://127.0.0.1:{port}")
         started.append(ctl)
         wait_until(lambda: not server.alive() or ctl.call("GET", "/healthz").status_code == 200,
-                   timeout=20, what=f"{name} on port {port}")
+                   timeout=60, what=f"{name} on port {port}")
         assert server.alive(), ctl.log()
         return ctl
 

@@ -53,7 +53,8 @@ def test_a_hanging_router_does_not_delay_other_rollouts(lab: Lab,
     assert phase == "succeeded" and stack.all_on("canary-1")
     # 4 stages of 3 s plus analysis: on time, although `hanging` never finished a tick.
     assert took < 45, took
-    assert slowest_api < 1.0, slowest_api
+    # The API never waits for the stuck tick (20 s); a loaded CI machine may take seconds.
+    assert slowest_api < 5.0, slowest_api
     assert wait_phase(ctl, "hanging", {"pending", "progressing"}, timeout=1)
     metrics = ctl.call("GET", "/metrics", token=None).text
     busy = re.search(r'canary_tick_overruns_total\{kind="busy"\} (\S+)', metrics)
