@@ -36,7 +36,7 @@ from canary.model import Notification
 from canary.notify.slack import EVENTS, reached
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.urls import check_url
-from canary.notify.webhook import USER_AGENT, Delivery, exchange_json
+from canary.notify.webhook import DEFAULT_DELIVERY, USER_AGENT, Delivery, Sender
 from canary.secrets import mask_url, redact_known, register_secret
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
@@ -121,7 +121,7 @@ def pagerduty_event(n: Notification, *, routing_key: str,
     return body
 
 
-class PagerDutyNotifier:
+class PagerDutyNotifier(Sender):
     """Triggers and resolves PagerDuty alerts, one dedup key per rollout."""
 
     def __init__(
@@ -130,11 +130,7 @@ class PagerDutyNotifier:
         routing_key_env: str,
         url: str = DEFAULT_EVENTS_URL,
         templates: Templates = NO_TEMPLATES,
-        timeout: float = 5.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        deadline: float = 10.0,
-        max_retry_after: float = 10.0,
+        delivery: Delivery = DEFAULT_DELIVERY,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -147,11 +143,7 @@ class PagerDutyNotifier:
         self._key = key
         self.routing_key_env = routing_key_env
         self._url = url
-        self.templates = templates
-        self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
-                                 deadline=deadline, max_retry_after=max_retry_after)
-        self._client = client
-        self._clock = clock
+        super().__init__(templates=templates, delivery=delivery, client=client, clock=clock)
 
     def __repr__(self) -> str:
         return (f"PagerDutyNotifier(routing_key_env={self.routing_key_env!r}, "
@@ -160,7 +152,6 @@ class PagerDutyNotifier:
     def send(self, notification: Notification) -> None:
         event = pagerduty_event(notification, routing_key=self._key, templates=self.templates)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-        exchange_json(self._url, json.dumps(event, ensure_ascii=False).encode(),
-                      headers=headers, delivery=self.delivery, client=self._client,
-                      clock=self._clock, what=f"pagerduty {event['event_action']}",
-                      secrets=frozenset({self._key}))
+        self._exchange(self._url, json.dumps(event, ensure_ascii=False).encode(),
+                       headers=headers, what=f"pagerduty {event['event_action']}",
+                       secrets=frozenset({self._key}))

@@ -24,7 +24,7 @@ from canary.clock import Clock
 from canary.model import MetricResult, Notification, Outcome
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.urls import check_url
-from canary.notify.webhook import USER_AGENT, Delivery, post_json
+from canary.notify.webhook import DEFAULT_DELIVERY, USER_AGENT, Delivery, Sender
 from canary.secrets import mask_url, register_url
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): characters per text, blocks.
@@ -180,7 +180,7 @@ def slack_message(n: Notification, *, templates: Templates = NO_TEMPLATES
     return {"text": _fallback_text(n, bad), "blocks": head + middle + tail}
 
 
-class SlackNotifier:
+class SlackNotifier(Sender):
     """Posts one Block Kit message per notification to a Slack incoming webhook.
 
     The webhook URL is the credential; it is masked in ``repr`` and errors and registered
@@ -192,22 +192,14 @@ class SlackNotifier:
         webhook_url: str,
         *,
         templates: Templates = NO_TEMPLATES,
-        timeout: float = 5.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        deadline: float = 10.0,
-        max_retry_after: float = 10.0,
+        delivery: Delivery = DEFAULT_DELIVERY,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
     ) -> None:
         check_url(webhook_url, what="slack webhook")
         register_url(webhook_url)
         self._url = webhook_url
-        self.templates = templates
-        self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
-                                 deadline=deadline, max_retry_after=max_retry_after)
-        self._client = client
-        self._clock = clock
+        super().__init__(templates=templates, delivery=delivery, client=client, clock=clock)
 
     def __repr__(self) -> str:
         return f"SlackNotifier({mask_url(self._url)!r})"
@@ -216,5 +208,4 @@ class SlackNotifier:
         body = json.dumps(slack_message(notification, templates=self.templates),
                           ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
-        post_json(self._url, body, headers=headers, delivery=self.delivery,
-                  client=self._client, clock=self._clock, what="slack")
+        self._post(self._url, body, headers=headers, what="slack")

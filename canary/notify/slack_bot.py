@@ -33,10 +33,11 @@ from canary.notify.templates import NO_TEMPLATES, Templates
 from canary.notify.threads import LocalThreads, ThreadMemory
 from canary.notify.urls import check_url
 from canary.notify.webhook import (
+    DEFAULT_DELIVERY,
     USER_AGENT,
     Attempt,
     Delivery,
-    exchange_json,
+    Sender,
     parse_retry_after,
 )
 from canary.secrets import mask_url, redact, register_secret
@@ -49,7 +50,7 @@ _RETRYABLE = frozenset({"ratelimited", "rate_limited", "service_unavailable"})
 _BROADCAST = frozenset({"rolled-back", "gate-failed", "aborted", "needs-human"})
 
 
-class SlackBotNotifier:
+class SlackBotNotifier(Sender):
     """Posts one Block Kit message per notification with ``chat.postMessage``, threaded
     per rollout run. See :class:`~canary.notify.webhook.Delivery` for the retry rules."""
 
@@ -61,11 +62,7 @@ class SlackBotNotifier:
         api_url: str = DEFAULT_API_URL,
         threads: ThreadMemory | None = None,
         templates: Templates = NO_TEMPLATES,
-        timeout: float = 5.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        deadline: float = 10.0,
-        max_retry_after: float = 10.0,
+        delivery: Delivery = DEFAULT_DELIVERY,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -83,11 +80,7 @@ class SlackBotNotifier:
         self.channel = channel
         self._endpoint = api_url.rstrip("/") + "/chat.postMessage"
         self.threads: ThreadMemory = threads if threads is not None else LocalThreads()
-        self.templates = templates
-        self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
-                                 deadline=deadline, max_retry_after=max_retry_after)
-        self._client = client
-        self._clock = clock
+        super().__init__(templates=templates, delivery=delivery, client=client, clock=clock)
 
     def __repr__(self) -> str:
         return (f"SlackBotNotifier(channel={self.channel!r}, token_env={self.token_env!r}, "
@@ -105,10 +98,10 @@ class SlackBotNotifier:
                 payload["reply_broadcast"] = True
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT,
                    "Authorization": f"Bearer {self._token}"}
-        _, ts = exchange_json(self._endpoint, json.dumps(payload, ensure_ascii=False).encode(),
-                              headers=headers, delivery=self.delivery, client=self._client,
-                              clock=self._clock, what=f"slack {self.channel}",
-                              judge=self._judge, secrets=frozenset({self._token}))
+        _, ts = self._exchange(self._endpoint,
+                               json.dumps(payload, ensure_ascii=False).encode(),
+                               headers=headers, what=f"slack {self.channel}",
+                               judge=self._judge, secrets=frozenset({self._token}))
         if n.rollout_id and not thread_ts:
             # Posted before it is remembered: a crash in between costs a second thread,
             # never a lost alert.

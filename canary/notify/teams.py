@@ -32,7 +32,7 @@ from canary.model import MetricResult, Notification, Outcome
 from canary.notify.slack import EVENTS, reached
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.urls import check_url
-from canary.notify.webhook import USER_AGENT, Delivery, post_json
+from canary.notify.webhook import DEFAULT_DELIVERY, USER_AGENT, Delivery, Sender
 from canary.secrets import mask_url, redact_known, register_url
 
 CARD_VERSION = "1.4"
@@ -153,7 +153,7 @@ def teams_message(n: Notification, *, templates: Templates = NO_TEMPLATES) -> di
     }]}
 
 
-class TeamsNotifier:
+class TeamsNotifier(Sender):
     """Posts one Adaptive Card per notification to a Teams Workflows webhook."""
 
     def __init__(
@@ -161,22 +161,14 @@ class TeamsNotifier:
         webhook_url: str,
         *,
         templates: Templates = NO_TEMPLATES,
-        timeout: float = 5.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        deadline: float = 10.0,
-        max_retry_after: float = 10.0,
+        delivery: Delivery = DEFAULT_DELIVERY,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
     ) -> None:
         check_url(webhook_url, what="teams workflow")
         register_url(webhook_url)
         self._url = webhook_url
-        self.templates = templates
-        self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
-                                 deadline=deadline, max_retry_after=max_retry_after)
-        self._client = client
-        self._clock = clock
+        super().__init__(templates=templates, delivery=delivery, client=client, clock=clock)
 
     def __repr__(self) -> str:
         return f"TeamsNotifier({mask_url(self._url)!r})"
@@ -185,5 +177,4 @@ class TeamsNotifier:
         body = json.dumps(teams_message(notification, templates=self.templates),
                           ensure_ascii=False).encode()
         headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
-        post_json(self._url, body, headers=headers, delivery=self.delivery,
-                  client=self._client, clock=self._clock, what="teams")
+        self._post(self._url, body, headers=headers, what="teams")

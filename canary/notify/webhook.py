@@ -72,6 +72,8 @@ class Attempt:
     answer: Any = None  # what a judge read from an accepted answer
 
 
+DEFAULT_DELIVERY = Delivery()  # 5 s per try, 3 retries from 0.5 s, 10 s in all
+
 # Reads a 2xx answer: an API such as Slack's says "not done" inside a 200 (``ok: false``).
 Judge = Callable[[httpx.Response, datetime], Attempt]
 
@@ -222,12 +224,34 @@ def notification_json(notification: Notification) -> dict[str, Any]:
     }
 
 
+class Sender:
+    """What every HTTP notifier shares: its templates, how hard to try (``Delivery``), and
+    the client and clock it posts with (both injectable, for tests)."""
+
+    def __init__(self, *, templates: Templates, delivery: Delivery,
+                 client: httpx.Client | None, clock: Clock | None) -> None:
+        self.templates = templates
+        self.delivery = delivery
+        self._client = client
+        self._clock = clock
+
+    def _post(self, url: str, body: bytes, *, headers: dict[str, str], what: str) -> None:
+        post_json(url, body, headers=headers, delivery=self.delivery, client=self._client,
+                  clock=self._clock, what=what)
+
+    def _exchange(self, url: str, body: bytes, *, headers: dict[str, str], what: str,
+                  secrets: frozenset[str], judge: Judge | None = None) -> tuple[int, Any]:
+        return exchange_json(url, body, headers=headers, delivery=self.delivery,
+                             client=self._client, clock=self._clock, what=what, judge=judge,
+                             secrets=secrets)
+
+
 def sign(body: bytes, secret: bytes) -> str:
     """The ``X-Canary-Signature`` value: ``sha256=`` + hex HMAC-SHA256 of the exact body."""
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-class WebhookNotifier:
+class WebhookNotifier(Sender):
     """POSTs each notification as JSON; signs it when ``secret_env`` names a variable.
     With a template for the event, the JSON also carries the rendered ``text``.
 
@@ -241,11 +265,7 @@ class WebhookNotifier:
         *,
         secret_env: str | None = None,
         templates: Templates = NO_TEMPLATES,
-        timeout: float = 5.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-        deadline: float = 10.0,
-        max_retry_after: float = 10.0,
+        delivery: Delivery = DEFAULT_DELIVERY,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -260,11 +280,7 @@ class WebhookNotifier:
                                  "secret) is not set or empty")
             self._secret = value.encode()
         self.secret_env = secret_env
-        self.templates = templates
-        self.delivery = Delivery(timeout=timeout, retries=retries, backoff=backoff,
-                                 deadline=deadline, max_retry_after=max_retry_after)
-        self._client = client
-        self._clock = clock
+        super().__init__(templates=templates, delivery=delivery, client=client, clock=clock)
 
     def __repr__(self) -> str:
         signed = f", secret_env={self.secret_env!r}" if self.secret_env else ""
@@ -285,5 +301,4 @@ class WebhookNotifier:
             headers["Idempotency-Key"] = notification.key
         if self._secret is not None:
             headers[SIGNATURE_HEADER] = sign(body, self._secret)
-        post_json(self._url, body, headers=headers, delivery=self.delivery,
-                  client=self._client, clock=self._clock, what="webhook")
+        self._post(self._url, body, headers=headers, what="webhook")

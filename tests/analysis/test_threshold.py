@@ -295,7 +295,7 @@ def test_queries_share_the_budget_and_the_rest_are_not_asked() -> None:
     assert provider.timeouts[2] < 0.1  # the third got what was left
     assert "not asked: slow answers used up this check's 0.3s budget" in (
         verdict.results[3].message)
-    assert seconds < 0.4
+    assert seconds < 1.0  # the outcomes above prove the budget; this only rules out a hang
 
 
 def test_without_a_budget_a_plain_provider_is_asked_as_before() -> None:

@@ -13,6 +13,7 @@ from canary.errors import InputError, NotifyError
 from canary.model import MetricResult, Outcome
 from canary.notify.pagerduty import PagerDutyNotifier, dedup_key, pagerduty_event
 from canary.notify.templates import compile_templates
+from canary.notify.webhook import Delivery
 from lab.slack_receiver import Reply
 
 from .receivers import PAGERDUTY_PATH, PAGERDUTY_SCHEMA, SchemaReceiver, schema_errors
@@ -138,7 +139,7 @@ def test_429_waits_for_retry_after_then_triggers_once(schema_receiver: SchemaRec
     clock = RecordingClock()
     schema_receiver.script(Reply(429, '{"status":"throttle event"}', (("Retry-After", "2"),)),
                            Reply(500, "oops"))
-    pd(schema_receiver, clock=clock, backoff=0.5).send(rollback())
+    pd(schema_receiver, clock=clock, delivery=Delivery(backoff=0.5)).send(rollback())
     assert [r.status for r in schema_receiver.requests] == [429, 500, 202]
     assert clock.sleeps == [2.0, 1.0]
     assert len(accepted(schema_receiver)) == 1

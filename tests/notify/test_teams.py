@@ -12,6 +12,7 @@ from canary.errors import InputError, NotifyError
 from canary.model import MetricResult, Notification, Outcome
 from canary.notify.teams import TeamsNotifier, teams_message
 from canary.notify.templates import EVENT_NAMES, compile_templates
+from canary.notify.webhook import Delivery
 from lab.slack_receiver import Reply
 
 from .receivers import TEAMS_PATH, TEAMS_SCHEMA, SchemaReceiver, schema_errors
@@ -115,7 +116,8 @@ def test_429_waits_for_retry_after(schema_receiver: SchemaReceiver) -> None:
     clock = RecordingClock()
     schema_receiver.script(Reply(429, "slow down", (("Retry-After", "4"),)),
                            Reply(502, "bad gateway"))
-    TeamsNotifier(teams_url(schema_receiver), clock=clock, backoff=0.25).send(rollback())
+    TeamsNotifier(teams_url(schema_receiver), clock=clock,
+                  delivery=Delivery(backoff=0.25)).send(rollback())
     assert [r.status for r in schema_receiver.requests] == [429, 502, 202]
     assert clock.sleeps == [4.0, 0.5]
 

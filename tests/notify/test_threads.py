@@ -21,6 +21,7 @@ from canary.notify.registry import EventFilter, build_notifier
 from canary.notify.slack import slack_message
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.notify.threads import LocalThreads, ThreadMemory
+from canary.notify.webhook import Delivery
 from canary.rollout.runner import StoreThreads
 from canary.store.sqlite import SQLiteStore
 from lab.slack_receiver import Received, SlackReceiver
@@ -151,7 +152,7 @@ def test_ratelimited_waits_for_retry_after(api: SlackReceiver, how: str) -> None
     else:
         api.api_error("ratelimited", retry_after=3)
     clock = RecordingClock()
-    notifier = bot(api, backoff=0.5, clock=clock)
+    notifier = bot(api, delivery=Delivery(backoff=0.5), clock=clock)
     notifier.send(rollback(rollout_id="r1", attempt=1))
     notifier.send(rollback(rollout_id="r1", attempt=1))
     assert clock.sleeps == [3.0]  # Retry-After, not the 0.5 s backoff
@@ -163,7 +164,7 @@ def test_ratelimited_waits_for_retry_after(api: SlackReceiver, how: str) -> None
 def test_ratelimited_over_real_time(api: SlackReceiver) -> None:
     api.api_error("ratelimited", retry_after=1)
     started = time.monotonic()
-    bot(api, backoff=0.05).send(rollback(rollout_id="r1", attempt=1))
+    bot(api, delivery=Delivery(backoff=0.05)).send(rollback(rollout_id="r1", attempt=1))
     assert 1.0 <= time.monotonic() - started < 3
     assert len(posted(api)) == 1
 

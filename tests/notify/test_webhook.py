@@ -10,7 +10,7 @@ import pytest
 
 from canary.errors import InputError, NotifyError
 from canary.model import MetricResult
-from canary.notify.webhook import WebhookNotifier
+from canary.notify.webhook import Delivery, WebhookNotifier
 from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_TOKEN, rollback
@@ -75,7 +75,7 @@ def test_missing_secret_variable_is_an_input_error(
 def test_same_retry_rules(receiver: SlackReceiver) -> None:
     receiver.fail_next(1, status=429, retry_after=0.1)
     receiver.fail_next(1, status=503)
-    WebhookNotifier(receiver.url(HOOK_PATH), backoff=0.05).send(rollback())
+    WebhookNotifier(receiver.url(HOOK_PATH), delivery=Delivery(backoff=0.05)).send(rollback())
     assert [r.status for r in receiver.requests] == [429, 503, 200]
     # one key for all three tries, so the receiver can drop a duplicate
     assert {r.headers["Idempotency-Key"] for r in receiver.requests} == {"checkout/7/rolled-back"}
