@@ -14,7 +14,7 @@ That same key makes delivery safe to repeat: the runner records each notificatio
 once sent and never sends it again, and should a controller die between sending and
 recording, the repeated trigger lands on the open alert and a repeated resolve of a
 resolved one is dropped by PagerDuty. Accepted is 202; 400 is final; 429 and 5xx are
-retried (see :class:`~canary.notify.webhook.Delivery`).
+retried (see :class:`~canary.notify.delivery.Delivery`).
 
 The routing key is the credential: read from the environment once, here, registered for
 log redaction and cut out of error texts. It travels in the body only, never in a URL,
@@ -33,10 +33,11 @@ import httpx
 from canary.clock import Clock
 from canary.errors import InputError
 from canary.model import Notification
+from canary.notify.delivery import DEFAULT_DELIVERY, USER_AGENT, Delivery
+from canary.notify.sender import Sender
 from canary.notify.slack import EVENTS, reached
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
 from canary.notify.urls import check_url
-from canary.notify.webhook import DEFAULT_DELIVERY, USER_AGENT, Delivery, Sender
 from canary.secrets import mask_url, redact_known, register_secret
 
 DEFAULT_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"

@@ -15,17 +15,11 @@ without ever leaving an open code fence or half an ``&amp;``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import httpx
-
-from canary.clock import Clock
 from canary.model import MetricResult, Notification, Outcome
+from canary.notify.sender import IncomingWebhook
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
-from canary.notify.urls import check_url
-from canary.notify.webhook import DEFAULT_DELIVERY, USER_AGENT, Delivery, Sender
-from canary.secrets import mask_url, register_url
 
 # Block Kit limits (docs.slack.dev/reference/block-kit): characters per text, blocks.
 MAX_HEADER = 150
@@ -180,32 +174,12 @@ def slack_message(n: Notification, *, templates: Templates = NO_TEMPLATES
     return {"text": _fallback_text(n, bad), "blocks": head + middle + tail}
 
 
-class SlackNotifier(Sender):
-    """Posts one Block Kit message per notification to a Slack incoming webhook.
+class SlackNotifier(IncomingWebhook):
+    """Posts one Block Kit message per notification to a Slack incoming webhook. See
+    :class:`~canary.notify.delivery.Delivery` for the retry rules."""
 
-    The webhook URL is the credential; it is masked in ``repr`` and errors and registered
-    for log redaction. See :class:`~canary.notify.webhook.Delivery` for the retry rules.
-    """
+    service = "slack"
+    url_kind = "slack webhook"
 
-    def __init__(
-        self,
-        webhook_url: str,
-        *,
-        templates: Templates = NO_TEMPLATES,
-        delivery: Delivery = DEFAULT_DELIVERY,
-        client: httpx.Client | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        check_url(webhook_url, what="slack webhook")
-        register_url(webhook_url)
-        self._url = webhook_url
-        super().__init__(templates=templates, delivery=delivery, client=client, clock=clock)
-
-    def __repr__(self) -> str:
-        return f"SlackNotifier({mask_url(self._url)!r})"
-
-    def send(self, notification: Notification) -> None:
-        body = json.dumps(slack_message(notification, templates=self.templates),
-                          ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
-        self._post(self._url, body, headers=headers, what="slack")
+    def message(self, notification: Notification) -> dict[str, Any]:
+        return slack_message(notification, templates=self.templates)

@@ -28,18 +28,18 @@ import httpx
 from canary.clock import Clock
 from canary.errors import InputError
 from canary.model import Notification
-from canary.notify.slack import slack_message
-from canary.notify.templates import NO_TEMPLATES, Templates
-from canary.notify.threads import LocalThreads, ThreadMemory
-from canary.notify.urls import check_url
-from canary.notify.webhook import (
+from canary.notify.delivery import (
     DEFAULT_DELIVERY,
     USER_AGENT,
     Attempt,
     Delivery,
-    Sender,
     parse_retry_after,
 )
+from canary.notify.sender import Sender
+from canary.notify.slack import slack_message
+from canary.notify.templates import NO_TEMPLATES, Templates
+from canary.notify.threads import LocalThreads, ThreadMemory
+from canary.notify.urls import check_url
 from canary.secrets import mask_url, redact, register_secret
 
 DEFAULT_API_URL = "https://slack.com/api"
@@ -52,7 +52,7 @@ _BROADCAST = frozenset({"rolled-back", "gate-failed", "aborted", "needs-human"})
 
 class SlackBotNotifier(Sender):
     """Posts one Block Kit message per notification with ``chat.postMessage``, threaded
-    per rollout run. See :class:`~canary.notify.webhook.Delivery` for the retry rules."""
+    per rollout run. See :class:`~canary.notify.delivery.Delivery` for the retry rules."""
 
     def __init__(
         self,

@@ -15,7 +15,7 @@ left out, to stay under the ~28 KB a Teams message may take.
 
 The URL is the credential (its ``sig`` query parameter signs the request): it is masked in
 ``repr`` and errors and registered for log redaction. Workflows answer 202; the retry
-rules are :class:`~canary.notify.webhook.Delivery`'s. Workflows offer no idempotency key,
+rules are :class:`~canary.notify.delivery.Delivery`'s. Workflows offer no idempotency key,
 so, as for a Slack incoming webhook, "never twice" is the runner's: it records each
 notification's key once sent and skips it after a restart.
 """
@@ -25,15 +25,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
-
-from canary.clock import Clock
 from canary.model import MetricResult, Notification, Outcome
+from canary.notify.sender import IncomingWebhook
 from canary.notify.slack import EVENTS, reached
 from canary.notify.templates import NO_TEMPLATES, Templates, failing, format_value
-from canary.notify.urls import check_url
-from canary.notify.webhook import DEFAULT_DELIVERY, USER_AGENT, Delivery, Sender
-from canary.secrets import mask_url, redact_known, register_url
+from canary.secrets import redact_known
 
 CARD_VERSION = "1.4"
 CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
@@ -153,28 +149,11 @@ def teams_message(n: Notification, *, templates: Templates = NO_TEMPLATES) -> di
     }]}
 
 
-class TeamsNotifier(Sender):
+class TeamsNotifier(IncomingWebhook):
     """Posts one Adaptive Card per notification to a Teams Workflows webhook."""
 
-    def __init__(
-        self,
-        webhook_url: str,
-        *,
-        templates: Templates = NO_TEMPLATES,
-        delivery: Delivery = DEFAULT_DELIVERY,
-        client: httpx.Client | None = None,
-        clock: Clock | None = None,
-    ) -> None:
-        check_url(webhook_url, what="teams workflow")
-        register_url(webhook_url)
-        self._url = webhook_url
-        super().__init__(templates=templates, delivery=delivery, client=client, clock=clock)
+    service = "teams"
+    url_kind = "teams workflow"
 
-    def __repr__(self) -> str:
-        return f"TeamsNotifier({mask_url(self._url)!r})"
-
-    def send(self, notification: Notification) -> None:
-        body = json.dumps(teams_message(notification, templates=self.templates),
-                          ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json; charset=utf-8", "User-Agent": USER_AGENT}
-        self._post(self._url, body, headers=headers, what="teams")
+    def message(self, notification: Notification) -> dict[str, Any]:
+        return teams_message(notification, templates=self.templates)

@@ -16,8 +16,8 @@ import pytest
 
 from canary.clock import ManualClock
 from canary.errors import InputError, NotifyError, TemporaryError
+from canary.notify.delivery import Delivery, parse_retry_after
 from canary.notify.slack import SlackNotifier
-from canary.notify.webhook import Delivery, parse_retry_after
 from lab.proc import free_port
 from lab.slack_receiver import Reply, SlackReceiver
 

@@ -11,9 +11,9 @@ import pytest
 
 from canary.errors import InputError, NotifyError
 from canary.model import MetricResult, Outcome
+from canary.notify.delivery import Delivery
 from canary.notify.pagerduty import PagerDutyNotifier, dedup_key, pagerduty_event
 from canary.notify.templates import compile_templates
-from canary.notify.webhook import Delivery
 from lab.slack_receiver import Reply
 
 from .receivers import PAGERDUTY_PATH, PAGERDUTY_SCHEMA, SchemaReceiver, schema_errors

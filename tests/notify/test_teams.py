@@ -10,9 +10,9 @@ import pytest
 
 from canary.errors import InputError, NotifyError
 from canary.model import MetricResult, Notification, Outcome
+from canary.notify.delivery import Delivery
 from canary.notify.teams import TeamsNotifier, teams_message
 from canary.notify.templates import EVENT_NAMES, compile_templates
-from canary.notify.webhook import Delivery
 from lab.slack_receiver import Reply
 
 from .receivers import TEAMS_PATH, TEAMS_SCHEMA, SchemaReceiver, schema_errors

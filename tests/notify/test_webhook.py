@@ -10,7 +10,8 @@ import pytest
 
 from canary.errors import InputError, NotifyError
 from canary.model import MetricResult
-from canary.notify.webhook import Delivery, WebhookNotifier
+from canary.notify.delivery import Delivery
+from canary.notify.webhook import WebhookNotifier
 from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_TOKEN, rollback
