@@ -3,7 +3,7 @@ old version could not survive, before anything touches a database.
 
 Files are cut into statements on sqlglot's own tokens (statements.py: a ``;`` inside a
 string or a ``$$`` body does not split), each statement is parsed on its own (so one bad statement
-is reported and the rest are still checked), and ``rules.py`` judges it. A reviewed
+is reported and the rest are still checked), and ``checks.py`` judges it. A reviewed
 exception is written next to the statement::
 
     -- canary:allow drop-column reason: column unused since v1.4
@@ -27,7 +27,8 @@ import sqlglot
 from sqlglot.errors import ParseError, SqlglotError
 
 from canary.errors import InputError
-from canary.gate.rules import RULES, Hit, Severity, TableKey, check, created_table
+from canary.gate.checks import TableKey, check, created_table
+from canary.gate.rules import RULES, Hit, Severity
 from canary.gate.statements import (
     LineIndex,
     OptOut,
