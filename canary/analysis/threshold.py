@@ -9,8 +9,9 @@ metric, the observed value, the threshold and the query, so an alert says why.
 
 The pure part (``evaluate``, in bounds.py) takes samples and is tested without
 Prometheus; ``measure`` runs the queries within a time budget, so a slow Prometheus costs
-one check at most its budget, never the controller's next interval. Limits across checks (failure_limit,
-consecutive errors, initial delay) belong to the caller, which sees every check.
+one check at most its budget, never the controller's next interval. Limits across checks
+(failure_limit, consecutive errors, initial delay) belong to the caller, which sees every
+check.
 """
 
 from __future__ import annotations
