@@ -19,61 +19,36 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from canary.analysis.families import (
+    APP,
+    FAMILIES,
+    MEAN_NOTE,
+    WARM,
+    Family,
+    duration_metric,
+    family_of,
+    label_name,
+    labels_of,
+    own,
+    requests_metric,
+)
 from canary.durations import format_duration
 from canary.errors import InputError
 from canary.model import LabelMatch, MetricSpec, PolicySpec
 
+# FAMILIES and Family are families.py's; they stay importable from here.
+__all__ = ["BUILTINS", "FAMILIES", "PLACEHOLDERS", "SIDES", "Family", "IncrementQueries",
+           "Series", "builtin_series", "escape_label_value", "increment_queries",
+           "render_metric_query", "render_template", "request_count_query"]
+
 BUILTINS = ("error-rate", "latency", "request-rate")
 PLACEHOLDERS = ("service", "version", "stable_version", "window")
 SIDES = ("canary", "stable")
-APP_LABELS = {"service": "service", "version": "version", "code": "code"}
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-_LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_METRIC_NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-@dataclass(frozen=True)
-class Family:
-    """Where one kind of deployment keeps request counts and latencies."""
-
-    name: str
-    requests: str  # counter of answered requests, one series per status
-    duration: str  # histogram base name (without _bucket), or a gauge when ``mean``
-    labels: Mapping[str, str]  # service / version / code label names; no version: sides
-    failed: tuple[str, str] = ("=~", "5..")  # how the code label marks a failed request
-    ms: bool = False  # the histogram counts milliseconds
-    mean: bool = False  # the latency is a per-server mean gauge, not a histogram
-    fixed: Mapping[str, LabelMatch] = field(default_factory=dict)  # on both sides
-    sides: Mapping[str, Mapping[str, LabelMatch]] = field(default_factory=dict)
-
-
-FAMILIES: dict[str, Family] = {f.name: f for f in (
-    Family("app", "http_requests_total", "http_request_duration_seconds", APP_LABELS),
-    Family("istio", "istio_requests_total", "istio_request_duration_milliseconds",
-           {"service": "destination_service_name", "version": "destination_version",
-            "code": "response_code"}, ms=True, fixed={"reporter": ("=", ("destination",))}),
-    Family("linkerd", "response_total", "response_latency_ms",
-           {"service": "app", "version": "version", "code": "classification"},
-           failed=("=", "failure"), ms=True, fixed={"direction": ("=", ("inbound",))}),
-    Family("ingress-nginx", "nginx_ingress_controller_requests",
-           "nginx_ingress_controller_request_duration_seconds",
-           {"service": "ingress", "code": "status"},
-           sides={"canary": {"canary": ("!=", ("",))}, "stable": {"canary": ("=", ("",))}}),
-    Family("haproxy", "haproxy_server_http_responses_total",
-           "haproxy_server_response_time_average_seconds", {"service": "proxy", "code": "code"},
-           failed=("=", "5xx"), mean=True),
-)}
-APP = FAMILIES["app"]
-# HAProxy's per-server average starts at 0 and reads low until it has seen its window
-# of answers (measured on 2.6: true mean x answers/512 up to 512; its help text says
-# 1024). A server counts only once it has answered WARM requests; before: no value.
-WARM = 1024
-MEAN_NOTE = (f"  # a mean of each server's recent responses (HAProxy keeps no histogram); "
-             f"no value before a server answered {WARM}")
 
 
 @dataclass(frozen=True)
@@ -87,16 +62,6 @@ class Series:
 def escape_label_value(value: str) -> str:
     """``value`` as the content of a double-quoted PromQL string (without the quotes)."""
     return "".join(_ESCAPES.get(ch, ch) for ch in value)
-
-
-def family_of(metric: MetricSpec, policy: PolicySpec) -> Family:
-    name = metric.family or policy.family
-    family = FAMILIES.get(name)
-    if family is None:
-        where = f"metrics.{metric.name}.family" if metric.family else "family"
-        raise InputError(f"unknown family {name!r}; expected one of {', '.join(FAMILIES)}",
-                         field=where)
-    return family
 
 
 def render_metric_query(metric: MetricSpec, policy: PolicySpec, *, service: str, version: str,
@@ -120,9 +85,9 @@ def render_metric_query(metric: MetricSpec, policy: PolicySpec, *, service: str,
     family = family_of(metric, policy)
     sel = _selector(metric, policy, side=side, service=service, version=version,
                     stable_version=stable_version)
-    requests = _requests(metric, policy)
+    requests = requests_metric(metric, policy)
     if metric.builtin == "error-rate":
-        code = _label_name(_labels(metric, policy)["code"], "labels.code")
+        code = label_name(labels_of(metric, policy)["code"], "labels.code")
         op, value = family.failed
         errors, coded = f'{sel[:-1]},{code}{op}"{value}"}}', f'{sel[:-1]},{code}!=""}}'
         # Some exporters create a 5xx series only at the first 5xx, so "no 5xx yet" must
@@ -134,7 +99,7 @@ def render_metric_query(metric: MetricSpec, policy: PolicySpec, *, service: str,
     if metric.builtin == "request-rate":
         return f"sum(rate({requests}{sel}[{window}]))"
     if metric.builtin == "latency":
-        duration = _duration(metric, policy)
+        duration = duration_metric(metric, policy)
         if family.mean:
             by = "instance, proxy, server"
             return (f"max({duration}{sel} and on ({by})"
@@ -156,20 +121,21 @@ def request_count_query(policy: PolicySpec, *, service: str, version: str,
     metric = metric or MetricSpec(name="requests", builtin="request-rate")
     sel = _selector(metric, policy, side=side, service=service, version=version,
                     stable_version=stable_version)
-    return f"sum(increase({_requests(metric, policy)}{sel}[{format_duration(policy.window)}]))"
+    window = format_duration(policy.window)
+    return f"sum(increase({requests_metric(metric, policy)}{sel}[{window}]))"
 
 
 def builtin_series(metric: MetricSpec, policy: PolicySpec) -> Series:
     """The series names and labels a built-in metric (and its request count) depends on."""
     family = family_of(metric, policy)
     chosen_by = f"metrics.{metric.name}.family" if metric.family else "family"
-    requests = _requests(metric, policy)
-    names = [(requests, "requestsMetric" if _own(metric, policy) and (
+    requests = requests_metric(metric, policy)
+    names = [(requests, "requestsMetric" if own(metric, policy) and (
         family is APP or policy.requests_metric != APP.requests) else chosen_by)]
     if metric.builtin == "latency":
-        duration = _duration(metric, policy)
+        duration = duration_metric(metric, policy)
         names.append((duration if family.mean else f"{duration}_bucket",
-                      "durationMetric" if _own(metric, policy) and (
+                      "durationMetric" if own(metric, policy) and (
                           family is APP or policy.duration_metric != APP.duration)
                       else chosen_by))
     labels = []
@@ -178,7 +144,7 @@ def builtin_series(metric: MetricSpec, policy: PolicySpec) -> Series:
             if op == "=" and any(values):  # "" or != match series without the label too
                 labels += [(name, label, where) for name, _ in names]
     if metric.builtin == "error-rate":
-        labels.append((requests, _labels(metric, policy)["code"], "labels.code"))
+        labels.append((requests, labels_of(metric, policy)["code"], "labels.code"))
     return Series(names=tuple(names), labels=tuple(dict.fromkeys(labels)))
 
 
@@ -203,46 +169,6 @@ def _substitute(template: str, values: Mapping[str, str | None], *, field: str,
     return _PLACEHOLDER.sub(substitute, template)
 
 
-def _labels(metric: MetricSpec, policy: PolicySpec) -> dict[str, str]:
-    """The label names in use: the family's, with the policy's ``labels`` on top.
-
-    A PolicySpec built in code carries the app's label names by default; for another
-    family those defaults mean "not set". A metric of another family than its policy's
-    reads that family's own names.
-    """
-    family = family_of(metric, policy)
-    if not _own(metric, policy):
-        return dict(family.labels)
-    given = {k: v for k, v in policy.labels.items() if k in APP_LABELS}
-    if family is not APP and given == APP_LABELS:
-        given = {}
-    return {**family.labels, **given}
-
-
-def _requests(metric: MetricSpec, policy: PolicySpec) -> str:
-    return _metric_name(_override(metric, policy, policy.requests_metric, APP.requests,
-                                  "requests"), "requestsMetric")
-
-
-def _duration(metric: MetricSpec, policy: PolicySpec) -> str:
-    return _metric_name(_override(metric, policy, policy.duration_metric, APP.duration,
-                                  "duration"), "durationMetric")
-
-
-def _override(metric: MetricSpec, policy: PolicySpec, value: str, app_default: str,
-              attr: str) -> str:
-    """The policy's metric name where it applies to ``metric``, else the family's own."""
-    family = family_of(metric, policy)
-    if not _own(metric, policy):
-        return str(getattr(family, attr))
-    return value if family is APP or value != app_default else str(getattr(family, attr))
-
-
-def _own(metric: MetricSpec, policy: PolicySpec) -> bool:
-    """Whether ``metric`` reads its policy's family (so the policy's names apply)."""
-    return metric.family is None or metric.family == policy.family
-
-
 _Located = tuple[str, LabelMatch, str]  # label, matcher, the policy field it came from
 
 
@@ -252,7 +178,7 @@ def _matchers(metric: MetricSpec, policy: PolicySpec, side: str) -> list[_Locate
         raise ValueError(f"side must be canary or stable, got {side!r}")
     family = family_of(metric, policy)
     for chosen, where in ((metric.select, f"metrics.{metric.name}.select"),
-                          (policy.select if _own(metric, policy) else {}, "select")):
+                          (policy.select if own(metric, policy) else {}, "select")):
         if chosen:
             missing = [s for s in SIDES if s not in chosen]
             if missing:
@@ -264,7 +190,7 @@ def _matchers(metric: MetricSpec, policy: PolicySpec, side: str) -> list[_Locate
         raise InputError("the haproxy family needs select.canary and select.stable: the "
                          "server names of each side, e.g. {proxy: '{{ service }}', server: "
                          "[canary-1]}", field="select")
-    labels = _labels(metric, policy)
+    labels = labels_of(metric, policy)
     out: list[_Located] = [(labels["service"], ("=", ("{{ service }}",)), "labels.service")]
     if "version" in family.labels:
         out.append((labels["version"], ("=", ("{{ version }}",)), "labels.version"))
@@ -279,7 +205,7 @@ def _selector(metric: MetricSpec, policy: PolicySpec, *, side: str, service: str
               "window": format_duration(policy.window)}
     parts = []
     for label, (op, templates), where in _matchers(metric, policy, side):
-        name = _label_name(label, where)
+        name = label_name(label, where)
         if op not in ("=", "!="):
             raise InputError(f"unknown matcher {op!r}; expected = or !=", field=where)
         if len(templates) == 1:
@@ -292,18 +218,6 @@ def _selector(metric: MetricSpec, policy: PolicySpec, *, side: str, service: str
                                for t in templates)
         parts.append(f'{name}{"=~" if op == "=" else "!~"}"{escape_label_value(alternation)}"')
     return "{" + ",".join(parts) + "}"
-
-
-def _label_name(name: str, field: str) -> str:
-    if not _LABEL_NAME.fullmatch(name):
-        raise InputError(f"{name!r} is not a Prometheus label name", field=field)
-    return name
-
-
-def _metric_name(name: str, field: str) -> str:
-    if not _METRIC_NAME.fullmatch(name):
-        raise InputError(f"{name!r} is not a Prometheus metric name", field=field)
-    return name
 
 
 @dataclass(frozen=True)
@@ -324,14 +238,14 @@ def increment_queries(policy: PolicySpec, *, side: str, service: str, version: s
     family = family_of(metric, policy)
     sel = _selector(metric, policy, side=side, service=service, version=version,
                     stable_version=stable_version)
-    code = _label_name(_labels(metric, policy)["code"], "labels.code")
+    code = label_name(labels_of(metric, policy)["code"], "labels.code")
     op, value = family.failed
     failed = sel[:-1] + f'{"," if sel != "{}" else ""}{code}{op}"{value}"}}'
     window = format_duration(seconds)
-    requests = _requests(metric, policy)
+    requests = requests_metric(metric, policy)
     buckets = None
     if not family.mean:
-        buckets = (f"sum by (le) (increase({_duration(metric, policy)}_bucket{sel}"
+        buckets = (f"sum by (le) (increase({duration_metric(metric, policy)}_bucket{sel}"
                    f"[{window}]))")
     return IncrementQueries(requests=f"sum(increase({requests}{sel}[{window}]))",
                             errors=f"sum(increase({requests}{failed}[{window}]))",

@@ -1,9 +1,9 @@
 """Static half of the migration gate: read SQL migration files, say which statements the
 old version could not survive, before anything touches a database.
 
-Files are cut into statements on sqlglot's own tokens (so a ``;`` inside a string or a
-``$$`` body does not split), each statement is parsed on its own (so one bad statement
-is reported and the rest are still checked), and ``rules.py`` judges it. A reviewed
+Files are cut into statements on sqlglot's own tokens (statements.py: a ``;`` inside a
+string or a ``$$`` body does not split), each statement is parsed on its own (so one bad statement
+is reported and the rest are still checked), and ``checks.py`` judges it. A reviewed
 exception is written next to the statement::
 
     -- canary:allow drop-column reason: column unused since v1.4
@@ -14,22 +14,29 @@ An opt-out needs a reason; without one it is itself an error and suppresses noth
 
 from __future__ import annotations
 
-import bisect
 import glob
 import logging
 import os
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import sqlglot
-from sqlglot import Dialect, Token, TokenType
 from sqlglot.errors import ParseError, SqlglotError
 
 from canary.errors import InputError
-from canary.gate.rules import RULES, Hit, Severity, TableKey, check, created_table
+from canary.gate.checks import TableKey, check, created_table
+from canary.gate.rules import RULES, Hit, Severity
+from canary.gate.statements import (
+    LineIndex,
+    OptOut,
+    SqlStatement,
+    opt_outs,
+    split_statements,
+    tokenize,
+)
 
 __all__ = ["DIALECTS", "Finding", "LintReport", "SqlStatement", "expand_paths", "lint_paths",
            "lint_sql", "split_sql"]
@@ -101,43 +108,38 @@ class LintReport:
                 "findings": [f.to_json() for f in self.findings]}
 
 
-@dataclass(frozen=True)
-class SqlStatement:
-    line: int
-    sql: str  # without its terminating ``;``
-
-
 def split_sql(text: str, *, dialect: str) -> list[SqlStatement]:
     """The statements of a migration, cut the way the lint sees them; for runners that
     must send them one by one (CREATE INDEX CONCURRENTLY refuses a multi-statement query)."""
     try:
-        tokens = _tokenize(text, _dialect(dialect))
+        tokens = tokenize(text, _dialect(dialect))
     except SqlglotError as exc:
         raise InputError(f"cannot tokenize SQL: {exc}") from exc
-    lines = _LineIndex(text)
-    return [SqlStatement(line=lines.line_of(s.start), sql=s.text(text)) for s in _split(tokens)]
+    lines = LineIndex(text)
+    return [SqlStatement(line=lines.line_of(s.start), sql=s.text(text))
+            for s in split_statements(tokens)]
 
 
 def lint_sql(text: str, *, dialect: str, file: str = "<string>") -> list[Finding]:
     """Every finding in one migration's SQL text, in line order."""
     dialect = _dialect(dialect)
-    lines = _LineIndex(text)
+    lines = LineIndex(text)
     try:
-        tokens = _tokenize(text, dialect)
+        tokens = tokenize(text, dialect)
     except SqlglotError as exc:
         # Without tokens there are no statements to tell apart: the whole file is unread.
         first = next(iter(str(exc).splitlines()), "")
         return [_finding(file, 1, dialect, Hit(
             "unparsable-statement", f"cannot tokenize the file ({first}); nothing in it "
             "was checked"))]
-    statements = _split(tokens)
-    opt_outs = _opt_outs(text, tokens, statements, lines)
+    statements = split_statements(tokens)
+    allows = opt_outs(text, tokens, statements, lines)
     new_tables: set[TableKey] = set()
     findings: list[Finding] = []
     for index, stmt in enumerate(statements):
         line = lines.line_of(stmt.start)
         hits = _judge(stmt.text(text), dialect=dialect, new_tables=new_tables)
-        mine = [o for o in opt_outs if o.statement == index]
+        mine = [o for o in allows if o.statement == index]
         allowed = {rule: o.reason for o in mine if o.valid for rule in o.rules}
         used: set[str] = set()
         for hit in hits:
@@ -146,7 +148,7 @@ def lint_sql(text: str, *, dialect: str, file: str = "<string>") -> list[Finding
                 used.add(hit.rule)
             findings.append(_finding(file, line, dialect, hit, allowed=reason))
         findings.extend(_opt_out_findings(file, dialect, mine, used))
-    orphans = [o for o in opt_outs if o.statement is None]
+    orphans = [o for o in allows if o.statement is None]
     findings.extend(_opt_out_findings(file, dialect, orphans, set()))
     return sorted(findings, key=lambda f: f.line)
 
@@ -244,115 +246,9 @@ def _quiet_sqlglot() -> Iterator[None]:
         logger.disabled = previous
 
 
-def _tokenize(text: str, dialect: str) -> list[Token]:
-    return Dialect.get_or_raise(dialect).tokenize(text)
-
-
-@dataclass(frozen=True)
-class _Statement:
-    tokens: list[Token]
-    semicolon: Token | None  # the ``;`` that ends it, if any
-
-    @property
-    def start(self) -> int:
-        return self.tokens[0].start
-
-    def text(self, source: str) -> str:
-        return source[self.start:self.tokens[-1].end + 1]
-
-
-def _split(tokens: list[Token]) -> list[_Statement]:
-    out: list[_Statement] = []
-    current: list[Token] = []
-    for token in tokens:
-        if token.token_type == TokenType.SEMICOLON:
-            if current:
-                out.append(_Statement(tokens=current, semicolon=token))
-            current = []
-        else:
-            current.append(token)
-    if current:
-        out.append(_Statement(tokens=current, semicolon=None))
-    return out
-
-
-class _LineIndex:
-    def __init__(self, text: str) -> None:
-        self._newlines = [i for i, ch in enumerate(text) if ch == "\n"]
-
-    def line_of(self, offset: int) -> int:
-        return bisect.bisect_left(self._newlines, offset) + 1
-
-
-@dataclass(frozen=True)
-class _OptOut:
-    line: int
-    rules: tuple[str, ...]
-    reason: str
-    problem: str = ""  # why it is invalid; empty when valid
-    statement: int | None = field(default=None)
-
-    @property
-    def valid(self) -> bool:
-        return not self.problem
-
-
-_DIRECTIVE = re.compile(r"canary:allow\b(?P<rest>[^\n]*)")
-_BODY = re.compile(r"\s*(?P<ids>[\w-]+(?:\s*,\s*[\w-]+)*)?\s*(?:reason:\s*(?P<reason>.*))?$")
-
-
-def _opt_outs(text: str, tokens: list[Token], statements: list[_Statement],
-              lines: _LineIndex) -> list[_OptOut]:
-    """Opt-out comments, each tied to its statement. Comments live only in the gaps
-    between tokens, so a ``canary:allow`` inside a string literal is never one."""
-    owner: dict[int, int] = {}  # id(token) -> statement index
-    for index, stmt in enumerate(statements):
-        for token in [*stmt.tokens, *([stmt.semicolon] if stmt.semicolon else [])]:
-            owner[id(token)] = index
-    out: list[_OptOut] = []
-    bounds = [-1, *[t.end for t in tokens]]
-    for i, prev_end in enumerate(bounds):
-        gap_end = tokens[i].start if i < len(tokens) else len(text)
-        gap = text[prev_end + 1:gap_end]
-        for m in _DIRECTIVE.finditer(gap):
-            line = lines.line_of(prev_end + 1 + m.start())
-            prev = tokens[i - 1] if i > 0 else None
-            nxt = tokens[i] if i < len(tokens) else None
-            target = _target(prev, nxt, line, owner, lines)
-            out.append(_parse_directive(m.group("rest"), line=line, statement=target))
-    return out
-
-
-def _target(prev: Token | None, nxt: Token | None, line: int, owner: dict[int, int],
-            lines: _LineIndex) -> int | None:
-    """A comment belongs to the statement it sits in, to the one whose ``;`` ends its
-    line (a trailing comment), or else to the next statement."""
-    trailing = prev is not None and (prev.token_type != TokenType.SEMICOLON
-                                     or lines.line_of(prev.end) == line)
-    if trailing and id(prev) in owner:
-        return owner[id(prev)]
-    return owner.get(id(nxt)) if nxt is not None else None
-
-
-def _parse_directive(rest: str, *, line: int, statement: int | None) -> _OptOut:
-    rest = rest.split("*/", 1)[0].strip()
-    m = _BODY.match(rest)
-    ids = tuple(i.strip() for i in m.group("ids").split(",")) if m and m.group("ids") else ()
-    reason = (m.group("reason") or "").strip() if m else ""
-    problem = ""
-    unknown = [i for i in ids if i not in RULES]
-    if not m or not ids:
-        problem = "names no rule"
-    elif unknown:
-        problem = f"names unknown rule(s) {', '.join(unknown)}"
-    elif not reason:
-        problem = f"allows {', '.join(ids)} without a reason"
-    return _OptOut(line=line, rules=ids, reason=reason, problem=problem, statement=statement)
-
-
-def _opt_out_findings(file: str, dialect: str, opt_outs: list[_OptOut],
+def _opt_out_findings(file: str, dialect: str, found: list[OptOut],
                       used: set[str]) -> Iterator[Finding]:
-    for o in opt_outs:
+    for o in found:
         if not o.valid:
             yield _finding(file, o.line, dialect, Hit("invalid-opt-out", f"opt-out {o.problem}"))
             continue

@@ -36,16 +36,15 @@ object it writes is validated against the upstream HTTPRoute CRD schema (tests/d
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from kubernetes.client import CustomObjectsApi
-from pydantic import Field, model_validator
 
 from canary.errors import RouterError
 from canary.model import Weights
-from canary.routers.features import Match, Routes, Sticky
+from canary.routers.features import Routes
+from canary.routers.gateway_route import Config, is_service, label, refs_of, rule_index, rules_of
 from canary.routers.gateway_rules import (
-    DEFAULT_MATCH,
     match_rule,
     mirror_ops,
     mirror_percent,
@@ -53,67 +52,18 @@ from canary.routers.gateway_rules import (
     persistence,
 )
 from canary.routers.kube import (
-    KubeConnection,
     KubeObjects,
     ObjectRef,
     Patch,
-    WeightedObjectRouter,
-    WeightedPair,
-    find_pair,
 )
 from canary.routers.kube_rules import covers, owned_ops, user_indices
+from canary.routers.kube_weights import WeightedObjectRouter, WeightedPair, find_pair
 
 FEATURES = frozenset({"match", "sticky", "mirror"})
 
 GROUP = "gateway.networking.k8s.io"
 PLURAL = "httproutes"
 DEFAULT_WEIGHT = 1  # the Gateway API default for a backendRef without a weight
-_ROUTE_MATCH_KEYS = frozenset({"path", "headers", "queryParams", "method"})
-
-
-class Config(KubeConnection):
-    """The ``router`` block of a rollout with ``type: gateway-api``."""
-
-    http_route: str = Field(min_length=1)
-    stable_service: str = Field(min_length=1)
-    canary_service: str = Field(min_length=1)
-    port: int | None = Field(default=None, ge=1, le=65535)  # only backendRefs on this port
-    # Which rule: by index (not counting canary's match rule), by name (rules[].name) or
-    # by a match it contains, e.g. {path: {type: PathPrefix, value: /api}}. None of them:
-    # the one rule naming both services.
-    rule: int | None = Field(default=None, ge=0)
-    rule_name: str | None = None
-    rule_match: dict[str, Any] | None = None
-    version: Literal["v1", "v1beta1"] = "v1"
-    match: Match | None = None
-    match_rule_name: str = Field(default="canary-match", min_length=1, max_length=253,
-                                 pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    sticky: Sticky | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _legacy_match(cls, data: Any) -> Any:
-        # Before matches existed, `match` chose the rule by an HTTPRouteMatch; such a block
-        # (path, headers, queryParams, method) still means ruleMatch.
-        if isinstance(data, dict) and isinstance(data.get("match"), dict) and \
-                data["match"] and set(data["match"]) <= _ROUTE_MATCH_KEYS \
-                and "ruleMatch" not in data and "rule_match" not in data:
-            data = {**data, "ruleMatch": data["match"]}
-            del data["match"]
-        return data
-
-    @model_validator(mode="after")
-    def _one_selector(self) -> Config:
-        chosen = [n for n, v in (("rule", self.rule), ("ruleName", self.rule_name),
-                                 ("ruleMatch", self.rule_match)) if v is not None]
-        if len(chosen) > 1:
-            raise ValueError(f"choose the rule one way, not with {' and '.join(chosen)}")
-        if self.stable_service == self.canary_service:
-            raise ValueError("stableService and canaryService must be different Services")
-        if self.rule_name is not None and self.rule_name == self.match_rule_name:
-            raise ValueError(f"ruleName {self.rule_name!r} is the name of canary's own match "
-                             "rule; set matchRuleName to another name")
-        return self
 
 
 class GatewayAPIRouter(WeightedObjectRouter):
@@ -131,44 +81,17 @@ class GatewayAPIRouter(WeightedObjectRouter):
                 f"({c.stable_service} -> {c.canary_service})")
 
     def locate(self, obj: dict[str, Any]) -> WeightedPair:
-        rules = _rules(obj, self.ref)
-        index = self._rule_index(rules)
+        rules = rules_of(obj, self.ref)
+        index = rule_index(rules, self.config, ref=self.ref)
         return find_pair(
             rules[index].get("backendRefs"),
             pointer=f"/spec/rules/{index}/backendRefs", where=f"{self.ref} rule {index}",
             default=DEFAULT_WEIGHT,
-            is_stable=lambda ref: self._is_service(ref, self.config.stable_service),
-            is_canary=lambda ref: self._is_service(ref, self.config.canary_service),
-            label=_label, stable_name=f"Service {self.config.stable_service}",
+            is_stable=lambda ref: is_service(ref, self.config.stable_service, self.config),
+            is_canary=lambda ref: is_service(ref, self.config.canary_service, self.config),
+            label=label, stable_name=f"Service {self.config.stable_service}",
             canary_name=f"Service {self.config.canary_service}",
         )
-
-    def _rule_index(self, rules: list[Any]) -> int:
-        c = self.config
-        mine = user_indices(rules, c.match_rule_name)  # canary's match rule is never chosen
-        if c.rule is not None:
-            if c.rule >= len(mine):
-                raise RouterError(f"{self.ref} has {len(mine)} rules; rule {c.rule} does "
-                                  "not exist (rules are counted from 0, without canary's "
-                                  "match rule)")
-            return mine[c.rule]
-        if c.rule_name is not None:
-            hits = [i for i in mine if rules[i].get("name") == c.rule_name]
-            what = f"named {c.rule_name!r}"
-        elif c.rule_match is not None:
-            hits = [i for i in mine if any(_contains(m, c.rule_match)
-                                           for m in rules[i].get("matches") or DEFAULT_MATCH)]
-            what = f"with a match containing {c.rule_match}"
-        else:
-            hits = [i for i in mine
-                    if any(self._is_service(b, c.stable_service) for b in _refs(rules[i]))
-                    and any(self._is_service(b, c.canary_service) for b in _refs(rules[i]))]
-            what = f"referencing both {c.stable_service} and {c.canary_service}"
-        if len(hits) != 1:
-            count = "no rule" if not hits else f"{len(hits)} rules"
-            raise RouterError(f"{self.ref}: {count} {what}; choose one with rule (an index), "
-                              "ruleName or ruleMatch in the router block")
-        return hits[0]
 
     # -- weights, with the affinity written alongside ----------------------------------
     def set_weights(self, weights: Weights) -> None:
@@ -186,8 +109,8 @@ class GatewayAPIRouter(WeightedObjectRouter):
         sticky = self.config.sticky
         if sticky is None:
             return []
-        rules = _rules(obj, self.ref)
-        index = self._rule_index(rules)
+        rules = rules_of(obj, self.ref)
+        index = rule_index(rules, self.config, ref=self.ref)
         pointer = f"/spec/rules/{index}/sessionPersistence"
         current = rules[index].get("sessionPersistence")
         if not self._both_sides(obj, weights):
@@ -206,8 +129,8 @@ class GatewayAPIRouter(WeightedObjectRouter):
     def _check_sticky(self, stored: dict[str, Any], weights: Weights | None = None) -> None:
         if self.config.sticky is None or not self._both_sides(stored, weights):
             return
-        rules = _rules(stored, self.ref)
-        if rules[self._rule_index(rules)].get("sessionPersistence") is None:
+        rules = rules_of(stored, self.ref)
+        if rules[rule_index(rules, self.config, ref=self.ref)].get("sessionPersistence") is None:
             raise RouterError(
                 f"{self.ref}: the API server dropped sessionPersistence from the rule: the "
                 "HTTPRoute CRD in the cluster is the standard channel, and session "
@@ -231,8 +154,8 @@ class GatewayAPIRouter(WeightedObjectRouter):
         and a rule canary cannot name again would be added once more on every write.
         """
         def plan(obj: dict[str, Any]) -> Patch:
-            rules = _rules(obj, self.ref)
-            index = self._rule_index(rules)
+            rules = rules_of(obj, self.ref)
+            index = rule_index(rules, self.config, ref=self.ref)
             c = self.config
             assert c.match is not None
             want = match_rule(rules[index], name=c.match_rule_name, match=c.match,
@@ -253,8 +176,8 @@ class GatewayAPIRouter(WeightedObjectRouter):
 
     def get_routes_of(self, obj: dict[str, Any]) -> Routes:
         """The routes in effect in ``obj``, an HTTPRoute as read from the cluster."""
-        rules = _rules(obj, self.ref)
-        index = self._rule_index(rules)
+        rules = rules_of(obj, self.ref)
+        index = rule_index(rules, self.config, ref=self.ref)
         # Any rule under canary's name still sends requests to the canary, whatever its
         # content, so the match counts as on until the last one is gone.
         match = len(user_indices(rules, self.config.match_rule_name)) < len(rules)
@@ -263,8 +186,8 @@ class GatewayAPIRouter(WeightedObjectRouter):
         return Routes(match=match, mirror=max(percents, default=0))
 
     def _routes_ops(self, obj: dict[str, Any], routes: Routes) -> Patch:
-        rules = _rules(obj, self.ref)
-        index = self._rule_index(rules)
+        rules = rules_of(obj, self.ref)
+        index = rule_index(rules, self.config, ref=self.ref)
         weighted = rules[index]
         canary = self._canary_ref(weighted, index)
         c = self.config
@@ -280,7 +203,7 @@ class GatewayAPIRouter(WeightedObjectRouter):
                                before=index, want=want)
 
     def _canary_ref(self, rule: dict[str, Any], index: int) -> dict[str, Any]:
-        refs = [r for r in _refs(rule) if self._is_service(r, self.config.canary_service)]
+        refs = [r for r in refs_of(rule) if is_service(r, self.config.canary_service, self.config)]
         if not refs:
             raise RouterError(f"{self.ref} rule {index}: no backendRef for Service "
                               f"{self.config.canary_service}")
@@ -288,45 +211,8 @@ class GatewayAPIRouter(WeightedObjectRouter):
                                                           "namespace", "port")}
 
     def _own_mirror(self, f: dict[str, Any]) -> bool:
-        return bool(mirror_target(f)) and self._is_service(mirror_target(f),
-                                                           self.config.canary_service)
-
-    def _is_service(self, ref: dict[str, Any], service: str) -> bool:
-        return (
-            ref.get("name") == service
-            and ref.get("kind", "Service") == "Service"
-            and ref.get("group", "") == ""
-            and ref.get("namespace", self.config.namespace) == self.config.namespace
-            and (self.config.port is None or ref.get("port") == self.config.port)
-        )
-
-
-def _rules(obj: dict[str, Any], ref: ObjectRef) -> list[Any]:
-    rules = (obj.get("spec") or {}).get("rules")
-    if not isinstance(rules, list) or not rules:
-        raise RouterError(f"{ref} has no rules")
-    return rules
-
-
-def _refs(rule: dict[str, Any]) -> list[dict[str, Any]]:
-    refs = rule.get("backendRefs")
-    return [r for r in refs if isinstance(r, dict)] if isinstance(refs, list) else []
-
-
-def _label(ref: dict[str, Any]) -> str:
-    port = f":{ref['port']}" if "port" in ref else ""
-    return f"{ref.get('kind', 'Service')} {ref.get('name')}{port}"
-
-
-def _contains(actual: Any, wanted: Any) -> bool:
-    """Whether ``wanted`` is a part of ``actual``: dict keys and list items may be extra."""
-    if isinstance(wanted, dict):
-        return isinstance(actual, dict) and all(
-            k in actual and _contains(actual[k], v) for k, v in wanted.items())
-    if isinstance(wanted, list):
-        return isinstance(actual, list) and all(
-            any(_contains(a, w) for a in actual) for w in wanted)
-    return bool(actual == wanted)
+        target = mirror_target(f)
+        return bool(target) and is_service(target, self.config.canary_service, self.config)
 
 
 def from_config(config: Config, *, api: CustomObjectsApi | None = None) -> GatewayAPIRouter:

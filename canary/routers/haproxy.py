@@ -2,9 +2,8 @@
 
 HAProxy open source has no notion of a traffic split, only absolute server weights
 (0..256) inside one backend with ``balance roundrobin``. This module owns the mapping
-between our percentages and those weights, and speaks the runtime API (the ``stats
-socket``) directly: one command per connection, reply read to EOF, errors recognised from
-the reply text because the API has no status codes.
+between our percentages and those weights, and drives them through the runtime API (the
+``stats socket``; haproxy_api.py speaks it).
 
 Mapping (``SCALE`` = 2): a side that should carry ``p`` percent gets a total weight of
 ``2 * p``, spread over its servers as evenly as integers allow (servers differ by at most
@@ -44,7 +43,6 @@ on, so matching requests still reach it. Mirroring is not something HAProxy does
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated
@@ -56,6 +54,7 @@ from canary.durations import parse_duration
 from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers.features import Match, Routes, Sticky
+from canary.routers.haproxy_api import RuntimeAPI, parse_address
 
 FEATURES = frozenset({"match", "sticky"})
 
@@ -65,7 +64,6 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 # HAProxy proxy and server names: letters, digits and "-_.:" (no spaces, no ";" that
 # would chain a second runtime command).
 _NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
-_GET_WEIGHT = re.compile(r"^(\d+) \(initial (\d+)\)$")
 
 
 def _names(value: object) -> object:
@@ -131,14 +129,6 @@ class Config(BaseModel):
 _ACL_FILE = re.compile(r"^[^\s;#]{1,4096}$")
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` -> (host, port); ValueError when malformed."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port, got {text!r}")
-    return host.removeprefix("[").removesuffix("]"), int(port)
-
-
 def spread(total: int, servers: Sequence[str]) -> dict[str, int]:
     """``total`` over ``servers`` as evenly as integers allow; the first ones get the extra."""
     base, extra = divmod(total, len(servers))
@@ -181,18 +171,20 @@ class HAProxyRouter:
     sticky: bool = False
 
     @property
+    def _api(self) -> RuntimeAPI:
+        return RuntimeAPI(socket_path=self.socket_path, address=self.address,
+                          timeout=self.timeout)
+
+    @property
     def endpoint(self) -> str:
-        if self.socket_path is not None:
-            return f"unix:{self.socket_path}"
-        assert self.address is not None
-        return f"{self.address[0]}:{self.address[1]}"
+        return self._api.endpoint
 
     def describe(self) -> str:
         return (f"haproxy {self.endpoint} backend {self.backend} "
                 f"(stable: {', '.join(self.stable)}; canary: {', '.join(self.canary)})")
 
     def ensure(self) -> None:
-        level = self._command("show cli level").strip()
+        level = self._api.command("show cli level").strip()
         if level in ("user", "operator"):
             raise RouterError(
                 f"HAProxy runtime API at {self.endpoint} runs at level {level!r}; changing "
@@ -244,28 +236,10 @@ class HAProxyRouter:
                    if line.strip())
 
     def _acl_command(self, command: str) -> str:
-        reply = self._command(command)
-        text = reply.strip()
-        if text.startswith(("Unknown ACL", "Missing ACL", "Unknown command")) or \
-                "not found" in text.lower():
-            raise RouterError(f"HAProxy ({self.endpoint}) refused `{command}`: {text[:200]}; "
-                              f"check that haproxy.cfg has an `acl ... -f {self.match_acl}` "
-                              "line in the backend")
-        return reply
+        return self._api.acl(command, acl_file=self.match_acl)
 
     def _maintenance(self, servers: Sequence[str]) -> dict[str, bool]:
-        """Which of ``servers`` are in maintenance (forced by the runtime API or config)."""
-        reply = self._command(f"show servers state {self.backend}")
-        state: dict[str, bool] = {}
-        for line in reply.splitlines():
-            fields = line.split()
-            if len(fields) > 6 and not line.startswith("#") and fields[3] in servers:
-                state[fields[3]] = bool(int(fields[6]) & 0x1)
-        missing = [s for s in servers if s not in state]
-        if missing:
-            raise RouterError(f"HAProxy ({self.endpoint}) did not report the state of "
-                              f"{', '.join(missing)} in backend {self.backend}")
-        return state
+        return self._api.maintenance(self.backend, servers)
 
     def _apply_states(self, split: Weights | None, *, match: bool) -> None:
         """Sticky: a side at 0% goes into maintenance so its cookie holders move away."""
@@ -278,10 +252,7 @@ class HAProxyRouter:
         for name in sorted(wanted, key=lambda n: wanted[n]):
             if current[name] != wanted[name]:
                 state = "maint" if wanted[name] else "ready"
-                command = f"set server {self.backend}/{name} state {state}"
-                reply = self._command(command).strip()
-                if reply:
-                    raise RouterError(f"HAProxy ({self.endpoint}) refused `{command}`: {reply}")
+                self._api.change(f"set server {self.backend}/{name} state {state}")
 
     def set_weights(self, weights: Weights) -> None:
         wanted = weights_for(weights, stable=self.stable, canary=self.canary)
@@ -293,60 +264,13 @@ class HAProxyRouter:
         # is never empty, and the share moves monotonically from the old split to the new.
         changes.sort(key=lambda change: change[1] - current[change[0]], reverse=True)
         for name, weight in changes:
-            command = f"set weight {self.backend}/{name} {weight}"
-            reply = self._command(command).strip()
-            if reply:
-                raise RouterError(f"HAProxy ({self.endpoint}) refused `{command}`: {reply}")
+            self._api.change(f"set weight {self.backend}/{name} {weight}")
         if self.sticky:
             self._apply_states(weights, match=self._matching())
 
     def _current(self) -> dict[str, int]:
-        return {name: self._weight(name) for name in (*self.stable, *self.canary)}
-
-    def _weight(self, server: str) -> int:
-        command = f"get weight {self.backend}/{server}"
-        reply = self._command(command).strip()
-        match = _GET_WEIGHT.match(reply)
-        if match is None:
-            raise RouterError(
-                f"HAProxy ({self.endpoint}) answered `{command}` with {reply!r}; check that "
-                f"backend {self.backend} has a server named {server} in haproxy.cfg")
-        return int(match.group(1))
-
-    def _command(self, command: str) -> str:
-        """Send one command on a fresh connection and read the reply to EOF."""
-        try:
-            with self._connect() as conn:
-                conn.sendall(command.encode() + b"\n")
-                chunks = []
-                while chunk := conn.recv(65536):
-                    chunks.append(chunk)
-        except TimeoutError as exc:
-            raise RouterError(
-                f"HAProxy runtime API at {self.endpoint} did not answer `{command}` within "
-                f"{self.timeout}s; check that it is a HAProxy stats socket") from exc
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise RouterError(
-                f"cannot reach the HAProxy runtime API at {self.endpoint} ({exc.strerror}); "
-                "check that haproxy is running and haproxy.cfg has a matching "
-                "`stats socket ... level admin` line") from exc
-        except OSError as exc:
-            raise RouterError(
-                f"HAProxy runtime API at {self.endpoint} failed on `{command}`: {exc}") from exc
-        return b"".join(chunks).decode(errors="replace")
-
-    def _connect(self) -> socket.socket:
-        if self.address is not None:
-            return socket.create_connection(self.address, timeout=self.timeout)
-        assert self.socket_path is not None
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            conn.settimeout(self.timeout)
-            conn.connect(self.socket_path)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        return {name: self._api.weight(self.backend, name)
+                for name in (*self.stable, *self.canary)}
 
 
 def from_config(config: Config) -> HAProxyRouter:

@@ -45,11 +45,9 @@ from canary.routers.kube import (
     KubeObjects,
     ObjectRef,
     Patch,
-    WeightedObjectRouter,
-    WeightedPair,
-    find_pair,
 )
 from canary.routers.kube_rules import cookie_regex, covers, header_regex, owned_ops, user_indices
+from canary.routers.kube_weights import WeightedObjectRouter, WeightedPair, find_pair
 
 FEATURES = frozenset({"match", "mirror"})
 

@@ -40,17 +40,12 @@ the ``mirror`` subrequest)::
 Routing order: a matching request goes to the canary; otherwise an affinity cookie names
 the side (honoured only while that side has traffic, so a rollback moves canary cookie
 holders back to stable); otherwise the weighted upstream decides, and the answer sets the
-cookie to the side that served it. See routes.py for the rendered lines.
-
-Weights: every stable server gets ``stable% * len(canary)`` and every canary server
-``canary% * len(stable)``, reduced by their common divisor, so each side's share is exact
-(95/5 over one server each renders ``weight=19`` / ``weight=1``). nginx rejects
-``weight=0``, so a side at 0% is rendered ``down``.
+cookie to the side that served it. See nginx_routes.py for the rendered lines, and
+nginx_blocks.py for how the marked blocks are found and the weights rendered.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import subprocess
@@ -66,6 +61,13 @@ from canary.durations import parse_duration
 from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers.features import Match, Routes, Sticky
+from canary.routers.nginx_blocks import (
+    Block,
+    find_block,
+    locate_upstream,
+    render_servers,
+    split_from,
+)
 from canary.routers.nginx_routes import parse_routes, render_location, render_routes
 
 FEATURES = frozenset({"match", "sticky", "mirror"})
@@ -74,8 +76,6 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 # host:port, [v6]:port or unix:/path; no spaces, ";" or braces that could escape the block.
 _ADDRESS = re.compile(r"^(unix:/[^\s;{}#]+|[A-Za-z0-9.\-]+:\d{1,5}|\[[0-9A-Fa-f:.]+\]:\d{1,5})$")
 _UPSTREAM_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_UPSTREAM_OPEN = re.compile(r"\bupstream\s+([^\s{]+)\s*\{")
-_SERVER_LINE = re.compile(r"^\s*server\s+(\S+?)((?:\s+[^;]*)?);\s*(#.*)?$")
 
 
 def _addresses(value: object) -> object:
@@ -122,68 +122,6 @@ class Config(BaseModel):
         if both:
             raise ValueError(f"servers on both sides: {', '.join(sorted(both))}")
         return self
-
-
-def render_servers(split: Weights, *, stable: Sequence[str], canary: Sequence[str],
-                   indent: str = "") -> list[str]:
-    """The server lines of the managed block for ``split`` (see module docstring)."""
-    raw = {**{a: split.stable * len(canary) for a in stable},
-           **{a: split.canary * len(stable) for a in canary}}
-    divisor = math.gcd(*raw.values())  # > 0: one side always has a share
-    return [f"{indent}server {a} weight={w // divisor};" if w else f"{indent}server {a} down;"
-            for a, w in raw.items()]
-
-
-def split_from(block: Sequence[str], *, stable: Sequence[str], canary: Sequence[str],
-               where: str) -> Weights | None:
-    """The split the managed block's server lines produce; None if no server takes traffic.
-
-    A configured server missing from the block gets no traffic; a server in the block that
-    is on neither side cannot be classified and is an error.
-    """
-    totals = {"stable": 0, "canary": 0}
-    side = {**{a: "stable" for a in stable}, **{a: "canary" for a in canary}}
-    for number, line in enumerate(block, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        match = _SERVER_LINE.match(line)
-        if match is None:
-            raise RouterError(f"{where}: line {number} of the managed block is not a server "
-                              f"line ({text!r}); canary rewrites that block, so keep other "
-                              "directives outside the markers")
-        address, params = match.group(1), match.group(2).split()
-        if address not in side:
-            raise RouterError(f"{where}: server {address} in the managed block is neither a "
-                              "stable nor a canary server of the router config")
-        weight = 1
-        for param in params:
-            if param in ("down", "backup"):  # no share of normal traffic
-                weight = 0
-                break
-            if param.startswith("weight="):
-                try:
-                    weight = int(param.removeprefix("weight="))
-                except ValueError as exc:
-                    raise RouterError(f"{where}: bad {param!r} for server {address}") from exc
-        totals[side[address]] += weight
-    s, c = totals["stable"], totals["canary"]
-    total = s + c
-    if total == 0:
-        return None
-    pct = (200 * c + total) // (2 * total)  # round half up
-    if c > 0:
-        pct = max(pct, 1)  # a canary that gets anything is never reported as 0%
-    if s > 0:
-        pct = min(pct, 99)
-    return Weights(canary=pct)
-
-
-@dataclass(frozen=True)
-class _Block:
-    start: int  # index of the first line after the begin marker
-    end: int  # index of the end marker line
-    indent: str
 
 
 @dataclass(frozen=True)
@@ -297,21 +235,11 @@ class NginxRouter:
             os.replace(self._write_temp(old_text), self.config)
             raise
 
-    def _find_block(self, lines: Sequence[str], kind: str) -> _Block | None:
-        begin = [i for i, line in enumerate(lines)
-                 if line.split() == ["#", "canary:begin", self.upstream, kind]]
-        end = [i for i, line in enumerate(lines)
-               if line.split() == ["#", "canary:end", self.upstream, kind]]
-        if not begin and not end:
-            return None
-        if len(begin) != 1 or len(end) != 1 or end[0] < begin[0]:
-            raise RouterError(
-                f"{self.config}: expected one `# canary:begin {self.upstream} {kind}` line "
-                f"followed by one `# canary:end {self.upstream} {kind}` line; found "
-                f"{len(begin)} begin and {len(end)} end markers")
-        marker = lines[begin[0]]
-        return _Block(start=begin[0] + 1, end=end[0],
-                      indent=marker[:len(marker) - len(marker.lstrip())])
+    def _find_block(self, lines: Sequence[str], kind: str) -> Block | None:
+        return find_block(lines, upstream=self.upstream, kind=kind, where=self.config)
+
+    def _locate(self, lines: Sequence[str]) -> Block:
+        return locate_upstream(lines, upstream=self.upstream, where=self.config)
 
     def _read(self) -> list[str]:
         try:
@@ -320,25 +248,6 @@ class NginxRouter:
         except OSError as exc:
             raise RouterError(f"cannot read nginx config {self.config}: {exc.strerror}; check "
                               "the router's config path") from exc
-
-    def _locate(self, lines: Sequence[str]) -> _Block:
-        begin = [i for i, line in enumerate(lines)
-                 if line.split() == ["#", "canary:begin", self.upstream]]
-        end = [i for i, line in enumerate(lines)
-               if line.split() == ["#", "canary:end", self.upstream]]
-        if len(begin) != 1 or len(end) != 1 or end[0] < begin[0]:
-            raise RouterError(
-                f"{self.config}: expected one `# canary:begin {self.upstream}` line followed "
-                f"by one `# canary:end {self.upstream}` line inside upstream {self.upstream}; "
-                f"found {len(begin)} begin and {len(end)} end markers")
-        before = "".join(lines[:begin[0]])
-        opened = list(_UPSTREAM_OPEN.finditer(before))
-        if not opened or opened[-1].group(1) != self.upstream or "}" in before[opened[-1].end():]:
-            raise RouterError(f"{self.config}: the canary markers for {self.upstream} are not "
-                              f"inside `upstream {self.upstream} {{ ... }}`")
-        marker = lines[begin[0]]
-        return _Block(start=begin[0] + 1, end=end[0],
-                      indent=marker[:len(marker) - len(marker.lstrip())])
 
     def _write_temp(self, text: str) -> str:
         directory = os.path.dirname(self.config)

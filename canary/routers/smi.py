@@ -23,10 +23,8 @@ from canary.routers.kube import (
     KubeConnection,
     KubeObjects,
     ObjectRef,
-    WeightedObjectRouter,
-    WeightedPair,
-    find_pair,
 )
+from canary.routers.kube_weights import WeightedObjectRouter, WeightedPair, find_pair
 
 FEATURES: frozenset[str] = frozenset()
 

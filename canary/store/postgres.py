@@ -9,42 +9,23 @@ FOR UPDATE`` on its row, so two controllers racing for a rollout never both win.
 replicas split the work instead of queueing behind each other.
 
 One connection per store, autocommit off, each operation one explicit transaction (reads too,
-so the connection never idles inside a transaction). A connection found dead (server restart,
-failover, idle timeout) is replaced once, transparently: nothing of that transaction was
-committed. A failure while committing is not retried, because the commit may have landed;
-the caller gets a TemporaryError and decides again from a fresh read. psycopg's exceptions
-never leave this module.
+so the connection never idles inside a transaction): pg_session.py, which also replaces a
+dead connection once and translates psycopg's errors (none leaves these two modules).
 """
 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import TupleRow
-
-from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
+from canary.errors import ConflictError, NotFoundError, TemporaryError
 from canary.model import Event, Phase
 from canary.state import RolloutState
-from canary.store.base import (
-    SCHEMA_VERSION,
-    LeaseOwner,
-    StoreError,
-    coalesced,
-    decode_event,
-    decode_state,
-    schema_of,
-)
-
-T = TypeVar("T")
-Cursor = psycopg.Cursor[TupleRow]
+from canary.store.base import SCHEMA_VERSION
+from canary.store.codec import check_schema, coalesced, decode_event, decode_state
+from canary.store.lease import LeaseOwner, holds, lease_conflict
+from canary.store.pg_session import Cursor, Session
 
 # state and events.data hold JSON as TEXT, not JSONB: JSONB refuses NaN (a measured value can
 # be one) and \u0000 (a gate's output can hold one), and the round trip must be exact. Times
@@ -92,120 +73,11 @@ LIMIT %(n)s
 FOR NO KEY UPDATE OF r SKIP LOCKED"""
 
 
-class _Session:
-    """One connection, one transaction per call, psycopg's errors translated at the edge."""
-
-    def __init__(self, url: str, *, connect_timeout: float) -> None:
-        self._url = url
-        self._secret = _password(url)
-        try:
-            params = conninfo_to_dict(url)
-        except psycopg.Error as exc:
-            raise InputError(f"invalid PostgreSQL URL: {self._redact(exc)}",
-                             field="--store") from exc
-        self._secret = str(params.get("password") or self._secret)
-        self.where = (f"{params.get('host', 'localhost')}:{params.get('port', 5432)}"
-                      f"/{params.get('dbname', '')}")
-        self._extra: dict[str, Any] = {}
-        if "connect_timeout" not in params:
-            self._extra["connect_timeout"] = max(1, round(connect_timeout))
-        if "application_name" not in params:
-            self._extra["application_name"] = "canary"
-        self._lock = threading.RLock()
-        self._conn: psycopg.Connection[TupleRow] | None = None
-        self._closed = False
-
-    def _connect(self) -> psycopg.Connection[TupleRow]:
-        try:
-            self._conn = psycopg.connect(self._url, autocommit=False, **self._extra)
-            # The locking reasoning here is READ COMMITTED's, whatever the server default.
-            self._conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
-        except psycopg.OperationalError as exc:
-            raise TemporaryError(f"cannot reach the PostgreSQL store at {self.where}: "
-                                 f"{self._redact(exc)}") from exc
-        except psycopg.Error as exc:  # a bad option in the URL
-            raise InputError(f"cannot open the PostgreSQL store at {self.where}: "
-                             f"{self._redact(exc)}", field="--store") from exc
-        return self._conn
-
-    def run(self, work: Callable[[Cursor], T], *, conflict: str = "") -> T:
-        """Run ``work`` in one transaction and commit; retry once on a fresh connection if
-        the old one turned out dead before the commit was sent."""
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("the PostgreSQL store is closed")
-            for attempt in (1, 2):
-                conn = self._conn or self._connect()
-                committing = False
-                try:
-                    with conn.cursor() as cur:
-                        result = work(cur)
-                    committing = True
-                    conn.commit()
-                    return result
-                except psycopg.Error as exc:
-                    self._end(conn)
-                    if attempt == 1 and not committing and conn.broken:
-                        continue  # the server rolled that transaction back: run it again
-                    raise self._translate(exc, conflict=conflict,
-                                          committing=committing) from exc
-                except BaseException:
-                    self._end(conn)
-                    raise
-            raise AssertionError("unreachable")  # pragma: no cover
-
-    def _end(self, conn: psycopg.Connection[TupleRow]) -> None:
-        """Roll back after a failure; forget a connection that cannot be used again."""
-        if not conn.broken and not conn.closed:
-            try:
-                conn.rollback()
-                return
-            except psycopg.Error:
-                pass
-        try:
-            conn.close()
-        finally:
-            self._conn = None
-
-    def _translate(self, exc: psycopg.Error, *, conflict: str, committing: bool) -> CanaryError:
-        if isinstance(exc, pg_errors.UniqueViolation):
-            if exc.diag.constraint_name == "events_key_key":
-                return ConflictError("an event with that key was already recorded")
-            if conflict:
-                return ConflictError(conflict)
-        if isinstance(exc, psycopg.DataError):
-            return InputError(f"the PostgreSQL store refused a value: {self._redact(exc)}")
-        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
-            return StoreError(f"the PostgreSQL store at {self.where} is read-only: "
-                              f"{self._redact(exc)}")
-        if isinstance(exc, psycopg.ProgrammingError):  # a foreign schema, no privilege
-            return StoreError(f"the PostgreSQL store at {self.where} cannot be used: "
-                              f"{self._redact(exc)} (not a canary schema, or no privilege?)")
-        if committing:
-            return TemporaryError(f"lost the PostgreSQL store at {self.where} while "
-                                  "committing: the change may or may not be saved; read again")
-        if isinstance(exc, psycopg.OperationalError):
-            return TemporaryError(f"the PostgreSQL store at {self.where} is unavailable: "
-                                  f"{self._redact(exc)}")
-        return TemporaryError(f"PostgreSQL store error at {self.where}: {self._redact(exc)}")
-
-    def _redact(self, exc: BaseException) -> str:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return text.replace(self._secret, "***") if self._secret else text
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-
 class PostgresStore:
     """The StateStore for ``postgresql://`` URLs, plus ``claim_rollouts`` for serve."""
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
-        self._db = _Session(url, connect_timeout=connect_timeout)
+        self._db = Session(url, connect_timeout=connect_timeout)
         try:
             self._db.run(self._init_schema)
         except BaseException:
@@ -219,9 +91,8 @@ class PostgresStore:
         row = cur.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
         if row is None:
             cur.execute("INSERT INTO meta VALUES ('schema', %s)", (str(SCHEMA_VERSION),))
-        elif schema_of(row[0], where=f"state store {self._db.where}") > SCHEMA_VERSION:
-            raise InputError(f"store {self._db.where} has schema {row[0]}, newer than this "
-                             f"canary understands ({SCHEMA_VERSION}): upgrade canary")
+        else:
+            check_schema(row[0], store=self._db.where)
 
     def close(self) -> None:
         self._db.close()
@@ -338,13 +209,9 @@ class PostgresStore:
                     if cur.rowcount == 1:
                         return
                     continue
-                if row[0] != owner.id:
-                    holder = LeaseOwner(id=row[0], host=row[1], pid=row[2])
-                    if row[3] > now and not holder.provably_gone():
-                        raise ConflictError(
-                            f"rollout {name!r} is being driven by another controller (pid "
-                            f"{holder.pid} on {holder.host}, lease until "
-                            f"{row[3].astimezone(UTC).isoformat()})")
+                holder = LeaseOwner(id=row[0], host=row[1], pid=row[2])
+                if row[0] != owner.id and holds(holder, until=row[3], now=now):
+                    raise lease_conflict(name, holder, until=row[3].astimezone(UTC).isoformat())
                 cur.execute(_UPSERT_LEASE, mine)
                 return
             raise TemporaryError(f"the lease on rollout {name!r} kept changing; try again")
@@ -431,10 +298,3 @@ def _nul_free(text: str) -> str:
 def _utc(moment: datetime) -> datetime:
     """Naive times are UTC (the clock is UTC); never the database session's zone."""
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def _password(url: str) -> str:
-    try:
-        return urlsplit(url).password or ""
-    except ValueError:
-        return ""

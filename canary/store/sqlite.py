@@ -3,40 +3,28 @@
 WAL mode and ``BEGIN IMMEDIATE`` serialise writers across processes; every state write is a
 compare-and-set on the revision counter, in the same transaction as its events. sqlite3's
 errors and unreadable rows are translated here (busy: TemporaryError; corrupt, foreign or
-read-only: StoreError), and a database we may not write is opened read-only for reading.
-
-The file holds every message and hook output of every rollout, so it is private: created
-0600 in a directory created 0700 (SQLite gives its -wal and -shm files the database's mode);
-a looser file, or a looser default ``.canary/`` directory, is tightened with a warning.
+read-only: StoreError). Opening the file (private modes, WAL, the schema, a read-only
+fallback for a database we may not write) is sqlite_file.py.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
-import os
 import sqlite3
-import stat
 import threading
-import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from canary.errors import CanaryError, ConflictError, InputError, NotFoundError, TemporaryError
+from canary.errors import ConflictError, NotFoundError
 from canary.model import Event, Phase
 from canary.state import RolloutState
-from canary.store.base import (
-    SCHEMA_VERSION,
-    LeaseOwner,
-    StoreError,
-    coalesced,
-    decode_event,
-    decode_state,
-    schema_of,
-)
+from canary.store.base import StoreError
+from canary.store.codec import coalesced, decode_event, decode_state
+from canary.store.lease import LeaseOwner, holds, lease_conflict
+from canary.store.sqlite_file import failure, open_database, transaction
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -61,125 +49,14 @@ CREATE TABLE IF NOT EXISTS services (
 """
 
 
-log = logging.getLogger(__name__)
-
-
-def _tighten(path: str, mode: int) -> None:
-    """chmod ``path`` to ``mode`` if group or others may read it; warn about what was done,
-    or that it could not be (another user's file: only its owner can fix it)."""
-    try:
-        current = stat.S_IMODE(os.stat(path).st_mode)
-        if current & 0o077 == 0:
-            return
-        os.chmod(path, mode)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        log.warning("%s is readable by others (mode %o) and cannot be tightened: %s",
-                    path, current, exc.strerror)
-        return
-    log.warning("%s was readable by others (mode %o): tightened to %o", path, current, mode)
-
-
-def _make_private(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
-    elif os.path.basename(directory) == ".canary":
-        # Only canary's own default directory: a directory named by the user (a project
-        # folder, /tmp) may be meant to be shared.
-        _tighten(directory, 0o700)
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
-        _tighten(name, 0o600)
-
-
 class SQLiteStore:
     def __init__(self, path: str) -> None:
-        if path != ":memory:":
-            try:
-                _make_private(path)
-            except OSError as exc:
-                # An existing store we may not write (read-only file, directory or file
-                # system) is still opened, read-only, below: status and history read it.
-                if not os.path.exists(path):
-                    raise InputError(f"cannot open the state store {path}: {exc.strerror}",
-                                     field="--store") from exc
         self._path = path
         self._lock = threading.RLock()  # one connection: a lease heartbeat shares it
-        try:
-            self._db = sqlite3.connect(path, timeout=30, isolation_level=None,
-                                       check_same_thread=False)
-            self._db.execute("PRAGMA busy_timeout = 30000")
-            if path != ":memory:":
-                self._db.execute("PRAGMA journal_mode = WAL")
-            with self._tx() as db:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        db.execute(stmt)
-                row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-                else:
-                    self._check_schema(row[0])
-        except sqlite3.OperationalError as exc:
-            if not (_read_only(exc) and os.path.exists(path)):
-                raise InputError(f"cannot open the state store {path}: {exc}",
-                                 field="--store") from exc
-            self._db = self._open_read_only(path)
-        except sqlite3.Error as exc:
-            raise InputError(f"cannot open the state store {path}: {exc}",
-                             field="--store") from exc
+        self._db = open_database(path, schema=_SCHEMA)
 
-    def _check_schema(self, value: object) -> None:
-        found = schema_of(value, where=f"state store {self._path}")
-        if found > SCHEMA_VERSION:
-            raise InputError(f"store {self._path} has schema {found}, newer than this "
-                             f"canary understands ({SCHEMA_VERSION}): upgrade canary")
-
-    def _open_read_only(self, path: str) -> sqlite3.Connection:
-        """A database we may not write (file or directory read-only): status and history
-        still read it; a write fails with StoreError saying so. A WAL database whose -shm
-        file cannot be created is opened immutable (nobody can be writing it then)."""
-        uri = "file:" + urllib.parse.quote(os.path.abspath(path))
-        last: sqlite3.Error | None = None
-        for mode in ("?mode=ro", "?immutable=1"):
-            try:
-                db = sqlite3.connect(uri + mode, uri=True, timeout=30, isolation_level=None,
-                                     check_same_thread=False)
-                row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            except sqlite3.Error as exc:
-                last = exc
-                continue
-            self._check_schema(row[0] if row else SCHEMA_VERSION)
-            return db
-        raise InputError(f"cannot open the state store {path} (read-only): {last}",
-                         field="--store")
-
-    def _failure(self, exc: sqlite3.Error) -> CanaryError:
-        """sqlite3's errors, in the error tree: busy is temporary, the rest needs a human."""
-        text = str(exc) or type(exc).__name__
-        if "locked" in text or "busy" in text:
-            return TemporaryError(f"the state store {self._path} is busy: {text}")
-        if _read_only(exc):
-            return StoreError(f"the state store {self._path} is read-only ({text}): status and "
-                              "history can read it, changing a rollout needs write access")
-        return StoreError(f"the state store {self._path} failed: {text} (corrupt, or not a "
-                          "canary store?)")
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        else:
-            db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db)
 
     def create(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
         new = state.replace(revision=1)
@@ -283,11 +160,8 @@ class SQLiteStore:
                              (name,)).fetchone()
             if row is not None and row[0] != owner.id:
                 holder = LeaseOwner(id=row[0], host=row[1], pid=row[2])
-                live = datetime.fromisoformat(row[3]) > now and not holder.provably_gone()
-                if live:
-                    raise ConflictError(
-                        f"rollout {name!r} is being driven by another controller (pid "
-                        f"{holder.pid} on {holder.host}, lease until {row[3]})")
+                if holds(holder, until=datetime.fromisoformat(row[3]), now=now):
+                    raise lease_conflict(name, holder, until=row[3])
             db.execute("INSERT INTO leases VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE "
                        "SET owner = excluded.owner, host = excluded.host, pid = excluded.pid, "
                        "expires_at = excluded.expires_at",
@@ -336,11 +210,6 @@ class SQLiteStore:
         self._db.close()
 
 
-def _read_only(exc: sqlite3.Error) -> bool:
-    text = str(exc)
-    return "readonly" in text or "read-only" in text or "unable to open database file" in text
-
-
 def _translated(fn: Callable[Concatenate[SQLiteStore, P], T]) -> Callable[
         Concatenate[SQLiteStore, P], T]:
     """One lock per store (a lease heartbeat thread shares the connection) and sqlite3's
@@ -352,7 +221,7 @@ def _translated(fn: Callable[Concatenate[SQLiteStore, P], T]) -> Callable[
             try:
                 return fn(self, *args, **kwargs)
             except sqlite3.Error as exc:
-                raise self._failure(exc) from exc
+                raise failure(self._path, exc) from exc
             except ValueError as exc:  # a stored time or number that is not one
                 raise StoreError(f"the state store {self._path} holds a value that cannot be "
                                  f"read ({exc}): corrupt, or not a canary store?") from exc

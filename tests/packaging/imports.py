@@ -24,6 +24,7 @@ EXTRA_MODULES = {
     "canary/routers/istio.py": "kubernetes",
     "canary/routers/smi.py": "kubernetes",
     "canary/store/postgres.py": "postgres",
+    "canary/store/pg_session.py": "postgres",
 }
 
 

@@ -53,7 +53,7 @@ def test_kubernetes_router_without_the_extra(router: str, tmp_path: Path,
 
 def test_haproxy_router_needs_no_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     hide(monkeypatch, "kubernetes", "canary.routers.kube")
-    hide(monkeypatch, "psycopg", "canary.store.postgres")
+    hide(monkeypatch, "psycopg", "canary.store.postgres", "canary.store.pg_session")
     f = tmp_path / "r.yaml"
     f.write_text(ROLLOUT.format(router="    type: haproxy\n    address: 127.0.0.1:1\n"
                                 "    backend: b\n    stable: s\n    canary: c"))
@@ -62,7 +62,7 @@ def test_haproxy_router_needs_no_extra(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_postgres_store_without_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    hide(monkeypatch, "psycopg", "canary.store.postgres")
+    hide(monkeypatch, "psycopg", "canary.store.postgres", "canary.store.pg_session")
     res = CliRunner().invoke(app, ["status", "checkout", "--store",
                                    "postgresql://127.0.0.1:1/none"])
     assert res.exit_code == 2

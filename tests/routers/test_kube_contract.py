@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from canary.routers.base import Router
-from canary.routers.kube import WeightedObjectRouter, api_for
+from canary.routers.kube import api_for
+from canary.routers.kube_weights import WeightedObjectRouter
 from lab.fake_kube import FakeKube
 
 from . import test_contract

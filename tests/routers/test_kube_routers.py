@@ -20,7 +20,8 @@ import yaml
 from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers import gateway_api, istio, smi
-from canary.routers.kube import WeightedObjectRouter, api_for
+from canary.routers.kube import api_for
+from canary.routers.kube_weights import WeightedObjectRouter
 from lab.fake_kube import FakeKube
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from canary.errors import RouterError
 from canary.model import Weights
 from canary.routers import nginx
-from canary.routers.nginx import NginxRouter, render_servers, split_from
+from canary.routers.nginx import NginxRouter
+from canary.routers.nginx_blocks import render_servers, split_from
 from lab import nginx as nginx_lab
 from lab.backends import Backend
 from lab.proc import Server

@@ -85,7 +85,8 @@ def test_adapters_are_imported_only_when_used() -> None:
     # features.py is the shared vocabulary of what routers can do, not an adapter
     assert out == ["['canary.routers.base', 'canary.routers.features', "
                    "'canary.routers.registry']",
-                   "['canary.routers.nginx', 'canary.routers.nginx_routes']"]
+                   "['canary.routers.nginx', 'canary.routers.nginx_blocks', "
+                   "'canary.routers.nginx_routes']"]
 
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
