@@ -130,15 +130,16 @@ def main() -> None:
     a = ap.parse_args()
     t0 = time.perf_counter()
     healthy = {h.name: stats(h, a.runs, BAD) for h in HEALTHY}
+    floors = [(bad, *floor(bad, stats(bad, a.runs, (bad,))[bad.name], healthy),
+               flagger_defaults(bad, min(a.runs, 500))[0]) for bad in BAD]
+    fl_healthy = {h.name: flagger_defaults(h, min(a.runs, 500))[1] for h in HEALTHY}
+    # the judges' medians are read last, so this can run beside bench/judge.py's run
     with open(a.raw) as f:
         raw = json.load(f)
     rows, seq_vs_two, seq_vs_flag, within = [], [], [], 0
-    for bad in BAD:
-        b = stats(bad, a.runs, (bad,))[bad.name]
-        minutes, worst, rate = floor(bad, b, healthy)
+    for bad, minutes, worst, rate, fl in floors:
         seq = _median(raw, bad.name, "sequential@0.02")
         two = _median(raw, bad.name, "twosample@0.02")
-        fl, _ = flagger_defaults(bad, min(a.runs, 500))
         ratio = seq / minutes if seq is not None else math.inf
         within += ratio <= 1.3
         if seq is not None and two is not None:
@@ -150,7 +151,6 @@ def main() -> None:
             return "miss" if v is None else f"{v:.2f}"
         rows.append(f"| {bad.name} | {minutes:.2f} | {worst} ({100 * rate:.1f}%) | "
                     f"{show(two)} | {show(seq)} | {ratio:.1f}x | {show(fl)} |")
-    fl_healthy = {h.name: flagger_defaults(h, min(a.runs, 500))[1] for h in HEALTHY}
     geo_two = math.exp(float(np.mean(np.log(seq_vs_two))))
     geo_flag = math.exp(float(np.mean(np.log(seq_vs_flag)))) if seq_vs_flag else math.nan
     text = f"""# Floors: how fast a judge can be and still leave healthy canaries alone

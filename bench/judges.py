@@ -246,6 +246,7 @@ class Sequential:
         warm = ~(self.seconds <= j.tuning.warmup) if j.tuning.warmup > 0 else np.ones(
             len(n.c), dtype=bool)
         warm_lat = self.seconds > j.tuning.warmup * j.tuning.latency_warmup_factor
+        allow = warm & ~warm_lat if j.tuning.warmup_beta > 0 else np.zeros_like(warm)
         err = np.stack([n.c, n.x, n.s, n.y], axis=-1) * warm[:, None]
         rb, pr, counts = errors_paths(j, self.err[0], self.err[1], self.err[2], err[:, None],
                                       live)
@@ -256,9 +257,10 @@ class Sequential:
         ok &= family_log_promote(pr, j.pmix["errors"].log_prior)[:, 0] >= j.log_threshold
         if self.lat_alloc is not None:
             bins = np.stack([np.diff(n.cl, prepend=0.0, axis=-1),
-                             np.diff(n.sl, prepend=0.0, axis=-1)], axis=1) * warm_lat[:, None, None]
+                             np.diff(n.sl, prepend=0.0, axis=-1)], axis=1) \
+                * (warm_lat | allow)[:, None, None]
             rb, pr, counts = latency_paths(j, self.lat[0], self.lat[1], self.lat[2],
-                                           bins[:, None], live)
+                                           bins[:, None], live, allow[:, None])
             self.lat = [rb[..., 0, :], pr[:, :, 0], counts[:, 0]]
             parts.append(self.lat_alloc + family_log_e(rb, j.lat_prior, j.log_epochs)[:, 0])
             ok &= family_log_promote(pr, j.lat_prior)[:, 0] >= j.log_threshold

@@ -20,8 +20,9 @@ evidence on top of log(1/alpha) = 3.9: the share of the budget given to the othe
 (errors keep 70%: 0.36; latency gets 30%: 1.2), the share kept for evidence restarting at
 the 2nd and 3rd stage (0.22 in the first stage), the mixture over effect sizes and, for
 latency, over two shapes (1 to 2.5), the dispersion guard, the per-interval cap (half of
-log(1/alpha)) and the warm-up (15 s; 30 s for latency). bench/results/ledger.md
-(`python -m bench.sweep --ledger`, 2,000 healthy runs per scenario) takes each
+log(1/alpha) for errors, all of it for latency) and the warm-up (15 s; until 30 s latency
+is judged against a null 28% slower). bench/results/ledger.md (before those two changes:
+`python -m bench.sweep --ledger`, 2,000 healthy runs per scenario) takes each
 protection away in turn: all four gone, the geometric mean of the ratios to the oracle
 drops from 3.0x to 2.0x, and `bursty` is rolled back in 20% of runs and `warm-up` in 28%;
 without the cap alone `bursty` goes to 5.9%, without the dispersion guard to 8%, without

@@ -71,11 +71,14 @@ def errors_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, counts: Ar
 
 
 def latency_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, bins: Arr,
-                  data: Arr, live: npt.NDArray[np.bool_]) -> tuple[Arr, Arr, Arr]:
+                  data: Arr, live: npt.NDArray[np.bool_],
+                  warm: npt.NDArray[np.bool_] | None = None) -> tuple[Arr, Arr, Arr]:
     """Latency over T intervals: ``data`` (..., T, 2, B) = canary and stable requests per
     bin; state: rollback (..., E, S, J), promote (..., S, J), running bins (..., 2, B),
     ``live`` (..., E). Returns the paths of the rollback sums (..., E, S, T, J), the
-    promotion sums (..., S, T, J) and the bins (..., T, 2, B)."""
+    promotion sums (..., S, T, J) and the bins (..., T, 2, B). ``warm`` (..., T) marks the
+    intervals of the latency warm-up: they are judged against a null slower by the tilt
+    ``warmup_beta`` (only the alternatives beyond it gain), and never towards promotion."""
     path = ev.paths(bins, data, axis=-3)
     stable = _before(bins[..., 1, :], path[..., 1, :])
     width = stable.shape[-1]
@@ -85,13 +88,24 @@ def latency_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, bins: Arr
     x, n = data[..., 0, :], data[..., 0, :] + data[..., 1, :]
     rho = ev.share_of(np.sum(x, axis=-1), np.sum(data[..., 1, :], axis=-1))
     ready = (seen >= judge.tuning.latency_min_stable)[..., None, None]
-    inc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, cap=judge.cap)
+    inc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, cap=judge.lat_cap)
     if judge.spec.early_promotion:
         pscores = ev.bin_scores(q, tail_from=judge.tuning.promote_tail_from)
         pinc = ev.tilt_increments(x, n, rho, q, pscores, judge.promote_betas,
-                                  null=judge.promote_beta, cap=judge.cap)
+                                  null=judge.promote_beta, cap=judge.lat_cap)
     else:
         pinc = np.zeros_like(inc)
+    if warm is not None and np.any(warm):
+        beta0 = judge.tuning.warmup_beta
+        winc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, null=beta0,
+                                  cap=judge.lat_cap)
+        # an alternative at or below the null is no evidence against it, and only the
+        # shift shape: a whole distribution slower within the allowance is a tail slower
+        # by more than the same tilt, so the tail shape waits for the warm-up's end
+        shift = np.arange(winc.shape[-2])[:, None] == 0
+        winc = np.where((judge.betas > beta0) & shift, winc, 0.0)
+        w = warm[..., None, None]
+        inc, pinc = np.where(w, winc, inc), np.where(w, 0.0, pinc)
     inc, pinc = np.moveaxis(inc * ready, -3, -2), np.moveaxis(pinc * ready, -3, -2)
     return _epochs(rollback, inc, live), ev.paths(promote, pinc), path
 
@@ -136,13 +150,14 @@ def feed(judge: SequentialJudge, state: JudgeState,
                     fam.epochs = min(fam.epochs + 1, len(fam.rollback))
             if state.errors is not None and judge.tuning.refit_per_stage:
                 state.errors.counts[:4] = 0.0  # the canary/stable ratio is fitted anew
-        errors, latency, snaps, notes = [], [], [], []
+        errors, latency, snaps, notes, warms = [], [], [], [], []
         start_latency: tuple[float, ...] | None = None
         j = i
         while j < n and intervals[j].stage == state.stage:
-            e_row, l_row, why = _screen(judge, state, intervals[j])
+            e_row, l_row, why, warm = _screen(judge, state, intervals[j])
             errors.append(e_row)
             latency.append(l_row)
+            warms.append(warm)
             notes.append(why)
             snaps.append(_Snap(state.intervals, state.skipped, state.canary_seconds,
                                state.stage_requests))
@@ -155,7 +170,8 @@ def feed(judge: SequentialJudge, state: JudgeState,
         decision, k = _advance(judge, state, np.array(errors, dtype=np.float64),
                                _bins(np.array(latency, dtype=np.float64).reshape(
                                    len(latency), 2, width)),
-                               np.array([s.stage_requests for s in snaps]))
+                               np.array([s.stage_requests for s in snaps]),
+                               np.array(warms, dtype=bool))
         note = notes[k]
         if decision != "continue":
             snap = snaps[k]
@@ -172,50 +188,57 @@ def feed(judge: SequentialJudge, state: JudgeState,
 
 
 def _screen(judge: SequentialJudge, state: JudgeState,
-            iv: IntervalCounts) -> tuple[list[float], list[list[float]], str]:
-    """The usable counts of one interval (zeros when unusable) and why, if unusable."""
+            iv: IntervalCounts) -> tuple[list[float], list[list[float]], str, bool]:
+    """The usable counts of one interval (zeros when unusable), why, if unusable, and
+    whether its latency is judged against the warm-up's slower null."""
     state.intervals += 1
     width = len(state.bounds) + 1 if state.bounds is not None else 0
     zeros_e, zeros_l = [0.0] * 4, [[0.0] * width, [0.0] * width]
     can, sta = iv.canary, iv.stable
     if can is None or sta is None:
         state.skipped += 1
-        return zeros_e, zeros_l, "; interval skipped: no data for one version"
+        return zeros_e, zeros_l, "; interval skipped: no data for one version", False
     if not (_sane(can) and _sane(sta)):
         state.skipped += 1
         return zeros_e, zeros_l, ("; interval skipped: negative or inconsistent counts"
-                                  " (a counter reset?)")
+                                  " (a counter reset?)"), False
     state.stage_requests += can.requests
     if can.requests > 0 or state.canary_seconds > 0:
         state.canary_seconds += iv.seconds
     warmup = judge.tuning.warmup
     if warmup > 0 and state.canary_seconds <= warmup:
-        return zeros_e, zeros_l, "; canary warming up: interval not judged"
+        return zeros_e, zeros_l, "; canary warming up: interval not judged", False
     row_e = [can.requests, can.errors, sta.requests, sta.errors]
     rows_l = zeros_l
-    if state.canary_seconds <= warmup * judge.tuning.latency_warmup_factor:
+    warm = state.canary_seconds <= warmup * judge.tuning.latency_warmup_factor
+    if warm and judge.tuning.warmup_beta <= 0:
         pass  # latency still warming up: errors only
     elif state.bounds is not None:  # cumulative here; turned into bins, or zeros, by _bins
         rows_l = [[v.latency.get(b, math.nan) for b in state.bounds]
                   + [v.latency.get(INF, v.requests)] for v in (can, sta)]
     note = NO_STABLE if sta.requests <= 0 < can.requests else ""
-    return row_e, rows_l, note
+    return row_e, rows_l, note, warm
 
 
 def _advance(judge: SequentialJudge, state: JudgeState, errors: Arr, latency: Arr,
-             stage_requests: Arr) -> tuple[Decision, int]:
+             stage_requests: Arr, warm: npt.NDArray[np.bool_]) -> tuple[Decision, int]:
     """Run the arithmetic over T screened intervals; leave ``state`` at the decision."""
     t = len(errors)
     parts = [] if state.log_idle is None else [np.full(t, state.log_idle)]
     promote_ok = np.full(t, judge.spec.early_promotion)
     out = []
-    for fam, compute, prior in ((state.errors, errors_paths, judge.mix["errors"].log_prior),
-                                (state.latency, latency_paths, judge.lat_prior)):
+    for fam, prior in ((state.errors, judge.mix["errors"].log_prior),
+                       (state.latency, judge.lat_prior)):
         if fam is None:
             continue
         data = errors if fam is state.errors else latency
         live = np.arange(len(fam.rollback)) < fam.epochs
-        rb, pr, counts = compute(judge, fam.rollback, fam.promote, fam.counts, data, live)
+        if fam is state.errors:
+            rb, pr, counts = errors_paths(judge, fam.rollback, fam.promote, fam.counts,
+                                          data, live)
+        else:
+            rb, pr, counts = latency_paths(judge, fam.rollback, fam.promote, fam.counts,
+                                           data, live, warm)
         parts.append(fam.log_alloc + family_log_e(rb, prior, judge.log_epochs))
         pprior = judge.pmix["errors"].log_prior if fam is state.errors else judge.lat_prior
         promote_ok &= family_log_promote(pr, pprior) >= judge.log_threshold
