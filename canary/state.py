@@ -7,12 +7,71 @@ restarted controller waits only for what is left of a pause.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from canary.model import Command, MetricResult, Outcome, Phase
+
+
+class FailureKind(enum.StrEnum):
+    """Why an attempt stopped going forward; "" while nothing went wrong."""
+
+    NONE = ""
+    ANALYSIS = "analysis"  # a metric crossed its limit
+    GATE = "gate"  # the migration gate failed or was interrupted
+    ABORT = "abort"  # an operator aborted
+    DEADLINE = "deadline"  # a stage or the rollout ran out of time
+    HOOK = "hook"  # a hook failed
+    INTERNAL = "internal"  # an unexpected error in a tick: held for a human
+
+
+class GateStatus(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # a migration not marked idempotent died while running
+
+
+class Skip(enum.StrEnum):
+    """An operator (or the judge's early promotion) promoted past analysis."""
+
+    NONE = ""
+    STAGE = "stage"  # this stage passed: its postStage hooks run, then it advances
+    FULL = "full"  # every remaining stage passed: straight to promotion
+
+
+@dataclass(frozen=True)
+class HookKey:
+    """A hook run's idempotency key, stored as "attempt/point/stage/name[#compensate]".
+
+    A key recorded as done is never run again; the stored string form is what the hook
+    executor, events and states saved by earlier versions carry."""
+
+    attempt: int
+    point: str
+    stage: int  # 1-based; 0 before the first stage
+    name: str
+    compensate: bool = False
+
+    SUFFIX = "#compensate"
+
+    def __str__(self) -> str:
+        return f"{self.attempt}/{self.point}/{self.stage}/{self.name}" + \
+            (self.SUFFIX if self.compensate else "")
+
+    @classmethod
+    def parse(cls, text: str) -> HookKey:
+        attempt, point, stage, name = text.split("/", 3)
+        compensate = name.endswith(cls.SUFFIX)
+        return cls(int(attempt), point, int(stage),
+                   name.removesuffix(cls.SUFFIX) if compensate else name, compensate)
+
+    def compensation(self) -> HookKey:
+        return dataclasses.replace(self, compensate=True)
 
 
 @dataclass(frozen=True)
@@ -38,7 +97,7 @@ class MetricCounts:
 
 @dataclass(frozen=True)
 class GateProgress:
-    status: str = "pending"  # pending | running | succeeded | failed
+    status: GateStatus = GateStatus.PENDING
     attempts: int = 0  # runs of the current step
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -73,14 +132,14 @@ class RolloutState:
     last_results: tuple[MetricResult, ...] = ()
     last_analysis_at: datetime | None = None
     judge_memory: Mapping[str, Any] | None = None
-    hooks_done: Mapping[str, bool] = field(default_factory=dict)  # key -> ok, in run order
-    hook_running: str | None = None
-    skip: str = ""  # "stage" | "full": an operator promoted past analysis
+    hooks_done: Mapping[HookKey, bool] = field(default_factory=dict)  # -> ok, in run order
+    hook_running: HookKey | None = None
+    skip: Skip = Skip.NONE
     promotion_confirmed: bool = False  # an operator overrode a failed confirmPromotion
     attempt_started_at: datetime | None = None
     command: Command | None = None
     reason: str = ""  # why it is rolling back / failed / aborted
-    failure_kind: str = ""  # analysis | gate | abort | router | deadline | hook
+    failure_kind: FailureKind = FailureKind.NONE
     message: str = ""
     actual_weight: int | None = None  # last read from the router
     router_failures: int = 0
@@ -113,8 +172,15 @@ class RolloutState:
         g = dict(kw.get("gate") or {})
         g["started_at"], g["finished_at"] = _time(g.get("started_at")), _time(g.get("finished_at"))
         g["done"] = tuple(g.get("done") or ())
+        g["status"] = GateStatus(g.get("status") or GateStatus.PENDING)
         kw["gate"] = GateProgress(**g)
         kw["counts"] = {k: MetricCounts(**v) for k, v in (kw.get("counts") or {}).items()}
+        kw["failure_kind"] = FailureKind(kw.get("failure_kind") or "")
+        kw["skip"] = Skip(kw.get("skip") or "")
+        kw["hooks_done"] = {HookKey.parse(k): bool(ok)
+                            for k, ok in (kw.get("hooks_done") or {}).items()}
+        running = kw.get("hook_running")
+        kw["hook_running"] = HookKey.parse(running) if running else None
         kw["last_results"] = tuple(MetricResult.from_json(r) for r in kw.get("last_results") or ())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in kw.items() if k in known})
@@ -127,8 +193,10 @@ def _time(value: Any) -> datetime | None:
 def _encode(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
-    if isinstance(value, Phase | Outcome | Command):
+    if isinstance(value, enum.Enum):
         return value.value
+    if isinstance(value, HookKey):
+        return str(value)
     if isinstance(value, MetricResult):
         return value.to_json()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

@@ -40,11 +40,9 @@ from canary.rollout.vocabulary import (
     SetWeights,
     Step,
 )
-from canary.state import GateProgress, MetricCounts, RolloutState
+from canary.state import FailureKind, GateProgress, GateStatus, MetricCounts, RolloutState, Skip
 
-INTERNAL = "internal"  # failure_kind of a hold after an unexpected error in a tick
-
-__all__ = ["INTERNAL", "Action", "Decision", "MetricLimits", "Notify", "Observation", "Plan",
+__all__ = ["Action", "Decision", "MetricLimits", "Notify", "Observation", "Plan",
            "RunGate", "RunHook", "SetWeights", "analysis_due", "decide", "next_wakeup"]
 
 
@@ -100,8 +98,8 @@ def _decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
         handler = _COMMANDS.get((state.phase, command)) or _COMMANDS.get((None, command))
         if handler is not None and _command_applies(state, command):
             step.event("command", f"operator: {command.value}", command=command.value)
-            if state.failure_kind == INTERNAL:  # the operator looked: the hold is over
-                step.set(needs_human=False, failure_kind="")
+            if state.failure_kind is FailureKind.INTERNAL:  # the operator looked: the hold is over
+                step.set(needs_human=False, failure_kind=FailureKind.NONE)
             handler(step, obs, plan)
             return step.done()
         step.event("command-ignored", f"{command.value} does nothing while {state.phase.value}")
@@ -125,7 +123,7 @@ def _deadline_passed(step: Step, plan: Plan) -> bool:
                f"({plan.progress_deadline:g}s)")
     else:
         return False
-    _rollback(step, kind="deadline", reason=f"{why}; it was at: {s.message}",
+    _rollback(step, kind=FailureKind.DEADLINE, reason=f"{why}; it was at: {s.message}",
               notice="rolled-back")
     return True
 
@@ -152,7 +150,7 @@ def _before_traffic(step: Step, plan: Plan) -> None:
     if status == "done":
         _enter_stage(step, 0, plan)
     elif status == "failed":
-        _rollback(step, kind="hook", notice="rolled-back",
+        _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
                   reason=f"preRollout hook {hookflow.failed_hook(step.state, 'preRollout')} failed")
     else:
         step.set(phase=Phase.PENDING)
@@ -168,7 +166,7 @@ def _start_gate(step: Step, plan: Plan) -> None:
     assert name is not None
     attempt = gate.attempts + 1 if gate.step == name else 1
     step.set(phase=Phase.GATING, message=f"migration gate: {name}",
-             gate=GateProgress(status="running", attempts=attempt, started_at=step.now,
+             gate=GateProgress(status=GateStatus.RUNNING, attempts=attempt, started_at=step.now,
                                step=name, done=gate.done))
     step.event("gate-started", f"gate step {name} started (attempt {attempt})", step=name)
     step.actions.append(RunGate(name, attempt))
@@ -186,7 +184,8 @@ def _gating(step: Step, obs: Observation, plan: Plan) -> None:
             _start_gate(step, plan)
         else:
             step.set(phase=Phase.FAILED, needs_human=True, finished_at=step.now,
-                     failure_kind="gate", gate=_gate_done(gate, step.now, "interrupted"),
+                     failure_kind=FailureKind.GATE,
+                     gate=_gate_done(gate, step.now, GateStatus.INTERRUPTED),
                      reason="the migration was interrupted while running and is not marked "
                             "idempotent: check the database by hand, then retry")
             step.set(message=step.state.reason)
@@ -195,7 +194,7 @@ def _gating(step: Step, obs: Observation, plan: Plan) -> None:
         return
     if result.ok:
         done = (*gate.done, gate.step)
-        step.set(gate=GateProgress(status="running", attempts=gate.attempts,
+        step.set(gate=GateProgress(status=GateStatus.RUNNING, attempts=gate.attempts,
                                    started_at=gate.started_at, finished_at=step.now,
                                    message=result.message, step=gate.step, done=done))
         step.event("gate-succeeded", result.message, step=gate.step,
@@ -203,16 +202,18 @@ def _gating(step: Step, obs: Observation, plan: Plan) -> None:
         if _next_gate_step(step.state, plan) is not None:
             _start_gate(step, plan)
         else:
-            step.set(gate=_gate_done(step.state.gate, step.now, "succeeded", result.message))
+            step.set(gate=_gate_done(step.state.gate, step.now, GateStatus.SUCCEEDED,
+                                     result.message))
             _before_traffic(step, plan)
     else:
-        step.set(gate=_gate_done(gate, step.now, "failed", result.message))
+        step.set(gate=_gate_done(gate, step.now, GateStatus.FAILED, result.message))
         step.event("gate-failed", result.message, step=gate.step, output=result.output[-4000:])
-        _rollback(step, kind="gate", reason=f"migration gate ({gate.step}) failed: "
+        _rollback(step, kind=FailureKind.GATE, reason=f"migration gate ({gate.step}) failed: "
                                             f"{result.message}", notice="gate-failed")
 
 
-def _gate_done(gate: GateProgress, now: datetime, status: str, message: str = "") -> GateProgress:
+def _gate_done(gate: GateProgress, now: datetime, status: GateStatus,
+               message: str = "") -> GateProgress:
     return GateProgress(status=status, attempts=gate.attempts, started_at=gate.started_at,
                         finished_at=now, message=message or gate.message, step=gate.step,
                         done=gate.done)
@@ -228,7 +229,7 @@ def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
         if status == "running":
             return
         if status == "failed":
-            _rollback(step, kind="hook", notice="rolled-back",
+            _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
                       reason=f"preStage hook {hookflow.failed_hook(s, 'preStage')} failed at stage "
                              f"{s.stage_index + 1}")
             return
@@ -251,13 +252,13 @@ def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
         return
     s = step.state
     passed = not plan.analysis or s.stage_outcome is Outcome.PASSED
-    if s.skip or (s.pause_until is not None and now >= s.pause_until and passed):
-        if s.skip != "full":
+    if s.skip is not Skip.NONE or (s.pause_until is not None and now >= s.pause_until and passed):
+        if s.skip is not Skip.FULL:
             status = hookflow.hooks(step, plan, "postStage")
             if status == "running":
                 return
             if status == "failed":
-                _rollback(step, kind="hook", notice="rolled-back",
+                _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
                           reason=f"postStage hook {hookflow.failed_hook(s, 'postStage')} failed at "
                                  f"stage {s.stage_index + 1}")
                 return
@@ -304,13 +305,13 @@ def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
                results=[r.to_json() for r in verdict.results])
     if not crossed:
         if verdict.promote_stage and verdict.outcome is Outcome.PASSED:
-            step.set(skip="stage")  # early promotion: the evidence is in, end the stage
+            step.set(skip=Skip.STAGE)  # early promotion: the evidence is in, end the stage
             step.event("early-promotion", "the sequential judge has evidence the canary is "
                                           "no worse: ending the stage early")
         return False
     # Each reason is the metric's own message: name, value, threshold, window, query.
     detail = "; ".join(crossed)
-    _rollback(step, kind="analysis", reason=detail, notice="rolled-back")
+    _rollback(step, kind=FailureKind.ANALYSIS, reason=detail, notice="rolled-back")
     return True
 
 
@@ -329,7 +330,7 @@ def _advance(step: Step, plan: Plan) -> None:
         if status == "failed":
             # A confirmation gate that says no waits for a human, it does not roll back.
             hook = hookflow.failed_hook(step.state, "confirmPromotion")
-            step.set(phase=Phase.PAUSED, paused_remaining=0.0, skip="",
+            step.set(phase=Phase.PAUSED, paused_remaining=0.0, skip=Skip.NONE,
                      message=f"confirmPromotion hook {hook} did not confirm: `canary promote` "
                              "to promote anyway, `canary abort` to roll back")
             step.event("held", step.state.message)
@@ -347,7 +348,7 @@ def _enter_stage(step: Step, index: int, plan: Plan) -> None:
     step.set(phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
              stage_started_at=None, pause_until=None, next_analysis_at=None,
              paused_remaining=None, stage_outcome=None, stage_entered_at=step.now,
-             skip="" if step.state.skip == "stage" else step.state.skip,
+             skip=Skip.NONE if step.state.skip is Skip.STAGE else step.state.skip,
              counts={k: MetricCounts(consecutive_errors=v.consecutive_errors)
                      for k, v in step.state.counts.items()},  # failure limits are per stage
              message=f"shifting {weight}% of traffic to {step.state.version}")
@@ -385,7 +386,7 @@ def _promoting(step: Step, obs: Observation, plan: Plan) -> None:
         if status == "running":
             return
         if status == "failed":
-            _rollback(step, kind="hook", notice="rolled-back",
+            _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
                       reason=f"promote hook {hookflow.failed_hook(s, 'promote')} failed")
             return
         step.set(desired_weight=0, message="promote hooks done: draining the canary")
@@ -415,7 +416,7 @@ def _rolling_back(step: Step, obs: Observation, plan: Plan) -> None:
         undo = hookflow.compensations(step, plan)
         if undo == "running":
             return
-        aborted = s.failure_kind == "abort"
+        aborted = s.failure_kind is FailureKind.ABORT
         human = hooks == "failed" or undo == "failed"
         step.set(phase=Phase.ABORTED if aborted else Phase.FAILED, finished_at=step.now,
                  message=f"{'aborted' if aborted else 'rolled back'}: traffic is on "
@@ -438,7 +439,7 @@ def _terminal(step: Step, obs: Observation, plan: Plan) -> None:
     return None
 
 
-def _rollback(step: Step, *, kind: str, reason: str, notice: str) -> None:
+def _rollback(step: Step, *, kind: FailureKind, reason: str, notice: str) -> None:
     # Route back to stable first, then alert: a slow or dead Slack must never keep users
     # on the broken version (the runner acts in list order).
     step.set(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=kind, reason=reason,
@@ -452,7 +453,7 @@ def _rollback(step: Step, *, kind: str, reason: str, notice: str) -> None:
 
 
 def _cmd_abort(step: Step, obs: Observation, plan: Plan) -> None:
-    _rollback(step, kind="abort", reason="aborted by an operator", notice="aborted")
+    _rollback(step, kind=FailureKind.ABORT, reason="aborted by an operator", notice="aborted")
 
 
 def _cmd_pause(step: Step, obs: Observation, plan: Plan) -> None:
@@ -476,14 +477,14 @@ def _cmd_resume(step: Step, obs: Observation, plan: Plan) -> None:
 def _cmd_promote(step: Step, obs: Observation, plan: Plan) -> None:
     # Promote means "this stage passed": its postStage hooks still run, then it advances.
     last = step.state.stage_index >= len(plan.stages) - 1
-    step.set(phase=Phase.PROGRESSING, skip="stage", paused_remaining=None,
+    step.set(phase=Phase.PROGRESSING, skip=Skip.STAGE, paused_remaining=None,
              promotion_confirmed=step.state.promotion_confirmed or last)
     if step.state.stage_started_at is not None:
         _progressing(step, Observation(now=step.now, weights=obs.weights), plan)
 
 
 def _cmd_promote_full(step: Step, obs: Observation, plan: Plan) -> None:
-    step.set(phase=Phase.PROGRESSING, skip="full", promotion_confirmed=True,
+    step.set(phase=Phase.PROGRESSING, skip=Skip.FULL, promotion_confirmed=True,
              stage_index=len(plan.stages) - 1, paused_remaining=None)
     _advance(step, plan)
 
@@ -494,8 +495,9 @@ def _cmd_retry(step: Step, obs: Observation, plan: Plan) -> None:
     step.set(phase=Phase.PENDING, attempt=s.attempt + 1, stage_index=-1, desired_weight=0,
              stage_started_at=None, pause_until=None, next_analysis_at=None, counts={},
              stage_outcome=None, last_results=(), judge_memory=None, reason="",
-             failure_kind="", needs_human=False, finished_at=None, paused_remaining=None,
-             skip="", promotion_confirmed=False, hook_running=None, stage_entered_at=None,
+             failure_kind=FailureKind.NONE, needs_human=False, finished_at=None,
+             paused_remaining=None,
+             skip=Skip.NONE, promotion_confirmed=False, hook_running=None, stage_entered_at=None,
              attempt_started_at=step.now,
              gate=GateProgress(done=s.gate.done),  # completed gate steps never run again
              message="retry requested")

@@ -43,7 +43,6 @@ from canary.model import (
 from canary.notify.base import Notifier
 from canary.rollout.alerts import AlertDesk, safe_deliver
 from canary.rollout.machine import (
-    INTERNAL,
     Decision,
     Notify,
     Observation,
@@ -57,7 +56,7 @@ from canary.rollout.machine import (
 )
 from canary.rollout.routing import Routing
 from canary.routers.base import Router
-from canary.state import RolloutState
+from canary.state import FailureKind, RolloutState
 from canary.store.base import LeaseOwner, StateStore
 
 log = logging.getLogger("canary.runner")
@@ -76,7 +75,8 @@ class Reporter(Protocol):
 
 
 def _held(state: RolloutState) -> bool:
-    return state.needs_human and state.failure_kind == INTERNAL and not state.phase.terminal
+    return (state.needs_human and state.failure_kind is FailureKind.INTERNAL
+            and not state.phase.terminal)
 
 
 class _SilentReporter:
@@ -198,7 +198,8 @@ class Runner:
                 else latest.desired_weight
             key = f"{latest.id}:{latest.attempt}:internal:{latest.revision}"
             held = latest.replace(
-                phase=Phase.PAUSED, needs_human=True, failure_kind=INTERNAL, updated_at=at,
+                phase=Phase.PAUSED, needs_human=True, failure_kind=FailureKind.INTERNAL,
+                updated_at=at,
                 desired_weight=weight, paused_remaining=None,
                 # the command this tick failed on is consumed; one that landed since is kept
                 command=None if latest.command == state.command else latest.command,
@@ -256,7 +257,7 @@ class Runner:
                      if h.point == action.point and h.name == action.name), None)
         call = None if spec is None else (spec.compensate if action.compensate else spec.call)
         if spec is None or call is None:
-            return HookResult(key=action.key, ok=False,
+            return HookResult(key=str(action.key), ok=False,
                               message=f"hook {action.point}/{action.name} is not in the "
                                       "rollout file any more")
         context = {"rollout": state.name, "service": state.service, "version": state.version,
@@ -267,7 +268,7 @@ class Runner:
         result = run_hook(call, key=f"{state.id}/{action.key}", timeout=spec.timeout,
                           retries=spec.retries, backoff=spec.backoff, context=context,
                           cwd=self.spec.base_dir, sleep=self.clock.sleep)
-        return dataclasses.replace(result, key=action.key)  # the machine's own key
+        return dataclasses.replace(result, key=str(action.key))  # the machine's own key
 
     def _set_weights(self, state: RolloutState, canary: int) -> None:
         try:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from canary.model import Event, GateResult, HookResult, Stage, Verdict, Weights
-from canary.state import RolloutState
+from canary.state import HookKey, RolloutState
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,19 @@ class Notify:
 
 @dataclass(frozen=True)
 class RunHook:
-    key: str  # the idempotency key: attempt/point/stage/name[#compensate]
-    point: str
-    name: str
-    compensate: bool = False
+    key: HookKey  # the idempotency key: which hook, where, and whether it is the undo
+
+    @property
+    def point(self) -> str:
+        return self.key.point
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+    @property
+    def compensate(self) -> bool:
+        return self.key.compensate
 
 
 Action = SetWeights | RunGate | Notify | RunHook

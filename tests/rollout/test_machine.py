@@ -15,7 +15,7 @@ from canary.rollout.machine import (
     decide,
     next_wakeup,
 )
-from canary.state import GateProgress, MetricCounts, RolloutState
+from canary.state import FailureKind, GateProgress, GateStatus, MetricCounts, RolloutState
 from tests.rollout.helpers import at, new_state, obs, plan
 
 
@@ -53,7 +53,7 @@ def test_pending_with_gate_runs_gate_before_any_traffic() -> None:
     (False, Phase.ROLLING_BACK, [0], ["gate-failed"]),
 ])
 def test_gate_result(ok: bool, phase: Phase, asked: list[int], notice: list[str]) -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step="migrate"))
     d = decide(s, obs(1, 0, gate=GateResult(ok=ok, message="m")), plan(gate_steps=("migrate",)))
     assert d.state.phase is phase
@@ -63,7 +63,7 @@ def test_gate_result(ok: bool, phase: Phase, asked: list[int], notice: list[str]
 
 
 def test_completed_gate_is_not_rerun_after_retry() -> None:
-    s = new_state(phase=Phase.PENDING, gate=GateProgress(status="succeeded", attempts=1,
+    s = new_state(phase=Phase.PENDING, gate=GateProgress(status=GateStatus.SUCCEEDED, attempts=1,
                                                          done=("migrate",)))
     d = decide(s, obs(0, 0), plan(gate_steps=("migrate",)))
     assert d.state.phase is Phase.PROGRESSING and not any(isinstance(a, RunGate)
@@ -80,7 +80,7 @@ def test_gate_interrupted_by_a_crash(step: str, idempotent: bool, phase: Phase,
                                      human: bool) -> None:
     steps = ("lint", "migrate", "compat")
     done = steps[:steps.index(step)]
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step=step, done=done))
     d = decide(s, obs(5, 0), plan(gate_steps=steps, gate_idempotent=idempotent))
     assert d.state.phase is phase
@@ -107,7 +107,7 @@ def test_gate_steps_run_in_order_each_once() -> None:
 
 
 def test_failed_compat_check_rejects_before_traffic() -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step="compat", done=("migrate",)))
     d = decide(s, obs(1, 0, gate=GateResult(ok=False, message="old version broke",
                                             step="compat")),
@@ -197,14 +197,14 @@ def test_counting_rules(limits: MetricLimits, outcomes: list[Outcome],
 
 
 def test_rollback_confirmed_ends_failed_and_aborted() -> None:
-    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind="analysis")
+    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=FailureKind.ANALYSIS)
     assert decide(s, obs(1, 0), plan()).state.phase is Phase.FAILED
-    a = s.replace(failure_kind="abort")
+    a = s.replace(failure_kind=FailureKind.ABORT)
     assert decide(a, obs(1, 0), plan()).state.phase is Phase.ABORTED
 
 
 def test_rollback_with_router_down_keeps_trying_then_needs_a_human() -> None:
-    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind="analysis")
+    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=FailureKind.ANALYSIS)
     p = plan(rollback_router_failure_limit=3)
     for i in range(1, 4):
         d = decide(s, obs(i, None), p)
@@ -234,7 +234,7 @@ def test_drift_is_reapplied() -> None:
 def test_abort_from_any_live_phase(phase: Phase) -> None:
     s = in_stage(1, 25).replace(phase=phase, command=Command.ABORT)
     d = decide(s, obs(20, 25), plan())
-    assert d.state.phase is Phase.ROLLING_BACK and d.state.failure_kind == "abort"
+    assert d.state.phase is Phase.ROLLING_BACK and d.state.failure_kind is FailureKind.ABORT
     assert weights_asked(d) == [0] and notices(d) == ["aborted"]
     assert d.state.command is None
 
@@ -256,7 +256,7 @@ def test_promote_skips_the_rest_of_the_stage_and_full_skips_all() -> None:
 
 
 def test_promote_never_skips_the_gate() -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step="migrate"),
                   command=Command.PROMOTE_FULL)
     d = decide(s, obs(1, 0, gate=GateResult(ok=False, message="boom")),
@@ -265,7 +265,8 @@ def test_promote_never_skips_the_gate() -> None:
 
 
 def test_retry_starts_clean_and_ignored_commands_are_recorded() -> None:
-    s = new_state(phase=Phase.FAILED, failure_kind="analysis", reason="bad", stage_index=1,
+    s = new_state(phase=Phase.FAILED, failure_kind=FailureKind.ANALYSIS, reason="bad",
+                  stage_index=1,
                   counts={"error-rate": MetricCounts(failures=3)}, command=Command.RETRY)
     d = decide(s, obs(1, 0), plan())
     assert d.state.phase is Phase.PENDING and d.state.attempt == 2
