@@ -150,9 +150,6 @@ class RolloutState:
     alerts_owed: Mapping[str, str] = field(default_factory=dict)
     revision: int = 0
 
-    def replace(self, **changes: Any) -> RolloutState:
-        return dataclasses.replace(self, **changes)
-
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):

@@ -3,6 +3,7 @@ idempotency key, and undo completed hooks in reverse order (saga compensation)."
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 
 from canary.model import HookResult
@@ -20,7 +21,7 @@ def hook_key(s: RolloutState, point: str, name: str) -> HookKey:
 def record_hook(step: Step, result: HookResult) -> None:
     done = dict(step.state.hooks_done)
     done[HookKey.parse(result.key)] = result.ok
-    step.set(hooks_done=done, hook_running=None)
+    step.state = replace(step.state, hooks_done=done, hook_running=None)
     kind = "hook-succeeded" if result.ok else "hook-failed"
     step.event(kind, result.message, key=result.key, attempts=result.attempts,
                output=result.output[-4000:])
@@ -45,9 +46,10 @@ def hooks(step: Step, plan: Plan, point: str, *, stop_on_failure: bool = True) -
 
 
 def run_hook(step: Step, action: RunHook) -> None:
-    step.set(hook_running=action.key,
-             message=f"running {action.point} hook {action.name}"
-                     + (" (compensation)" if action.compensate else ""))
+    step.state = replace(
+        step.state, hook_running=action.key,
+        message=f"running {action.point} hook {action.name}"
+                + (" (compensation)" if action.compensate else ""))
     step.event("hook-started", step.state.message, key=str(action.key))
     step.actions.append(action)
 

@@ -19,6 +19,7 @@ and is re-run with the same key if the controller died while it ran.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from canary.model import (
@@ -40,7 +41,14 @@ from canary.rollout.vocabulary import (
     SetWeights,
     Step,
 )
-from canary.state import FailureKind, GateProgress, GateStatus, MetricCounts, RolloutState, Skip
+from canary.state import (
+    FailureKind,
+    GateProgress,
+    GateStatus,
+    MetricCounts,
+    RolloutState,
+    Skip,
+)
 
 __all__ = ["Action", "Decision", "MetricLimits", "Notify", "Observation", "Plan",
            "RunGate", "RunHook", "SetWeights", "analysis_due", "decide", "next_wakeup"]
@@ -85,21 +93,21 @@ def decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
 
 
 def _decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
-    step = Step(state.replace(updated_at=obs.now), obs.now)
+    step = Step(replace(state, updated_at=obs.now), obs.now)
     if obs.weights is not None:
-        step.set(actual_weight=obs.weights.canary, router_failures=0)
+        step.state = replace(step.state, actual_weight=obs.weights.canary, router_failures=0)
     elif not state.phase.terminal and state.phase is not Phase.PENDING:
-        step.set(router_failures=state.router_failures + 1)
+        step.state = replace(step.state, router_failures=state.router_failures + 1)
     if obs.hook is not None:
         hookflow.record_hook(step, obs.hook)
     command = state.command
     if command is not None:
-        step.set(command=None)
+        step.state = replace(step.state, command=None)
         handler = _COMMANDS.get((state.phase, command)) or _COMMANDS.get((None, command))
         if handler is not None and _command_applies(state, command):
             step.event("command", f"operator: {command.value}", command=command.value)
             if state.failure_kind is FailureKind.INTERNAL:  # the operator looked: the hold is over
-                step.set(needs_human=False, failure_kind=FailureKind.NONE)
+                step.state = replace(step.state, needs_human=False, failure_kind=FailureKind.NONE)
             handler(step, obs, plan)
             return step.done()
         step.event("command-ignored", f"{command.value} does nothing while {state.phase.value}")
@@ -137,7 +145,7 @@ def _command_applies(state: RolloutState, command: Command) -> bool:
 
 def _pending(step: Step, obs: Observation, plan: Plan) -> None:
     if step.state.attempt_started_at is None:
-        step.set(attempt_started_at=step.now)
+        step.state = replace(step.state, attempt_started_at=step.now)
     if _next_gate_step(step.state, plan) is not None:
         _start_gate(step, plan)
     else:
@@ -153,7 +161,7 @@ def _before_traffic(step: Step, plan: Plan) -> None:
         _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
                   reason=f"preRollout hook {hookflow.failed_hook(step.state, 'preRollout')} failed")
     else:
-        step.set(phase=Phase.PENDING)
+        step.state = replace(step.state, phase=Phase.PENDING)
 
 
 def _next_gate_step(state: RolloutState, plan: Plan) -> str | None:
@@ -165,9 +173,10 @@ def _start_gate(step: Step, plan: Plan) -> None:
     name = _next_gate_step(step.state, plan)
     assert name is not None
     attempt = gate.attempts + 1 if gate.step == name else 1
-    step.set(phase=Phase.GATING, message=f"migration gate: {name}",
-             gate=GateProgress(status=GateStatus.RUNNING, attempts=attempt, started_at=step.now,
-                               step=name, done=gate.done))
+    step.state = replace(
+        step.state, phase=Phase.GATING, message=f"migration gate: {name}",
+        gate=GateProgress(status=GateStatus.RUNNING, attempts=attempt, started_at=step.now,
+                          step=name, done=gate.done))
     step.event("gate-started", f"gate step {name} started (attempt {attempt})", step=name)
     step.actions.append(RunGate(name, attempt))
 
@@ -183,30 +192,34 @@ def _gating(step: Step, obs: Observation, plan: Plan) -> None:
                                        "again")
             _start_gate(step, plan)
         else:
-            step.set(phase=Phase.FAILED, needs_human=True, finished_at=step.now,
-                     failure_kind=FailureKind.GATE,
-                     gate=_gate_done(gate, step.now, GateStatus.INTERRUPTED),
-                     reason="the migration was interrupted while running and is not marked "
-                            "idempotent: check the database by hand, then retry")
-            step.set(message=step.state.reason)
+            step.state = replace(
+                step.state, phase=Phase.FAILED, needs_human=True, finished_at=step.now,
+                failure_kind=FailureKind.GATE,
+                gate=_gate_done(gate, step.now, GateStatus.INTERRUPTED),
+                reason="the migration was interrupted while running and is not marked "
+                       "idempotent: check the database by hand, then retry")
+            step.state = replace(step.state, message=step.state.reason)
             step.event("needs-human", step.state.reason)
             step.notify("needs-human")
         return
     if result.ok:
         done = (*gate.done, gate.step)
-        step.set(gate=GateProgress(status=GateStatus.RUNNING, attempts=gate.attempts,
-                                   started_at=gate.started_at, finished_at=step.now,
-                                   message=result.message, step=gate.step, done=done))
+        step.state = replace(
+            step.state, gate=GateProgress(status=GateStatus.RUNNING, attempts=gate.attempts,
+                              started_at=gate.started_at, finished_at=step.now,
+                              message=result.message, step=gate.step, done=done))
         step.event("gate-succeeded", result.message, step=gate.step,
                    output=result.output[-4000:])
         if _next_gate_step(step.state, plan) is not None:
             _start_gate(step, plan)
         else:
-            step.set(gate=_gate_done(step.state.gate, step.now, GateStatus.SUCCEEDED,
-                                     result.message))
+            step.state = replace(
+                step.state, gate=_gate_done(step.state.gate, step.now, GateStatus.SUCCEEDED,
+                                result.message))
             _before_traffic(step, plan)
     else:
-        step.set(gate=_gate_done(gate, step.now, GateStatus.FAILED, result.message))
+        step.state = replace(
+            step.state, gate=_gate_done(gate, step.now, GateStatus.FAILED, result.message))
         step.event("gate-failed", result.message, step=gate.step, output=result.output[-4000:])
         _rollback(step, kind=FailureKind.GATE, reason=f"migration gate ({gate.step}) failed: "
                                             f"{result.message}", notice="gate-failed")
@@ -239,10 +252,11 @@ def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
     now = step.now
     stage = plan.stages[s.stage_index]
     if s.stage_started_at is None:
-        step.set(stage_started_at=now, pause_until=now + timedelta(seconds=stage.pause),
-                 next_analysis_at=now + timedelta(seconds=plan.interval),
-                 message=f"stage {s.stage_index + 1}/{len(plan.stages)}: {stage.weight}% "
-                         "on the canary")
+        step.state = replace(
+            step.state, stage_started_at=now, pause_until=now + timedelta(seconds=stage.pause),
+            next_analysis_at=now + timedelta(seconds=plan.interval),
+            message=f"stage {s.stage_index + 1}/{len(plan.stages)}: {stage.weight}% "
+                    "on the canary")
         step.event("stage-reached", f"{stage.weight}% of traffic on {s.version}",
                    stage=s.stage_index + 1, weight=stage.weight)
         if plan.notify_stages:
@@ -264,9 +278,10 @@ def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
                 return
         _advance(step, plan)
     elif s.pause_until is not None and now >= s.pause_until and _held_too_long(s, plan):
-        step.set(phase=Phase.PAUSED, paused_remaining=0.0,
-                 message="held: analysis stayed inconclusive past its limit; "
-                         "promote, resume or abort")
+        step.state = replace(
+            step.state, phase=Phase.PAUSED, paused_remaining=0.0,
+            message="held: analysis stayed inconclusive past its limit; "
+                    "promote, resume or abort")
         step.event("held", step.state.message)
         step.notify("held")
 
@@ -298,14 +313,16 @@ def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
         elif c.consecutive_errors >= lim.consecutive_error_limit:
             crossed.append(f"{r.message} [could not be measured {c.consecutive_errors} times "
                            "in a row]")
-    step.set(counts=counts, stage_outcome=verdict.outcome, last_results=verdict.results,
-             last_analysis_at=verdict.at, judge_memory=verdict.memory or s.judge_memory,
-             next_analysis_at=step.now + timedelta(seconds=plan.interval))
+    step.state = replace(
+        step.state, counts=counts, stage_outcome=verdict.outcome, last_results=verdict.results,
+        last_analysis_at=verdict.at, judge_memory=verdict.memory or s.judge_memory,
+        next_analysis_at=step.now + timedelta(seconds=plan.interval))
     step.event("analysis", f"analysis {verdict.outcome.value}", outcome=verdict.outcome.value,
                results=[r.to_json() for r in verdict.results])
     if not crossed:
         if verdict.promote_stage and verdict.outcome is Outcome.PASSED:
-            step.set(skip=Skip.STAGE)  # early promotion: the evidence is in, end the stage
+            step.state = replace(
+                step.state, skip=Skip.STAGE)  # early promotion: the evidence is in, end the stage
             step.event("early-promotion", "the sequential judge has evidence the canary is "
                                           "no worse: ending the stage early")
         return False
@@ -330,14 +347,15 @@ def _advance(step: Step, plan: Plan) -> None:
         if status == "failed":
             # A confirmation gate that says no waits for a human, it does not roll back.
             hook = hookflow.failed_hook(step.state, "confirmPromotion")
-            step.set(phase=Phase.PAUSED, paused_remaining=0.0, skip=Skip.NONE,
-                     message=f"confirmPromotion hook {hook} did not confirm: `canary promote` "
-                             "to promote anyway, `canary abort` to roll back")
+            step.state = replace(
+                step.state, phase=Phase.PAUSED, paused_remaining=0.0, skip=Skip.NONE,
+                message=f"confirmPromotion hook {hook} did not confirm: `canary promote` "
+                        "to promote anyway, `canary abort` to roll back")
             step.event("held", step.state.message)
             step.notify("held")
             return
     already = step.state.desired_weight == 100
-    step.set(phase=Phase.PROMOTING, desired_weight=100, message="promoting")
+    step.state = replace(step.state, phase=Phase.PROMOTING, desired_weight=100, message="promoting")
     step.event("promoting", "all stages passed: promoting")
     if not already:
         step.actions.append(SetWeights(100))
@@ -345,13 +363,14 @@ def _advance(step: Step, plan: Plan) -> None:
 
 def _enter_stage(step: Step, index: int, plan: Plan) -> None:
     weight = plan.stages[index].weight
-    step.set(phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
-             stage_started_at=None, pause_until=None, next_analysis_at=None,
-             paused_remaining=None, stage_outcome=None, stage_entered_at=step.now,
-             skip=Skip.NONE if step.state.skip is Skip.STAGE else step.state.skip,
-             counts={k: MetricCounts(consecutive_errors=v.consecutive_errors)
-                     for k, v in step.state.counts.items()},  # failure limits are per stage
-             message=f"shifting {weight}% of traffic to {step.state.version}")
+    step.state = replace(
+        step.state, phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
+        stage_started_at=None, pause_until=None, next_analysis_at=None,
+        paused_remaining=None, stage_outcome=None, stage_entered_at=step.now,
+        skip=Skip.NONE if step.state.skip is Skip.STAGE else step.state.skip,
+        counts={k: MetricCounts(consecutive_errors=v.consecutive_errors)
+                for k, v in step.state.counts.items()},  # failure limits are per stage
+        message=f"shifting {weight}% of traffic to {step.state.version}")
     step.event("stage-started", f"stage {index + 1}/{len(plan.stages)}: setting {weight}%",
                stage=index + 1, weight=weight)
     if plan.hooks.get("preStage"):
@@ -389,7 +408,8 @@ def _promoting(step: Step, obs: Observation, plan: Plan) -> None:
             _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
                       reason=f"promote hook {hookflow.failed_hook(s, 'promote')} failed")
             return
-        step.set(desired_weight=0, message="promote hooks done: draining the canary")
+        step.state = replace(
+            step.state, desired_weight=0, message="promote hooks done: draining the canary")
     if obs.weights is None or obs.weights.canary != step.state.desired_weight:
         _apply_weight(step, obs)
         return
@@ -399,8 +419,9 @@ def _promoting(step: Step, obs: Observation, plan: Plan) -> None:
     note = ""
     if post == "failed":
         note = f" (postRollout hook {hookflow.failed_hook(s, 'postRollout')} failed)"
-    step.set(phase=Phase.SUCCEEDED, finished_at=step.now,
-             message=f"promoted {s.version}{note}")
+    step.state = replace(
+        step.state, phase=Phase.SUCCEEDED, finished_at=step.now,
+        message=f"promoted {s.version}{note}")
     step.event("promoted", f"{s.version} promoted{note}")
     step.notify("promoted")
 
@@ -418,18 +439,21 @@ def _rolling_back(step: Step, obs: Observation, plan: Plan) -> None:
             return
         aborted = s.failure_kind is FailureKind.ABORT
         human = hooks == "failed" or undo == "failed"
-        step.set(phase=Phase.ABORTED if aborted else Phase.FAILED, finished_at=step.now,
-                 message=f"{'aborted' if aborted else 'rolled back'}: traffic is on "
-                         f"{s.stable_version or 'stable'}")
+        step.state = replace(
+            step.state, phase=Phase.ABORTED if aborted else Phase.FAILED, finished_at=step.now,
+            message=f"{'aborted' if aborted else 'rolled back'}: traffic is on "
+                    f"{s.stable_version or 'stable'}")
         step.event("rolled-back", "router confirms 100% on stable", reason=s.reason)
         if human:
-            step.set(needs_human=True, message=step.state.message + "; a rollback hook or "
-                     "compensation failed: a human must check")
+            step.state = replace(
+                step.state, needs_human=True, message=step.state.message + "; a rollback hook or "
+                "compensation failed: a human must check")
             step.event("needs-human", step.state.message)
             step.notify("needs-human")
         return
     if s.router_failures >= plan.rollback_router_failure_limit and not s.needs_human:
-        step.set(needs_human=True, message=f"cannot roll back: {obs.router_error}")
+        step.state = replace(
+            step.state, needs_human=True, message=f"cannot roll back: {obs.router_error}")
         step.event("needs-human", f"router unreachable during rollback: {obs.router_error}")
         step.notify("needs-human")
     step.actions.append(SetWeights(0))
@@ -442,8 +466,9 @@ def _terminal(step: Step, obs: Observation, plan: Plan) -> None:
 def _rollback(step: Step, *, kind: FailureKind, reason: str, notice: str) -> None:
     # Route back to stable first, then alert: a slow or dead Slack must never keep users
     # on the broken version (the runner acts in list order).
-    step.set(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=kind, reason=reason,
-             message=f"rolling back: {reason}")
+    step.state = replace(
+        step.state, phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=kind, reason=reason,
+        message=f"rolling back: {reason}")
     step.event("rolling-back", reason, failure=kind)
     step.actions.append(SetWeights(0))
     step.notify(notice)
@@ -459,7 +484,8 @@ def _cmd_abort(step: Step, obs: Observation, plan: Plan) -> None:
 def _cmd_pause(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
     left = max(0.0, (s.pause_until - step.now).total_seconds()) if s.pause_until else None
-    step.set(phase=Phase.PAUSED, paused_remaining=left, message="paused by an operator")
+    step.state = replace(
+        step.state, phase=Phase.PAUSED, paused_remaining=left, message="paused by an operator")
 
 
 def _cmd_resume(step: Step, obs: Observation, plan: Plan) -> None:
@@ -469,38 +495,42 @@ def _cmd_resume(step: Step, obs: Observation, plan: Plan) -> None:
     until = s.pause_until
     if s.paused_remaining is not None and s.stage_started_at is not None:
         until = step.now + timedelta(seconds=s.paused_remaining)
-    step.set(phase=Phase.PROGRESSING, pause_until=until, paused_remaining=None,
-             next_analysis_at=step.now, counts={}, stage_outcome=None,
-             message="resumed by an operator")
+    step.state = replace(
+        step.state, phase=Phase.PROGRESSING, pause_until=until, paused_remaining=None,
+        next_analysis_at=step.now, counts={}, stage_outcome=None,
+        message="resumed by an operator")
 
 
 def _cmd_promote(step: Step, obs: Observation, plan: Plan) -> None:
     # Promote means "this stage passed": its postStage hooks still run, then it advances.
     last = step.state.stage_index >= len(plan.stages) - 1
-    step.set(phase=Phase.PROGRESSING, skip=Skip.STAGE, paused_remaining=None,
-             promotion_confirmed=step.state.promotion_confirmed or last)
+    step.state = replace(
+        step.state, phase=Phase.PROGRESSING, skip=Skip.STAGE, paused_remaining=None,
+        promotion_confirmed=step.state.promotion_confirmed or last)
     if step.state.stage_started_at is not None:
         _progressing(step, Observation(now=step.now, weights=obs.weights), plan)
 
 
 def _cmd_promote_full(step: Step, obs: Observation, plan: Plan) -> None:
-    step.set(phase=Phase.PROGRESSING, skip=Skip.FULL, promotion_confirmed=True,
-             stage_index=len(plan.stages) - 1, paused_remaining=None)
+    step.state = replace(
+        step.state, phase=Phase.PROGRESSING, skip=Skip.FULL, promotion_confirmed=True,
+        stage_index=len(plan.stages) - 1, paused_remaining=None)
     _advance(step, plan)
 
 
 def _cmd_retry(step: Step, obs: Observation, plan: Plan) -> None:
     # A retried rollout starts clean: stale analysis must not re-abort it.
     s = step.state
-    step.set(phase=Phase.PENDING, attempt=s.attempt + 1, stage_index=-1, desired_weight=0,
-             stage_started_at=None, pause_until=None, next_analysis_at=None, counts={},
-             stage_outcome=None, last_results=(), judge_memory=None, reason="",
-             failure_kind=FailureKind.NONE, needs_human=False, finished_at=None,
-             paused_remaining=None,
-             skip=Skip.NONE, promotion_confirmed=False, hook_running=None, stage_entered_at=None,
-             attempt_started_at=step.now,
-             gate=GateProgress(done=s.gate.done),  # completed gate steps never run again
-             message="retry requested")
+    step.state = replace(
+        step.state, phase=Phase.PENDING, attempt=s.attempt + 1, stage_index=-1, desired_weight=0,
+        stage_started_at=None, pause_until=None, next_analysis_at=None, counts={},
+        stage_outcome=None, last_results=(), judge_memory=None, reason="",
+        failure_kind=FailureKind.NONE, needs_human=False, finished_at=None,
+        paused_remaining=None,
+        skip=Skip.NONE, promotion_confirmed=False, hook_running=None, stage_entered_at=None,
+        attempt_started_at=step.now,
+        gate=GateProgress(done=s.gate.done),  # completed gate steps never run again
+        message="retry requested")
 
 
 Handler = Callable[[Step, Observation, Plan], None]

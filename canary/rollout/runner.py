@@ -197,7 +197,8 @@ class Runner:
             weight = latest.actual_weight if latest.actual_weight is not None \
                 else latest.desired_weight
             key = f"{latest.id}:{latest.attempt}:internal:{latest.revision}"
-            held = latest.replace(
+            held = dataclasses.replace(
+                latest,
                 phase=Phase.PAUSED, needs_human=True, failure_kind=FailureKind.INTERNAL,
                 updated_at=at,
                 desired_weight=weight, paused_remaining=None,

@@ -18,6 +18,7 @@ never leave this module.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable, Sequence
@@ -229,7 +230,7 @@ class PostgresStore:
     # -- rollouts and events ---------------------------------------------------------------
 
     def create(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=1)
+        new = dataclasses.replace(state, revision=1)
 
         def work(cur: Cursor) -> None:
             cur.execute("INSERT INTO rollouts (id, name, active, revision, phase, state, "
@@ -251,7 +252,7 @@ class PostgresStore:
         return decode_state(row[0], where=f"state store {self._db.where}")
 
     def save(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=state.revision + 1)
+        new = dataclasses.replace(state, revision=state.revision + 1)
 
         def work(cur: Cursor) -> None:
             # Under READ COMMITTED a concurrent save of the same row waits for ours, then

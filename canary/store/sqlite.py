@@ -12,6 +12,7 @@ a looser file, or a looser default ``.canary/`` directory, is tightened with a w
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -182,7 +183,7 @@ class SQLiteStore:
             db.execute("COMMIT")
 
     def create(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=1)
+        new = dataclasses.replace(state, revision=1)
         try:
             with self._tx() as db:
                 db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -204,7 +205,7 @@ class SQLiteStore:
         return self._state(row[0])
 
     def save(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=state.revision + 1)
+        new = dataclasses.replace(state, revision=state.revision + 1)
         try:
             with self._tx() as db:
                 cur = db.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -34,7 +35,7 @@ def test_version() -> None:
 def test_list_one_line_per_rollout(db: tuple[str, SQLiteStore]) -> None:
     url, store = db
     old = store.create(rollout("checkout", version="2.0.0", age=7200))
-    store.save(old.replace(phase=Phase.SUCCEEDED, stage_index=3, desired_weight=100,
+    store.save(dataclasses.replace(old, phase=Phase.SUCCEEDED, stage_index=3, desired_weight=100,
                            actual_weight=100))
     store.create(rollout("checkout", version="3.0.0", age=90, phase=Phase.PROGRESSING,
                          stable_version="2.0.0", stage_index=1, desired_weight=25,

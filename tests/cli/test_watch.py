@@ -7,6 +7,7 @@ must print each move and exit with the outcome's code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -55,10 +56,11 @@ def test_watch_follows_until_the_end(db: tuple[str, SQLiteStore], last: dict[str
             proc.stdout.readline()
         time.sleep(0.5)
         assert proc.poll() is None
-        state = store.save(state.replace(stage_index=1, desired_weight=50, message="at 50%"))
+        state = store.save(dataclasses.replace(state, stage_index=1, desired_weight=50,
+                                               message="at 50%"))
         time.sleep(0.5)
         assert proc.poll() is None
-        store.save(state.replace(**last))
+        store.save(dataclasses.replace(state, **last))
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
@@ -112,9 +114,9 @@ def test_watch_sees_a_retry_start_over(db: tuple[str, SQLiteStore]) -> None:
     proc = watcher(url, "--timeout", "30s")
     try:
         assert proc.stdout is not None and "progressing" in proc.stdout.readline()
-        state = store.save(state.replace(attempt=2, stage_index=0, message="retry"))
+        state = store.save(dataclasses.replace(state, attempt=2, stage_index=0, message="retry"))
         wait_until(lambda: proc.poll() is None, timeout=5, what="the watcher to run")
-        store.save(state.replace(phase=Phase.SUCCEEDED, desired_weight=100))
+        store.save(dataclasses.replace(state, phase=Phase.SUCCEEDED, desired_weight=100))
         out, _ = proc.communicate(timeout=20)
     finally:
         proc.kill()

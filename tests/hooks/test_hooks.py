@@ -3,6 +3,7 @@ idempotency keys across restarts, deadlines. Hooks are real processes writing to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -155,7 +156,7 @@ def test_confirm_promotion_failure_waits_for_an_operator(tmp_path: Path) -> None
     held = r.run(timeout=120)
     assert held.phase is Phase.PAUSED and "confirmPromotion" in held.message
     assert exit_code(held) == 5 and [n.event for n in note.sent] == ["held"]
-    r.store.save(held.replace(command=Command.PROMOTE))
+    r.store.save(dataclasses.replace(held, command=Command.PROMOTE))
     final = r.run()
     assert final.phase is Phase.SUCCEEDED
     assert ran(log) == ["confirmPromotion:qa-signoff"]  # not asked again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from canary.model import Command, GateResult, Outcome, Phase
@@ -185,7 +187,7 @@ def test_failed_analysis_rolls_back_first_then_alerts() -> None:
 def test_counting_rules(limits: MetricLimits, outcomes: list[Outcome],
                         rolled_back_at: int | None) -> None:
     s, p = in_stage(0, 5, started=0), plan(limits={"error-rate": limits})
-    s = s.replace(pause_until=at(10_000))
+    s = dataclasses.replace(s, pause_until=at(10_000))
     seen = None
     for i, o in enumerate(outcomes, start=1):
         d = decide(s, obs(10 * i, 5, outcome=o, dry_run=limits.dry_run), p)
@@ -199,7 +201,7 @@ def test_counting_rules(limits: MetricLimits, outcomes: list[Outcome],
 def test_rollback_confirmed_ends_failed_and_aborted() -> None:
     s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=FailureKind.ANALYSIS)
     assert decide(s, obs(1, 0), plan()).state.phase is Phase.FAILED
-    a = s.replace(failure_kind=FailureKind.ABORT)
+    a = dataclasses.replace(s, failure_kind=FailureKind.ABORT)
     assert decide(a, obs(1, 0), plan()).state.phase is Phase.ABORTED
 
 
@@ -232,7 +234,7 @@ def test_drift_is_reapplied() -> None:
 @pytest.mark.parametrize("phase", [Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED,
                                    Phase.PROMOTING])
 def test_abort_from_any_live_phase(phase: Phase) -> None:
-    s = in_stage(1, 25).replace(phase=phase, command=Command.ABORT)
+    s = dataclasses.replace(in_stage(1, 25), phase=phase, command=Command.ABORT)
     d = decide(s, obs(20, 25), plan())
     assert d.state.phase is Phase.ROLLING_BACK and d.state.failure_kind is FailureKind.ABORT
     assert weights_asked(d) == [0] and notices(d) == ["aborted"]
@@ -240,17 +242,17 @@ def test_abort_from_any_live_phase(phase: Phase) -> None:
 
 
 def test_pause_keeps_remaining_time_and_resume_restores_it() -> None:
-    s = in_stage(0, 5, started=0).replace(command=Command.PAUSE)
+    s = dataclasses.replace(in_stage(0, 5, started=0), command=Command.PAUSE)
     paused = decide(s, obs(20, 5), plan()).state
     assert paused.phase is Phase.PAUSED and paused.paused_remaining == 40
-    resumed = decide(paused.replace(command=Command.RESUME), obs(500, 5), plan()).state
+    resumed = decide(dataclasses.replace(paused, command=Command.RESUME), obs(500, 5), plan()).state
     assert resumed.phase is Phase.PROGRESSING and resumed.pause_until == at(540)
 
 
 def test_promote_skips_the_rest_of_the_stage_and_full_skips_all() -> None:
-    s = in_stage(0, 5).replace(command=Command.PROMOTE)
+    s = dataclasses.replace(in_stage(0, 5), command=Command.PROMOTE)
     assert decide(s, obs(5, 5), plan()).state.desired_weight == 25
-    f = in_stage(0, 5).replace(command=Command.PROMOTE_FULL)
+    f = dataclasses.replace(in_stage(0, 5), command=Command.PROMOTE_FULL)
     d = decide(f, obs(5, 5), plan())
     assert d.state.phase is Phase.PROMOTING and weights_asked(d) == [100]
 
@@ -282,7 +284,8 @@ def test_notification_keys_are_stable_per_event_and_attempt() -> None:
     k1 = decide(s, obs(10, 5, outcome=Outcome.FAILED), plan()).actions[1]
     k2 = decide(s, obs(11, 5, outcome=Outcome.FAILED), plan()).actions[1]
     assert k1 == k2
-    k3 = decide(s.replace(attempt=2), obs(10, 5, outcome=Outcome.FAILED), plan()).actions[1]
+    k3 = decide(dataclasses.replace(s, attempt=2), obs(10, 5, outcome=Outcome.FAILED),
+                plan()).actions[1]
     assert k3 != k1
 
 
@@ -298,4 +301,4 @@ def test_analysis_due_and_wakeup() -> None:
     assert not analysis_due(s, at(9)) and analysis_due(s, at(10))
     assert next_wakeup(s, at(5), poll=1.0) == 1.0
     assert next_wakeup(s, at(9.5), poll=1.0) == pytest.approx(0.5)
-    assert not analysis_due(s.replace(phase=Phase.PAUSED), at(20))
+    assert not analysis_due(dataclasses.replace(s, phase=Phase.PAUSED), at(20))

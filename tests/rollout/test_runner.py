@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 
@@ -153,7 +154,7 @@ def test_router_down_during_rollback_exits_needing_a_human(store: SQLiteStore) -
     # the stage can never be confirmed: abort it by hand
     r.tick()
     s = store.get("checkout")
-    store.save(s.replace(command=Command.ABORT))
+    store.save(dataclasses.replace(s, command=Command.ABORT))
     final = r.run()
     assert final.phase is Phase.ROLLING_BACK and final.needs_human
     assert exit_code(final) == 4

@@ -4,6 +4,7 @@ phase changes in TRANSITIONS, and reaches every one of them."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import timedelta
 
@@ -69,7 +70,7 @@ def test_a_random_walk_stays_inside_the_table_and_covers_it(seed: int) -> None:
         now_s = 0.0
         for _ in range(200):  # ticks
             if rng.random() < 0.08:
-                state = state.replace(command=rng.choice(list(Command)))
+                state = dataclasses.replace(state, command=rng.choice(list(Command)))
             now_s += rng.choice((1.0, 5.0, 30.0))
             decision = decide(state, observe(rng, state, now_s), p)  # raises outside it
             change = (state.phase, decision.state.phase)
