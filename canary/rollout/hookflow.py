@@ -19,9 +19,10 @@ def hook_key(s: RolloutState, point: str, name: str) -> HookKey:
 
 
 def record_hook(step: Step, result: HookResult) -> None:
-    done = dict(step.state.hooks_done)
+    s = step.state
+    done = dict(s.hooks_done)
     done[HookKey.parse(result.key)] = result.ok
-    step.state = replace(step.state, hooks_done=done, hook_running=None)
+    step.state = replace(s, hooks_done=done, run=replace(s.run, hook_running=None))
     kind = "hook-succeeded" if result.ok else "hook-failed"
     step.event(kind, result.message, key=result.key, attempts=result.attempts,
                output=result.output[-4000:])
@@ -46,8 +47,9 @@ def hooks(step: Step, plan: Plan, point: str, *, stop_on_failure: bool = True) -
 
 
 def run_hook(step: Step, action: RunHook) -> None:
+    s = step.state
     step.state = replace(
-        step.state, hook_running=action.key,
+        s, run=replace(s.run, hook_running=action.key),
         message=f"running {action.point} hook {action.name}"
                 + (" (compensation)" if action.compensate else ""))
     step.event("hook-started", step.state.message, key=str(action.key))

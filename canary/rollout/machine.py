@@ -42,12 +42,14 @@ from canary.rollout.vocabulary import (
     Step,
 )
 from canary.state import (
+    AttemptProgress,
     FailureKind,
     GateProgress,
     GateStatus,
     MetricCounts,
     RolloutState,
     Skip,
+    StageProgress,
 )
 
 __all__ = ["Action", "Decision", "MetricLimits", "Notify", "Observation", "Plan",
@@ -106,8 +108,10 @@ def _decide(state: RolloutState, obs: Observation, plan: Plan) -> Decision:
         handler = _COMMANDS.get((state.phase, command)) or _COMMANDS.get((None, command))
         if handler is not None and _command_applies(state, command):
             step.event("command", f"operator: {command.value}", command=command.value)
-            if state.failure_kind is FailureKind.INTERNAL:  # the operator looked: the hold is over
-                step.state = replace(step.state, needs_human=False, failure_kind=FailureKind.NONE)
+            if state.run.failure_kind is FailureKind.INTERNAL:  # the operator looked
+                s = step.state
+                step.state = replace(s, run=replace(s.run, needs_human=False,
+                                                    failure_kind=FailureKind.NONE))
             handler(step, obs, plan)
             return step.done()
         step.event("command-ignored", f"{command.value} does nothing while {state.phase.value}")
@@ -121,12 +125,13 @@ def _deadline_passed(step: Step, plan: Plan) -> bool:
     s = step.state
     if s.phase not in (Phase.GATING, Phase.PROGRESSING, Phase.PROMOTING):
         return False
-    started = s.attempt_started_at or s.created_at
+    started = s.run.started_at or s.created_at
+    entered = s.stage.entered_at
     if plan.deadline is not None and (step.now - started).total_seconds() > plan.deadline:
         why = f"the rollout did not finish within its deadline ({plan.deadline:g}s)"
     elif (plan.progress_deadline is not None and s.phase is Phase.PROGRESSING
-          and s.stage_entered_at is not None
-          and (step.now - s.stage_entered_at).total_seconds() > plan.progress_deadline):
+          and entered is not None
+          and (step.now - entered).total_seconds() > plan.progress_deadline):
         why = (f"stage {s.stage_index + 1} did not complete within its progressDeadline "
                f"({plan.progress_deadline:g}s)")
     else:
@@ -144,8 +149,9 @@ def _command_applies(state: RolloutState, command: Command) -> bool:
 
 
 def _pending(step: Step, obs: Observation, plan: Plan) -> None:
-    if step.state.attempt_started_at is None:
-        step.state = replace(step.state, attempt_started_at=step.now)
+    s = step.state
+    if s.run.started_at is None:
+        step.state = replace(s, run=replace(s.run, started_at=step.now))
     if _next_gate_step(step.state, plan) is not None:
         _start_gate(step, plan)
     else:
@@ -192,37 +198,36 @@ def _gating(step: Step, obs: Observation, plan: Plan) -> None:
                                        "again")
             _start_gate(step, plan)
         else:
+            reason = ("the migration was interrupted while running and is not marked "
+                      "idempotent: check the database by hand, then retry")
+            s = step.state
             step.state = replace(
-                step.state, phase=Phase.FAILED, needs_human=True, finished_at=step.now,
-                failure_kind=FailureKind.GATE,
+                s, phase=Phase.FAILED, message=reason,
                 gate=_gate_done(gate, step.now, GateStatus.INTERRUPTED),
-                reason="the migration was interrupted while running and is not marked "
-                       "idempotent: check the database by hand, then retry")
-            step.state = replace(step.state, message=step.state.reason)
-            step.event("needs-human", step.state.reason)
+                run=replace(s.run, needs_human=True, finished_at=step.now,
+                            failure_kind=FailureKind.GATE, reason=reason))
+            step.event("needs-human", reason)
             step.notify("needs-human")
         return
     if result.ok:
         done = (*gate.done, gate.step)
-        step.state = replace(
-            step.state, gate=GateProgress(status=GateStatus.RUNNING, attempts=gate.attempts,
-                              started_at=gate.started_at, finished_at=step.now,
-                              message=result.message, step=gate.step, done=done))
+        step.state = replace(step.state, gate=GateProgress(
+            status=GateStatus.RUNNING, attempts=gate.attempts, started_at=gate.started_at,
+            finished_at=step.now, message=result.message, step=gate.step, done=done))
         step.event("gate-succeeded", result.message, step=gate.step,
                    output=result.output[-4000:])
         if _next_gate_step(step.state, plan) is not None:
             _start_gate(step, plan)
         else:
-            step.state = replace(
-                step.state, gate=_gate_done(step.state.gate, step.now, GateStatus.SUCCEEDED,
-                                result.message))
+            step.state = replace(step.state, gate=_gate_done(
+                step.state.gate, step.now, GateStatus.SUCCEEDED, result.message))
             _before_traffic(step, plan)
     else:
         step.state = replace(
             step.state, gate=_gate_done(gate, step.now, GateStatus.FAILED, result.message))
         step.event("gate-failed", result.message, step=gate.step, output=result.output[-4000:])
-        _rollback(step, kind=FailureKind.GATE, reason=f"migration gate ({gate.step}) failed: "
-                                            f"{result.message}", notice="gate-failed")
+        _rollback(step, kind=FailureKind.GATE, notice="gate-failed",
+                  reason=f"migration gate ({gate.step}) failed: {result.message}")
 
 
 def _gate_done(gate: GateProgress, now: datetime, status: GateStatus,
@@ -237,24 +242,26 @@ def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
     # preStage hooks run before this stage's traffic moves; a match or mirror stage (weight
     # 0) moves no weight, so its hooks run on entry (recorded by key: never twice).
     zero = plan.stages[s.stage_index].weight == 0
-    if s.stage_started_at is None and (s.desired_weight != s.actual_weight or zero):
+    if s.stage.started_at is None and (s.desired_weight != s.actual_weight or zero):
         status = hookflow.hooks(step, plan, "preStage")
         if status == "running":
             return
         if status == "failed":
             _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
-                      reason=f"preStage hook {hookflow.failed_hook(s, 'preStage')} failed at stage "
-                             f"{s.stage_index + 1}")
+                      reason=f"preStage hook {hookflow.failed_hook(s, 'preStage')} failed at "
+                             f"stage {s.stage_index + 1}")
             return
     if obs.weights is None or obs.weights.canary != s.desired_weight:
         _apply_weight(step, obs)
         return
     now = step.now
     stage = plan.stages[s.stage_index]
-    if s.stage_started_at is None:
+    if s.stage.started_at is None:
+        s = step.state
         step.state = replace(
-            step.state, stage_started_at=now, pause_until=now + timedelta(seconds=stage.pause),
-            next_analysis_at=now + timedelta(seconds=plan.interval),
+            s, stage=replace(s.stage, started_at=now,
+                             pause_until=now + timedelta(seconds=stage.pause),
+                             next_analysis_at=now + timedelta(seconds=plan.interval)),
             message=f"stage {s.stage_index + 1}/{len(plan.stages)}: {stage.weight}% "
                     "on the canary")
         step.event("stage-reached", f"{stage.weight}% of traffic on {s.version}",
@@ -265,21 +272,22 @@ def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
     if obs.verdict is not None and _judge(step, obs.verdict, plan):
         return
     s = step.state
-    passed = not plan.analysis or s.stage_outcome is Outcome.PASSED
-    if s.skip is not Skip.NONE or (s.pause_until is not None and now >= s.pause_until and passed):
-        if s.skip is not Skip.FULL:
+    passed = not plan.analysis or s.stage.outcome is Outcome.PASSED
+    until = s.stage.pause_until
+    if s.run.skip is not Skip.NONE or (until is not None and now >= until and passed):
+        if s.run.skip is not Skip.FULL:
             status = hookflow.hooks(step, plan, "postStage")
             if status == "running":
                 return
             if status == "failed":
                 _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
-                          reason=f"postStage hook {hookflow.failed_hook(s, 'postStage')} failed at "
-                                 f"stage {s.stage_index + 1}")
+                          reason=f"postStage hook {hookflow.failed_hook(s, 'postStage')} failed "
+                                 f"at stage {s.stage_index + 1}")
                 return
         _advance(step, plan)
-    elif s.pause_until is not None and now >= s.pause_until and _held_too_long(s, plan):
+    elif until is not None and now >= until and _held_too_long(s, plan):
         step.state = replace(
-            step.state, phase=Phase.PAUSED, paused_remaining=0.0,
+            s, phase=Phase.PAUSED, stage=replace(s.stage, paused_remaining=0.0),
             message="held: analysis stayed inconclusive past its limit; "
                     "promote, resume or abort")
         step.event("held", step.state.message)
@@ -287,14 +295,14 @@ def _progressing(step: Step, obs: Observation, plan: Plan) -> None:
 
 
 def _held_too_long(s: RolloutState, plan: Plan) -> bool:
-    return any(s.counts.get(name, MetricCounts()).inconclusive > lim.inconclusive_limit
+    return any(s.stage.counts.get(name, MetricCounts()).inconclusive > lim.inconclusive_limit
                for name, lim in plan.limits.items() if not lim.dry_run)
 
 
 def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
     """Count the verdict per metric; roll back (and return True) when a limit is crossed."""
     s = step.state
-    counts = dict(s.counts)
+    counts = dict(s.stage.counts)
     crossed: list[str] = []
     for r in verdict.results:
         c = counts.get(r.name, MetricCounts()).after(r.outcome)
@@ -314,15 +322,17 @@ def _judge(step: Step, verdict: Verdict, plan: Plan) -> bool:
             crossed.append(f"{r.message} [could not be measured {c.consecutive_errors} times "
                            "in a row]")
     step.state = replace(
-        step.state, counts=counts, stage_outcome=verdict.outcome, last_results=verdict.results,
-        last_analysis_at=verdict.at, judge_memory=verdict.memory or s.judge_memory,
-        next_analysis_at=step.now + timedelta(seconds=plan.interval))
+        s, last_analysis_at=verdict.at,
+        stage=replace(s.stage, counts=counts, outcome=verdict.outcome,
+                      next_analysis_at=step.now + timedelta(seconds=plan.interval)),
+        run=replace(s.run, last_results=verdict.results,
+                    judge_memory=verdict.memory or s.run.judge_memory))
     step.event("analysis", f"analysis {verdict.outcome.value}", outcome=verdict.outcome.value,
                results=[r.to_json() for r in verdict.results])
     if not crossed:
         if verdict.promote_stage and verdict.outcome is Outcome.PASSED:
-            step.state = replace(
-                step.state, skip=Skip.STAGE)  # early promotion: the evidence is in, end the stage
+            # early promotion: the evidence is in, end the stage
+            step.state = replace(step.state, run=replace(step.state.run, skip=Skip.STAGE))
             step.event("early-promotion", "the sequential judge has evidence the canary is "
                                           "no worse: ending the stage early")
         return False
@@ -340,37 +350,42 @@ def _advance(step: Step, plan: Plan) -> None:
                                    or plan.stages[nxt].weight == step.state.desired_weight == 0):
         _enter_stage(step, nxt, plan)
         return
-    if not step.state.promotion_confirmed:
+    if not step.state.run.promotion_confirmed:
         status = hookflow.hooks(step, plan, "confirmPromotion")
         if status == "running":
             return
         if status == "failed":
             # A confirmation gate that says no waits for a human, it does not roll back.
-            hook = hookflow.failed_hook(step.state, "confirmPromotion")
+            s = step.state
+            hook = hookflow.failed_hook(s, "confirmPromotion")
             step.state = replace(
-                step.state, phase=Phase.PAUSED, paused_remaining=0.0, skip=Skip.NONE,
+                s, phase=Phase.PAUSED, stage=replace(s.stage, paused_remaining=0.0),
+                run=replace(s.run, skip=Skip.NONE),
                 message=f"confirmPromotion hook {hook} did not confirm: `canary promote` "
                         "to promote anyway, `canary abort` to roll back")
             step.event("held", step.state.message)
             step.notify("held")
             return
     already = step.state.desired_weight == 100
-    step.state = replace(step.state, phase=Phase.PROMOTING, desired_weight=100, message="promoting")
+    step.state = replace(step.state, phase=Phase.PROMOTING, desired_weight=100,
+                         message="promoting")
     step.event("promoting", "all stages passed: promoting")
     if not already:
         step.actions.append(SetWeights(100))
 
 
 def _enter_stage(step: Step, index: int, plan: Plan) -> None:
+    s = step.state
     weight = plan.stages[index].weight
     step.state = replace(
-        step.state, phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
-        stage_started_at=None, pause_until=None, next_analysis_at=None,
-        paused_remaining=None, stage_outcome=None, stage_entered_at=step.now,
-        skip=Skip.NONE if step.state.skip is Skip.STAGE else step.state.skip,
-        counts={k: MetricCounts(consecutive_errors=v.consecutive_errors)
-                for k, v in step.state.counts.items()},  # failure limits are per stage
-        message=f"shifting {weight}% of traffic to {step.state.version}")
+        s, phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
+        # a new stage, its clocks not started; failure limits are per stage, errors in a
+        # row carry over
+        stage=StageProgress(entered_at=step.now, counts={
+            k: MetricCounts(consecutive_errors=v.consecutive_errors)
+            for k, v in s.stage.counts.items()}),
+        run=replace(s.run, skip=Skip.NONE if s.run.skip is Skip.STAGE else s.run.skip),
+        message=f"shifting {weight}% of traffic to {s.version}")
     step.event("stage-started", f"stage {index + 1}/{len(plan.stages)}: setting {weight}%",
                stage=index + 1, weight=weight)
     if plan.hooks.get("preStage"):
@@ -382,7 +397,7 @@ def _enter_stage(step: Step, index: int, plan: Plan) -> None:
 def _apply_weight(step: Step, obs: Observation) -> None:
     """Level-triggered: whatever the router says, ask again for the desired weight."""
     s = step.state
-    if obs.weights is not None and s.stage_started_at is not None:
+    if obs.weights is not None and s.stage.started_at is not None:
         step.event("drift", f"router reports {obs.weights.canary}% but the rollout wants "
                             f"{s.desired_weight}%: re-applying", actual=obs.weights.canary)
     step.actions.append(SetWeights(s.desired_weight))
@@ -408,8 +423,8 @@ def _promoting(step: Step, obs: Observation, plan: Plan) -> None:
             _rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
                       reason=f"promote hook {hookflow.failed_hook(s, 'promote')} failed")
             return
-        step.state = replace(
-            step.state, desired_weight=0, message="promote hooks done: draining the canary")
+        step.state = replace(step.state, desired_weight=0,
+                             message="promote hooks done: draining the canary")
     if obs.weights is None or obs.weights.canary != step.state.desired_weight:
         _apply_weight(step, obs)
         return
@@ -419,9 +434,9 @@ def _promoting(step: Step, obs: Observation, plan: Plan) -> None:
     note = ""
     if post == "failed":
         note = f" (postRollout hook {hookflow.failed_hook(s, 'postRollout')} failed)"
-    step.state = replace(
-        step.state, phase=Phase.SUCCEEDED, finished_at=step.now,
-        message=f"promoted {s.version}{note}")
+    step.state = replace(step.state, phase=Phase.SUCCEEDED,
+                         run=replace(step.state.run, finished_at=step.now),
+                         message=f"promoted {s.version}{note}")
     step.event("promoted", f"{s.version} promoted{note}")
     step.notify("promoted")
 
@@ -437,26 +452,30 @@ def _rolling_back(step: Step, obs: Observation, plan: Plan) -> None:
         undo = hookflow.compensations(step, plan)
         if undo == "running":
             return
-        aborted = s.failure_kind is FailureKind.ABORT
+        aborted = s.run.failure_kind is FailureKind.ABORT
         human = hooks == "failed" or undo == "failed"
         step.state = replace(
-            step.state, phase=Phase.ABORTED if aborted else Phase.FAILED, finished_at=step.now,
+            step.state, phase=Phase.ABORTED if aborted else Phase.FAILED,
+            run=replace(step.state.run, finished_at=step.now),
             message=f"{'aborted' if aborted else 'rolled back'}: traffic is on "
                     f"{s.stable_version or 'stable'}")
-        step.event("rolled-back", "router confirms 100% on stable", reason=s.reason)
+        step.event("rolled-back", "router confirms 100% on stable", reason=s.run.reason)
         if human:
-            step.state = replace(
-                step.state, needs_human=True, message=step.state.message + "; a rollback hook or "
-                "compensation failed: a human must check")
+            _needs_human(step, step.state.message + "; a rollback hook or compensation "
+                                                    "failed: a human must check")
             step.event("needs-human", step.state.message)
             step.notify("needs-human")
         return
-    if s.router_failures >= plan.rollback_router_failure_limit and not s.needs_human:
-        step.state = replace(
-            step.state, needs_human=True, message=f"cannot roll back: {obs.router_error}")
+    if s.router_failures >= plan.rollback_router_failure_limit and not s.run.needs_human:
+        _needs_human(step, f"cannot roll back: {obs.router_error}")
         step.event("needs-human", f"router unreachable during rollback: {obs.router_error}")
         step.notify("needs-human")
     step.actions.append(SetWeights(0))
+
+
+def _needs_human(step: Step, message: str) -> None:
+    step.state = replace(step.state, run=replace(step.state.run, needs_human=True),
+                         message=message)
 
 
 def _terminal(step: Step, obs: Observation, plan: Plan) -> None:
@@ -466,10 +485,11 @@ def _terminal(step: Step, obs: Observation, plan: Plan) -> None:
 def _rollback(step: Step, *, kind: FailureKind, reason: str, notice: str) -> None:
     # Route back to stable first, then alert: a slow or dead Slack must never keep users
     # on the broken version (the runner acts in list order).
-    step.state = replace(
-        step.state, phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=kind, reason=reason,
-        message=f"rolling back: {reason}")
-    step.event("rolling-back", reason, failure=kind)
+    s = step.state
+    step.state = replace(s, phase=Phase.ROLLING_BACK, desired_weight=0,
+                         run=replace(s.run, failure_kind=kind, reason=reason),
+                         message=f"rolling back: {reason}")
+    step.event("rolling-back", reason, failure=kind.value)
     step.actions.append(SetWeights(0))
     step.notify(notice)
 
@@ -483,54 +503,54 @@ def _cmd_abort(step: Step, obs: Observation, plan: Plan) -> None:
 
 def _cmd_pause(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
-    left = max(0.0, (s.pause_until - step.now).total_seconds()) if s.pause_until else None
-    step.state = replace(
-        step.state, phase=Phase.PAUSED, paused_remaining=left, message="paused by an operator")
+    until = s.stage.pause_until
+    left = max(0.0, (until - step.now).total_seconds()) if until else None
+    step.state = replace(s, phase=Phase.PAUSED, stage=replace(s.stage, paused_remaining=left),
+                         message="paused by an operator")
 
 
 def _cmd_resume(step: Step, obs: Observation, plan: Plan) -> None:
     s = step.state
     if s.phase is not Phase.PAUSED:
         return
-    until = s.pause_until
-    if s.paused_remaining is not None and s.stage_started_at is not None:
-        until = step.now + timedelta(seconds=s.paused_remaining)
+    until = s.stage.pause_until
+    if s.stage.paused_remaining is not None and s.stage.started_at is not None:
+        until = step.now + timedelta(seconds=s.stage.paused_remaining)
     step.state = replace(
-        step.state, phase=Phase.PROGRESSING, pause_until=until, paused_remaining=None,
-        next_analysis_at=step.now, counts={}, stage_outcome=None,
-        message="resumed by an operator")
+        s, phase=Phase.PROGRESSING, message="resumed by an operator",
+        stage=replace(s.stage, pause_until=until, paused_remaining=None,
+                      next_analysis_at=step.now, counts={}, outcome=None))
 
 
 def _cmd_promote(step: Step, obs: Observation, plan: Plan) -> None:
     # Promote means "this stage passed": its postStage hooks still run, then it advances.
-    last = step.state.stage_index >= len(plan.stages) - 1
+    s = step.state
+    last = s.stage_index >= len(plan.stages) - 1
     step.state = replace(
-        step.state, phase=Phase.PROGRESSING, skip=Skip.STAGE, paused_remaining=None,
-        promotion_confirmed=step.state.promotion_confirmed or last)
-    if step.state.stage_started_at is not None:
+        s, phase=Phase.PROGRESSING, stage=replace(s.stage, paused_remaining=None),
+        run=replace(s.run, skip=Skip.STAGE,
+                    promotion_confirmed=s.run.promotion_confirmed or last))
+    if step.state.stage.started_at is not None:
         _progressing(step, Observation(now=step.now, weights=obs.weights), plan)
 
 
 def _cmd_promote_full(step: Step, obs: Observation, plan: Plan) -> None:
+    s = step.state
     step.state = replace(
-        step.state, phase=Phase.PROGRESSING, skip=Skip.FULL, promotion_confirmed=True,
-        stage_index=len(plan.stages) - 1, paused_remaining=None)
+        s, phase=Phase.PROGRESSING, stage_index=len(plan.stages) - 1,
+        stage=replace(s.stage, paused_remaining=None),
+        run=replace(s.run, skip=Skip.FULL, promotion_confirmed=True))
     _advance(step, plan)
 
 
 def _cmd_retry(step: Step, obs: Observation, plan: Plan) -> None:
-    # A retried rollout starts clean: stale analysis must not re-abort it.
+    # A retried rollout starts clean: stale analysis must not re-abort it. Completed gate
+    # steps never run again; hooks are keyed by attempt, so this one's run afresh.
     s = step.state
     step.state = replace(
-        step.state, phase=Phase.PENDING, attempt=s.attempt + 1, stage_index=-1, desired_weight=0,
-        stage_started_at=None, pause_until=None, next_analysis_at=None, counts={},
-        stage_outcome=None, last_results=(), judge_memory=None, reason="",
-        failure_kind=FailureKind.NONE, needs_human=False, finished_at=None,
-        paused_remaining=None,
-        skip=Skip.NONE, promotion_confirmed=False, hook_running=None, stage_entered_at=None,
-        attempt_started_at=step.now,
-        gate=GateProgress(done=s.gate.done),  # completed gate steps never run again
-        message="retry requested")
+        s, phase=Phase.PENDING, attempt=s.attempt + 1, stage_index=-1, desired_weight=0,
+        stage=StageProgress(), run=AttemptProgress(started_at=step.now),
+        gate=GateProgress(done=s.gate.done), message="retry requested")
 
 
 Handler = Callable[[Step, Observation, Plan], None]
@@ -560,12 +580,14 @@ _COMMANDS: dict[tuple[Phase | None, Command], Handler] = {
 
 def analysis_due(state: RolloutState, now: datetime) -> bool:
     """Whether the runner should measure before deciding this tick."""
-    return (state.phase is Phase.PROGRESSING and state.stage_started_at is not None
-            and state.next_analysis_at is not None and now >= state.next_analysis_at)
+    due = state.stage.next_analysis_at
+    return (state.phase is Phase.PROGRESSING and state.stage.started_at is not None
+            and due is not None and now >= due)
 
 
 def next_wakeup(state: RolloutState, now: datetime, *, poll: float) -> float:
     """Seconds until something is due; never more than ``poll`` so commands are seen."""
-    due = [t for t in (state.next_analysis_at, state.pause_until) if t is not None and t > now]
+    due = [t for t in (state.stage.next_analysis_at, state.stage.pause_until)
+           if t is not None and t > now]
     wait = min([(t - now).total_seconds() for t in due], default=poll)
     return max(0.0, min(wait, poll))

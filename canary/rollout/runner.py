@@ -75,7 +75,7 @@ class Reporter(Protocol):
 
 
 def _held(state: RolloutState) -> bool:
-    return (state.needs_human and state.failure_kind is FailureKind.INTERNAL
+    return (state.run.needs_human and state.run.failure_kind is FailureKind.INTERNAL
             and not state.phase.terminal)
 
 
@@ -198,10 +198,10 @@ class Runner:
                 else latest.desired_weight
             key = f"{latest.id}:{latest.attempt}:internal:{latest.revision}"
             held = dataclasses.replace(
-                latest,
-                phase=Phase.PAUSED, needs_human=True, failure_kind=FailureKind.INTERNAL,
-                updated_at=at,
-                desired_weight=weight, paused_remaining=None,
+                latest, phase=Phase.PAUSED, updated_at=at, desired_weight=weight,
+                stage=dataclasses.replace(latest.stage, paused_remaining=None),
+                run=dataclasses.replace(latest.run, needs_human=True,
+                                        failure_kind=FailureKind.INTERNAL),
                 # the command this tick failed on is consumed; one that landed since is kept
                 command=None if latest.command == state.command else latest.command,
                 alerts_owed={**latest.alerts_owed, key: "needs-human"},

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from canary.cli import app
 from canary.model import Phase
-from canary.state import RolloutState
+from canary.state import AttemptProgress, RolloutState
 from canary.store.sqlite import SQLiteStore
 from lab.proc import wait_until
 from tests.cli.conftest import rollout
@@ -36,11 +36,14 @@ def watcher(url: str, *args: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize(("last", "code", "verdict"), [
     ({"phase": Phase.SUCCEEDED, "stage_index": 1, "desired_weight": 100}, 0, "promoted"),
-    ({"phase": Phase.FAILED, "desired_weight": 0, "reason": "error-rate 0.4 > 0.05"}, 1,
+    ({"phase": Phase.FAILED, "desired_weight": 0,
+      "run": AttemptProgress(reason="error-rate 0.4 > 0.05")}, 1,
      "rolled back: error-rate 0.4 > 0.05"),
-    ({"phase": Phase.ABORTED, "desired_weight": 0, "reason": "aborted by operator"}, 3,
+    ({"phase": Phase.ABORTED, "desired_weight": 0,
+      "run": AttemptProgress(reason="aborted by operator")}, 3,
      "aborted"),
-    ({"phase": Phase.ROLLING_BACK, "needs_human": True, "reason": "router unreachable"}, 4,
+    ({"phase": Phase.ROLLING_BACK,
+      "run": AttemptProgress(needs_human=True, reason="router unreachable")}, 4,
      "needs a human"),
 ])
 def test_watch_follows_until_the_end(db: tuple[str, SQLiteStore], last: dict[str, object],
@@ -72,7 +75,7 @@ def test_watch_follows_until_the_end(db: tuple[str, SQLiteStore], last: dict[str
 
 def test_watch_of_a_finished_rollout_exits_at_once(db: tuple[str, SQLiteStore]) -> None:
     url, store = db
-    store.create(rollout("checkout", phase=Phase.FAILED, reason="latency"))
+    store.create(rollout("checkout", phase=Phase.FAILED, run=AttemptProgress(reason="latency")))
     res = CliRunner().invoke(app, ["status", "checkout", "--watch", "--store", url])
     assert res.exit_code == 1
     assert res.output.splitlines()[-1] == "checkout: rolled back: latency"

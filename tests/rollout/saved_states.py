@@ -108,8 +108,9 @@ def _observe(rng: random.Random, state: RolloutState, now: datetime) -> Observat
     if state.phase.value == "gating" and rng.random() < 0.9:
         gate = GateResult(ok=rng.random() < 0.75, message="gate", step=state.gate.step)
     hook = None
-    if state.hook_running is not None and rng.random() < 0.9:
-        hook = HookResult(key=str(state.hook_running), ok=rng.random() < 0.9, message="hook")
+    running = state.to_json()["hook_running"]  # where the state keeps it varies by version
+    if running is not None and rng.random() < 0.9:
+        hook = HookResult(key=running, ok=rng.random() < 0.9, message="hook")
     verdict = None
     if state.phase.value == "progressing" and rng.random() < 0.5:
         outcome = rng.choice((Outcome.PASSED,) * 6 + (Outcome.FAILED, Outcome.INCONCLUSIVE,

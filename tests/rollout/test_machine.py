@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
 import pytest
 
@@ -17,7 +18,15 @@ from canary.rollout.machine import (
     decide,
     next_wakeup,
 )
-from canary.state import FailureKind, GateProgress, GateStatus, MetricCounts, RolloutState
+from canary.state import (
+    AttemptProgress,
+    FailureKind,
+    GateProgress,
+    GateStatus,
+    MetricCounts,
+    RolloutState,
+    StageProgress,
+)
 from tests.rollout.helpers import at, new_state, obs, plan
 
 
@@ -29,10 +38,13 @@ def notices(d: Decision) -> list[str]:
     return [a.event for a in d.actions if isinstance(a, Notify)]
 
 
-def in_stage(index: int, weight: int, *, started: float = 0, **kw: object) -> RolloutState:
+def in_stage(index: int, weight: int, *, started: float = 0, outcome: Outcome | None = None,
+             counts: Mapping[str, MetricCounts] | None = None, **kw: object) -> RolloutState:
+    stage = StageProgress(started_at=at(started), pause_until=at(started + 60),
+                          next_analysis_at=at(started + 10), outcome=outcome,
+                          counts=counts or {})
     return new_state(phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
-                     stage_started_at=at(started), pause_until=at(started + 60),
-                     next_analysis_at=at(started + 10), actual_weight=weight, **kw)
+                     stage=stage, actual_weight=weight, **kw)
 
 
 def test_pending_without_gate_starts_first_stage() -> None:
@@ -125,11 +137,11 @@ def test_stage_clock_starts_only_when_router_confirms() -> None:
     confirmed = decide(s, obs(2, 5), plan())
     assert confirmed.state.stage_started_at == at(2)
     assert confirmed.state.pause_until == at(62)
-    assert confirmed.state.next_analysis_at == at(12)
+    assert confirmed.state.stage.next_analysis_at == at(12)
 
 
 def test_pause_end_with_passing_analysis_advances() -> None:
-    s = in_stage(0, 5, stage_outcome=Outcome.PASSED)
+    s = in_stage(0, 5, outcome=Outcome.PASSED)
     d = decide(s, obs(61, 5), plan())
     assert (d.state.stage_index, d.state.desired_weight) == (1, 25)
     assert weights_asked(d) == [25]
@@ -137,7 +149,7 @@ def test_pause_end_with_passing_analysis_advances() -> None:
 
 @pytest.mark.parametrize("outcome", [None, Outcome.INCONCLUSIVE, Outcome.ERROR])
 def test_pause_end_without_a_pass_never_advances(outcome: Outcome | None) -> None:
-    s = in_stage(0, 5, stage_outcome=outcome, counts={"error-rate": MetricCounts()})
+    s = in_stage(0, 5, outcome=outcome, counts={"error-rate": MetricCounts()})
     d = decide(s, obs(61, 5), plan(limits={"error-rate": MetricLimits(inconclusive_limit=5)}))
     assert d.state.stage_index == 0 and d.state.phase is Phase.PROGRESSING
     assert weights_asked(d) == []
@@ -145,7 +157,7 @@ def test_pause_end_without_a_pass_never_advances(outcome: Outcome | None) -> Non
 
 def test_inconclusive_past_its_limit_holds_the_stage_and_alerts() -> None:
     s = in_stage(0, 5, counts={"error-rate": MetricCounts(inconclusive=1)},
-                 stage_outcome=Outcome.INCONCLUSIVE)
+                 outcome=Outcome.INCONCLUSIVE)
     d = decide(s, obs(61, 5), plan())
     assert d.state.phase is Phase.PAUSED
     assert notices(d) == ["held"]
@@ -157,7 +169,7 @@ def test_no_metrics_at_all_advances_on_time() -> None:
 
 
 def test_last_stage_passing_promotes_then_succeeds() -> None:
-    s = in_stage(3, 100, stage_outcome=Outcome.PASSED)
+    s = in_stage(3, 100, outcome=Outcome.PASSED)
     d = decide(s, obs(61, 100), plan())
     assert d.state.phase is Phase.PROMOTING and weights_asked(d) == []  # already at 100
     done = decide(d.state, obs(62, 100), plan())
@@ -187,7 +199,7 @@ def test_failed_analysis_rolls_back_first_then_alerts() -> None:
 def test_counting_rules(limits: MetricLimits, outcomes: list[Outcome],
                         rolled_back_at: int | None) -> None:
     s, p = in_stage(0, 5, started=0), plan(limits={"error-rate": limits})
-    s = dataclasses.replace(s, pause_until=at(10_000))
+    s = dataclasses.replace(s, stage=dataclasses.replace(s.stage, pause_until=at(10_000)))
     seen = None
     for i, o in enumerate(outcomes, start=1):
         d = decide(s, obs(10 * i, 5, outcome=o, dry_run=limits.dry_run), p)
@@ -199,14 +211,16 @@ def test_counting_rules(limits: MetricLimits, outcomes: list[Outcome],
 
 
 def test_rollback_confirmed_ends_failed_and_aborted() -> None:
-    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=FailureKind.ANALYSIS)
+    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0,
+                  run=AttemptProgress(failure_kind=FailureKind.ANALYSIS))
     assert decide(s, obs(1, 0), plan()).state.phase is Phase.FAILED
-    a = dataclasses.replace(s, failure_kind=FailureKind.ABORT)
+    a = dataclasses.replace(s, run=AttemptProgress(failure_kind=FailureKind.ABORT))
     assert decide(a, obs(1, 0), plan()).state.phase is Phase.ABORTED
 
 
 def test_rollback_with_router_down_keeps_trying_then_needs_a_human() -> None:
-    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind=FailureKind.ANALYSIS)
+    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0,
+                  run=AttemptProgress(failure_kind=FailureKind.ANALYSIS))
     p = plan(rollback_router_failure_limit=3)
     for i in range(1, 4):
         d = decide(s, obs(i, None), p)
@@ -219,7 +233,7 @@ def test_rollback_with_router_down_keeps_trying_then_needs_a_human() -> None:
 
 
 def test_router_down_while_progressing_never_advances() -> None:
-    s = in_stage(0, 5, stage_outcome=Outcome.PASSED)
+    s = in_stage(0, 5, outcome=Outcome.PASSED)
     d = decide(s, obs(61, None), plan())
     assert d.state.stage_index == 0 and weights_asked(d) == [5]
     assert d.state.router_failures == 1
@@ -236,7 +250,7 @@ def test_drift_is_reapplied() -> None:
 def test_abort_from_any_live_phase(phase: Phase) -> None:
     s = dataclasses.replace(in_stage(1, 25), phase=phase, command=Command.ABORT)
     d = decide(s, obs(20, 25), plan())
-    assert d.state.phase is Phase.ROLLING_BACK and d.state.failure_kind is FailureKind.ABORT
+    assert d.state.phase is Phase.ROLLING_BACK and d.state.run.failure_kind is FailureKind.ABORT
     assert weights_asked(d) == [0] and notices(d) == ["aborted"]
     assert d.state.command is None
 
@@ -244,7 +258,7 @@ def test_abort_from_any_live_phase(phase: Phase) -> None:
 def test_pause_keeps_remaining_time_and_resume_restores_it() -> None:
     s = dataclasses.replace(in_stage(0, 5, started=0), command=Command.PAUSE)
     paused = decide(s, obs(20, 5), plan()).state
-    assert paused.phase is Phase.PAUSED and paused.paused_remaining == 40
+    assert paused.phase is Phase.PAUSED and paused.stage.paused_remaining == 40
     resumed = decide(dataclasses.replace(paused, command=Command.RESUME), obs(500, 5), plan()).state
     assert resumed.phase is Phase.PROGRESSING and resumed.pause_until == at(540)
 
@@ -267,12 +281,12 @@ def test_promote_never_skips_the_gate() -> None:
 
 
 def test_retry_starts_clean_and_ignored_commands_are_recorded() -> None:
-    s = new_state(phase=Phase.FAILED, failure_kind=FailureKind.ANALYSIS, reason="bad",
-                  stage_index=1,
-                  counts={"error-rate": MetricCounts(failures=3)}, command=Command.RETRY)
+    s = new_state(phase=Phase.FAILED, stage_index=1, command=Command.RETRY,
+                  run=AttemptProgress(failure_kind=FailureKind.ANALYSIS, reason="bad"),
+                  stage=StageProgress(counts={"error-rate": MetricCounts(failures=3)}))
     d = decide(s, obs(1, 0), plan())
     assert d.state.phase is Phase.PENDING and d.state.attempt == 2
-    assert d.state.counts == {} and d.state.reason == ""
+    assert d.state.stage.counts == {} and d.state.reason == ""
     done = new_state(phase=Phase.SUCCEEDED, command=Command.PAUSE)
     d2 = decide(done, obs(1, 100), plan())
     assert d2.state.phase is Phase.SUCCEEDED and d2.state.command is None
@@ -290,10 +304,10 @@ def test_notification_keys_are_stable_per_event_and_attempt() -> None:
 
 
 def test_failure_limits_reset_per_stage_but_errors_carry_over() -> None:
-    s = in_stage(0, 5, stage_outcome=Outcome.PASSED,
+    s = in_stage(0, 5, outcome=Outcome.PASSED,
                  counts={"error-rate": MetricCounts(failures=1, consecutive_errors=2)})
     d = decide(s, obs(61, 5), plan())
-    assert d.state.counts["error-rate"] == MetricCounts(consecutive_errors=2)
+    assert d.state.stage.counts["error-rate"] == MetricCounts(consecutive_errors=2)
 
 
 def test_analysis_due_and_wakeup() -> None:

@@ -22,7 +22,7 @@ from canary.notify.base import Notifier
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner, StoreThreads, exit_code
-from canary.state import RolloutState
+from canary.state import FailureKind, RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
 from lab.slack_receiver import SlackReceiver
@@ -165,7 +165,7 @@ def test_gate_runs_once_and_failure_means_no_canary_traffic(store: SQLiteStore) 
     router, clock = FakeRouter(), ManualClock(T0)
     gate = Gate([GateResult(ok=False, message="exit 1")])
     final = make(store, router, clock, p=plan(gate_steps=("migrate",)), gate=gate).run()
-    assert final.phase is Phase.FAILED and final.failure_kind == "gate"
+    assert final.phase is Phase.FAILED and final.run.failure_kind is FailureKind.GATE
     assert gate.runs == 1 and 5 not in router.history
 
 

@@ -18,6 +18,7 @@ from tests.rollout.saved_states import (
     action_json,
     events_json,
     observation,
+    record,
 )
 
 STEPS: list[dict[str, Any]] = json.loads(DATA.read_text())
@@ -56,3 +57,9 @@ def test_a_saved_state_resumes_as_the_earlier_version_decided() -> None:
         assert _through_json(d.state) == step["after"], f"step {n}"
         assert [action_json(a) for a in d.actions] == step["actions"], f"step {n}"
         assert events_json(d.events) == step["events"], f"step {n}"
+
+
+def test_the_same_walk_today_records_the_same_steps() -> None:
+    # The whole recording, not one step at a time: every rollout of the walk, each state
+    # carried into the next decision by today's code, matches the earlier version's.
+    assert json.loads(json.dumps(record())) == STEPS

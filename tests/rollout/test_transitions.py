@@ -47,8 +47,9 @@ def observe(rng: random.Random, state: RolloutState, now_s: float) -> Observatio
     if state.phase is Phase.GATING and rng.random() < 0.9:
         gate = GateResult(ok=rng.random() < 0.85, message="gate", step=state.gate.step)
     hook = None
-    if state.hook_running is not None and rng.random() < 0.9:
-        hook = HookResult(key=str(state.hook_running), ok=rng.random() < 0.85, message="hook")
+    if state.run.hook_running is not None and rng.random() < 0.9:
+        hook = HookResult(key=str(state.run.hook_running), ok=rng.random() < 0.85,
+                          message="hook")
     verdict = None
     if state.phase is Phase.PROGRESSING and rng.random() < 0.5:
         outcome = rng.choice((Outcome.PASSED, Outcome.PASSED, Outcome.PASSED, Outcome.FAILED,

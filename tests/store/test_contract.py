@@ -15,6 +15,7 @@ import pytest
 
 from canary.errors import ConflictError, NotFoundError
 from canary.model import Command, Event, MetricResult, Outcome, Phase
+from canary.state import AttemptProgress, StageProgress
 from canary.store.base import LeaseOwner, StateStore
 from tests.rollout.helpers import T0, at, new_state
 
@@ -112,13 +113,15 @@ def test_state_with_awkward_values_round_trips_exactly(store: StateStore) -> Non
     odd = MetricResult(name="p99", outcome=Outcome.FAILED, value=float("inf"),
                        query='histogram_quantile(0.99, x{v="\\"2\\""})', message="a\x00b ü ✓")
     memory = {"nan": float("nan"), "inf": float("-inf"), "big": 1e300, "n": [1, 2.5]}
-    s = store.create(new_state(revision=0, last_results=(odd,), message="gate: \x00",
-                               judge_memory=memory, stage_started_at=at(0.123456)))
+    s = store.create(new_state(revision=0, message="gate: \x00",
+                               run=AttemptProgress(last_results=(odd,), judge_memory=memory),
+                               stage=StageProgress(started_at=at(0.123456))))
     got = store.get("checkout")
     assert got.judge_memory is not None and math.isnan(got.judge_memory["nan"])
     assert {k: v for k, v in got.judge_memory.items() if k != "nan"} == {
         "inf": float("-inf"), "big": 1e300, "n": [1, 2.5]}
-    assert dataclasses.replace(got, judge_memory=None) == dataclasses.replace(s, judge_memory=None)
+    assert dataclasses.replace(got, run=dataclasses.replace(got.run, judge_memory=None)) == \
+        dataclasses.replace(s, run=dataclasses.replace(s.run, judge_memory=None))
 
 
 def test_events_keep_time_data_and_key_exactly(store: StateStore) -> None:
