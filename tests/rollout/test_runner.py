@@ -21,7 +21,8 @@ from canary.model import (
 from canary.notify.base import Notifier
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.rollout.machine import Plan
-from canary.rollout.runner import Runner, StoreThreads, exit_code
+from canary.rollout.runner import Runner, exit_code
+from canary.rollout.threads import StoreThreads
 from canary.state import FailureKind, RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
