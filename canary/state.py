@@ -1,7 +1,10 @@
 """The persisted state of one rollout: everything needed to resume it exactly.
 
 A frozen record, stored as JSON with UTC ISO times. Deadlines are absolute times, so a
-restarted controller waits only for what is left of a pause.
+restarted controller waits only for what is left of a pause. What belongs to the current
+stage (StageProgress) and to the current attempt (AttemptProgress) are records of their
+own, so a new stage or a retry starts from a fresh one instead of resetting fields one by
+one; the stored JSON stays flat, with the keys and order it always had.
 """
 
 from __future__ import annotations
