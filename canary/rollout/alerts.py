@@ -110,3 +110,11 @@ def safe_deliver(desk: AlertDesk, state: RolloutState) -> None:
         desk.deliver_owed(state)
     except CanaryError as exc:
         log.warning("owed alerts of %s not delivered yet: %s", state.name, exc)
+
+
+def notification_for(state: RolloutState, action: Notify) -> Notification:
+    return Notification(
+        event=action.event, rollout=state.name, service=state.service, version=state.version,
+        stable_version=state.stable_version, stage=max(0, state.stage_index + 1),
+        weight=state.actual_weight if state.actual_weight is not None else state.desired_weight,
+        reason=state.reason or state.message, results=state.last_results, key=action.key)

@@ -8,6 +8,7 @@ the CLI, 409 in the API).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from canary.errors import ConflictError, TemporaryError
@@ -31,7 +32,7 @@ def record_command(store: StateStore, name: str, command: Command) -> RolloutSta
             raise ConflictError(f"rollout {name!r} is {state.phase.value}: "
                                 f"{command.value} applies only while it is {where}")
         try:
-            return store.save(state.replace(command=command))
+            return store.save(dataclasses.replace(state, command=command))
         except ConflictError:
             time.sleep(0.05)  # the controller saved in between: read again
     raise TemporaryError(f"rollout {name!r} kept changing; try again")

@@ -5,7 +5,7 @@ controller killed between two lines of this file resumes without losing or repea
 step. Weights are absolute (re-applying is harmless); alerts are owed in the saved state
 and recorded once sent, so the next runner delivers what a killed one did not
 (canary/rollout/alerts.py). An unexpected exception in a tick holds the rollout for a human
-(one event, one alert) instead of failing every tick.
+(one event, one alert: canary/rollout/hold.py) instead of failing every tick.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import logging
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,16 +33,14 @@ from canary.model import (
     Event,
     GateResult,
     HookResult,
-    Notification,
-    Phase,
     RolloutSpec,
     Verdict,
     Weights,
 )
 from canary.notify.base import Notifier
-from canary.rollout.alerts import AlertDesk, safe_deliver
+from canary.rollout.alerts import AlertDesk, notification_for, safe_deliver
+from canary.rollout.hold import held, hold
 from canary.rollout.machine import (
-    INTERNAL,
     Decision,
     Notify,
     Observation,
@@ -73,10 +70,6 @@ class Gate(Protocol):
 
 class Reporter(Protocol):
     def tick(self, state: RolloutState, events: Sequence[Event]) -> None: ...
-
-
-def _held(state: RolloutState) -> bool:
-    return state.needs_human and state.failure_kind == INTERNAL and not state.phase.terminal
 
 
 class _SilentReporter:
@@ -120,7 +113,7 @@ class Runner:
         state = self.store.get(self.name)
         now = self.clock.now()
         self.store.acquire_lease(self.name, self.owner, ttl=self.lease_ttl, now=now)
-        if state.command is None and (state.phase.terminal or _held(state)):
+        if state.command is None and (state.phase.terminal or held(state)):
             # Ended, or held after an internal error until an operator acts: nothing to
             # decide, only what a crash may have left undone: the ending's alert, and a
             # match or mirror the router still has (killed between the ending's save and
@@ -172,51 +165,8 @@ class Runner:
         return decide(state, obs, self.plan)
 
     def _hold(self, state: RolloutState, exc: Exception) -> RolloutState:
-        """An unexpected error: hold the rollout where its traffic is, for a human.
-
-        Never promoted, never reported as rolled back; one event and one alert per hold,
-        after which ticks do nothing until an operator resumes, promotes or aborts."""
-        what = f"{type(exc).__name__}: {exc}"
-        trace = "".join(traceback.format_exception(exc))[-4000:]
-        for _ in range(20):
-            latest = self.store.get(self.name)
-            if _held(latest):
-                log.warning("rollout %s: still held after an internal error: %s", self.name,
-                            what)
-                return latest  # held already: no second event, no second alert
-            log.error("rollout %s: internal error, holding it for a human", self.name,
-                      exc_info=exc)
-            at = self.clock.now()
-            event = Event(at=at, kind="internal-error", data={"traceback": trace},
-                          message=f"internal error in a tick: {what}")
-            if latest.phase.terminal:
-                # It had ended before the error: the ending stands, the error is recorded.
-                self.store.append_event(latest.id, dataclasses.replace(
-                    event, key=f"internal:{latest.id}:{latest.revision}"))
-                return latest
-            weight = latest.actual_weight if latest.actual_weight is not None \
-                else latest.desired_weight
-            key = f"{latest.id}:{latest.attempt}:internal:{latest.revision}"
-            held = latest.replace(
-                phase=Phase.PAUSED, needs_human=True, failure_kind=INTERNAL, updated_at=at,
-                desired_weight=weight, paused_remaining=None,
-                # the command this tick failed on is consumed; one that landed since is kept
-                command=None if latest.command == state.command else latest.command,
-                alerts_owed={**latest.alerts_owed, key: "needs-human"},
-                message=f"held at {weight}% after an internal error ({what}): a human must "
-                        "look; `canary resume` to go on, `canary abort` to roll back")
-            try:
-                saved = self.store.save(held, events=[event, Event(
-                    at=at, kind="needs-human", message=held.message)])
-            except ConflictError:
-                continue
-            try:
-                self.reporter.tick(saved, [event])
-            except Exception:  # noqa: BLE001 - the reporter may be what is broken
-                log.exception("reporter failed while holding %s", self.name)
-            self.alerts.send(saved, Notify("needs-human", key))
-            return saved
-        raise ConflictError(f"rollout {self.name!r} kept changing while being held")
+        return hold(self.name, state, exc, store=self.store, clock=self.clock,
+                    report=self.reporter.tick, alerts=self.alerts)
 
     def _read_weights(self, state: RolloutState) -> tuple[Weights | None, str]:
         try:
@@ -256,7 +206,7 @@ class Runner:
                      if h.point == action.point and h.name == action.name), None)
         call = None if spec is None else (spec.compensate if action.compensate else spec.call)
         if spec is None or call is None:
-            return HookResult(key=action.key, ok=False,
+            return HookResult(key=str(action.key), ok=False,
                               message=f"hook {action.point}/{action.name} is not in the "
                                       "rollout file any more")
         context = {"rollout": state.name, "service": state.service, "version": state.version,
@@ -267,7 +217,7 @@ class Runner:
         result = run_hook(call, key=f"{state.id}/{action.key}", timeout=spec.timeout,
                           retries=spec.retries, backoff=spec.backoff, context=context,
                           cwd=self.spec.base_dir, sleep=self.clock.sleep)
-        return dataclasses.replace(result, key=action.key)  # the machine's own key
+        return dataclasses.replace(result, key=str(action.key))  # the machine's own key
 
     def _set_weights(self, state: RolloutState, canary: int) -> None:
         try:
@@ -349,65 +299,6 @@ class Runner:
 
         threading.Thread(target=beat, name=f"lease-{self.name}", daemon=True).start()
         return stop
-
-
-class StoreThreads:
-    """Slack threads kept as store events (kind ``slack-thread``, one key per run and
-    channel), so a controller restarted mid-rollout posts into the same thread.
-
-    A store that cannot be read or written costs a new thread, never the alert itself:
-    an alert during a rollback matters more than where it lands.
-    """
-
-    KIND = "slack-thread"
-
-    def __init__(self, store: StateStore, clock: Clock) -> None:
-        self.store = store
-        self.clock = clock
-        self._known: dict[str, str] = {}  # a thread's ts never changes once recorded
-
-    @staticmethod
-    def key(rollout_id: str, attempt: int, channel: str) -> str:
-        return f"slack-thread:{rollout_id}:{attempt}:{channel}"
-
-    def recall(self, rollout_id: str, attempt: int, channel: str) -> str | None:
-        key = self.key(rollout_id, attempt, channel)
-        if key in self._known:
-            return self._known[key]
-        try:
-            events = self.store.events(rollout_id)
-        except CanaryError as exc:
-            log.warning("slack thread of %s not readable, starting a new one: %s", key, exc)
-            return None
-        ts = next((e.data.get("ts") for e in events if e.key == key), None)
-        if not isinstance(ts, str) or not ts:
-            return None
-        self._known[key] = ts
-        return ts
-
-    def remember(self, rollout_id: str, attempt: int, channel: str, ts: str) -> str:
-        key = self.key(rollout_id, attempt, channel)
-        event = Event(at=self.clock.now(), kind=self.KIND, key=key, data={"ts": ts},
-                      message=f"slack thread started in {channel}")
-        try:
-            if self.store.append_event(rollout_id, event):
-                self._known[key] = ts
-                return ts
-        except CanaryError as exc:
-            log.warning("slack thread of %s not recorded: %s", key, exc)
-            return ts
-        return self.recall(rollout_id, attempt, channel) or ts  # someone else was first
-
-    def __repr__(self) -> str:
-        return f"StoreThreads({type(self.store).__name__})"
-
-
-def notification_for(state: RolloutState, action: Notify) -> Notification:
-    return Notification(
-        event=action.event, rollout=state.name, service=state.service, version=state.version,
-        stable_version=state.stable_version, stage=max(0, state.stage_index + 1),
-        weight=state.actual_weight if state.actual_weight is not None else state.desired_weight,
-        reason=state.reason or state.message, results=state.last_results, key=action.key)
 
 
 def exit_code(state: RolloutState) -> int:

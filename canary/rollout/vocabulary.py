@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from canary.model import Event, GateResult, HookResult, Stage, Verdict, Weights
-from canary.state import RolloutState
+from canary.state import HookKey, RolloutState
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,19 @@ class Notify:
 
 @dataclass(frozen=True)
 class RunHook:
-    key: str  # the idempotency key: attempt/point/stage/name[#compensate]
-    point: str
-    name: str
-    compensate: bool = False
+    key: HookKey  # the idempotency key: which hook, where, and whether it is the undo
+
+    @property
+    def point(self) -> str:
+        return self.key.point
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+    @property
+    def compensate(self) -> bool:
+        return self.key.compensate
 
 
 Action = SetWeights | RunGate | Notify | RunHook
@@ -84,15 +93,15 @@ class Decision:
 
 
 class Step:
-    """Accumulates one transition: the new state plus what to record and do."""
+    """Accumulates one transition: the new state plus what to record and do.
+
+    Changes are ``step.state = replace(step.state, ...)``: dataclasses.replace, whose
+    field names and types mypy checks."""
 
     def __init__(self, state: RolloutState, now: datetime) -> None:
         self.state, self.now = state, now
         self.actions: list[Action] = []
         self.events: list[Event] = []
-
-    def set(self, **changes: object) -> None:
-        self.state = self.state.replace(**changes)
 
     def event(self, kind: str, message: str, **data: object) -> None:
         self.events.append(Event(at=self.now, kind=kind, message=message, data=data))
@@ -102,7 +111,7 @@ class Step:
         key = f"{s.id}:{s.attempt}:{event}:{s.stage_index}"
         self.actions.append(Notify(event, key))
         if key not in s.alerts_owed:  # journal first: owed from the moment it is decided
-            self.set(alerts_owed={**s.alerts_owed, key: event})
+            self.state = replace(self.state, alerts_owed={**s.alerts_owed, key: event})
 
     def done(self) -> Decision:
         return Decision(self.state, tuple(self.actions), tuple(self.events))

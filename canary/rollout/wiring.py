@@ -23,7 +23,8 @@ from canary.errors import InputError, NotFoundError, RouterError
 from canary.gate.migration import lint_step, run_migration
 from canary.model import Event, GateResult, MigrationSpec, PolicySpec, RolloutSpec
 from canary.rollout.machine import MetricLimits, Plan
-from canary.rollout.runner import Analyzer, Reporter, Runner, StoreThreads
+from canary.rollout.runner import Analyzer, Reporter, Runner
+from canary.rollout.threads import StoreThreads
 from canary.state import RolloutState
 from canary.store.base import StateStore
 from canary.store.registry import open_store

@@ -22,7 +22,7 @@ from canary import exits
 from canary.errors import ConflictError, InputError, NotFoundError, TemporaryError
 from canary.exits import Exit
 from canary.model import Event, MetricResult, Phase
-from canary.state import RolloutState
+from canary.state import AttemptProgress, RolloutState, StageProgress
 
 VERDICTS = {0: "promoted", 1: "rolled back", 3: "aborted", 4: "needs a human",
             5: "still running on the controller (follow it again with the same command)"}
@@ -168,8 +168,10 @@ def state_of(s: dict[str, Any]) -> RolloutState:
         stable_version=s["stableVersion"], document="", source="", created_at=created,
         updated_at=t("updatedAt") or created, phase=Phase(s["phase"]),
         stage_index=int(s["stage"]) - 1, desired_weight=int(s["desiredWeight"]),
-        actual_weight=int(s["canaryWeight"]), pause_until=t("pauseUntil"),
-        last_results=tuple(MetricResult.from_json(r) for r in s["analysis"].values()),
-        message=s["message"], reason=s["reason"], needs_human=bool(s["needsHuman"]),
-        finished_at=t("finishedAt"))
+        actual_weight=int(s["canaryWeight"]), stage=StageProgress(pause_until=t("pauseUntil")),
+        run=AttemptProgress(
+            last_results=tuple(MetricResult.from_json(r) for r in s["analysis"].values()),
+            reason=s["reason"], needs_human=bool(s["needsHuman"]),
+            finished_at=t("finishedAt")),
+        message=s["message"])
 

@@ -15,6 +15,7 @@ dead connection once and translates psycopg's errors (none leaves these two modu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -100,7 +101,7 @@ class PostgresStore:
     # -- rollouts and events ---------------------------------------------------------------
 
     def create(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=1)
+        new = dataclasses.replace(state, revision=1)
 
         def work(cur: Cursor) -> None:
             cur.execute("INSERT INTO rollouts (id, name, active, revision, phase, state, "
@@ -122,7 +123,7 @@ class PostgresStore:
         return decode_state(row[0], where=f"state store {self._db.where}")
 
     def save(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=state.revision + 1)
+        new = dataclasses.replace(state, revision=state.revision + 1)
 
         def work(cur: Cursor) -> None:
             # Under READ COMMITTED a concurrent save of the same row waits for ours, then

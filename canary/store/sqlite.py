@@ -9,6 +9,7 @@ fallback for a database we may not write) is sqlite_file.py.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sqlite3
@@ -59,7 +60,7 @@ class SQLiteStore:
         return transaction(self._db)
 
     def create(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=1)
+        new = dataclasses.replace(state, revision=1)
         try:
             with self._tx() as db:
                 db.execute("INSERT INTO rollouts VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -81,7 +82,7 @@ class SQLiteStore:
         return self._state(row[0])
 
     def save(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        new = state.replace(revision=state.revision + 1)
+        new = dataclasses.replace(state, revision=state.revision + 1)
         try:
             with self._tx() as db:
                 cur = db.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,7 @@ def rollout(name: str, *, version: str = "2.0.0", age: float = 60,
     base = RolloutState(id=f"{name}-{version}", name=name, service=name, version=version,
                         stable_version="1.0.0", document="", source="rollout.yaml",
                         created_at=t, updated_at=t)
-    return base.replace(**changes)
+    return dataclasses.replace(base, **changes)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from canary import __version__
 from canary.cli import app
 from canary.model import Phase
 from canary.rollout.follow import DEFAULT_STORE as FOLLOW_DEFAULT
+from canary.state import AttemptProgress
 from canary.store.sqlite import SQLiteStore
 from tests.cli.conftest import rollout
 
@@ -34,13 +36,14 @@ def test_version() -> None:
 def test_list_one_line_per_rollout(db: tuple[str, SQLiteStore]) -> None:
     url, store = db
     old = store.create(rollout("checkout", version="2.0.0", age=7200))
-    store.save(old.replace(phase=Phase.SUCCEEDED, stage_index=3, desired_weight=100,
-                           actual_weight=100))
+    store.save(dataclasses.replace(old, phase=Phase.SUCCEEDED, stage_index=3,
+                                   desired_weight=100, actual_weight=100))
     store.create(rollout("checkout", version="3.0.0", age=90, phase=Phase.PROGRESSING,
                          stable_version="2.0.0", stage_index=1, desired_weight=25,
                          actual_weight=25))
-    store.create(rollout("search", age=3 * 86400, phase=Phase.ROLLING_BACK, needs_human=True,
-                         stage_index=0, desired_weight=5, actual_weight=None))
+    store.create(rollout("search", age=3 * 86400, phase=Phase.ROLLING_BACK,
+                         run=AttemptProgress(needs_human=True), stage_index=0, desired_weight=5,
+                         actual_weight=None))
     res = runner.invoke(app, ["list", "--store", url])
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()

@@ -7,6 +7,7 @@ must print each move and exit with the outcome's code.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from canary.cli import app
 from canary.model import Phase
-from canary.state import RolloutState
+from canary.state import AttemptProgress, RolloutState
 from canary.store.sqlite import SQLiteStore
 from lab.proc import wait_until
 from tests.cli.conftest import rollout
@@ -35,11 +36,14 @@ def watcher(url: str, *args: str) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize(("last", "code", "verdict"), [
     ({"phase": Phase.SUCCEEDED, "stage_index": 1, "desired_weight": 100}, 0, "promoted"),
-    ({"phase": Phase.FAILED, "desired_weight": 0, "reason": "error-rate 0.4 > 0.05"}, 1,
+    ({"phase": Phase.FAILED, "desired_weight": 0,
+      "run": AttemptProgress(reason="error-rate 0.4 > 0.05")}, 1,
      "rolled back: error-rate 0.4 > 0.05"),
-    ({"phase": Phase.ABORTED, "desired_weight": 0, "reason": "aborted by operator"}, 3,
+    ({"phase": Phase.ABORTED, "desired_weight": 0,
+      "run": AttemptProgress(reason="aborted by operator")}, 3,
      "aborted"),
-    ({"phase": Phase.ROLLING_BACK, "needs_human": True, "reason": "router unreachable"}, 4,
+    ({"phase": Phase.ROLLING_BACK,
+      "run": AttemptProgress(needs_human=True, reason="router unreachable")}, 4,
      "needs a human"),
 ])
 def test_watch_follows_until_the_end(db: tuple[str, SQLiteStore], last: dict[str, object],
@@ -55,10 +59,11 @@ def test_watch_follows_until_the_end(db: tuple[str, SQLiteStore], last: dict[str
             proc.stdout.readline()
         time.sleep(0.5)
         assert proc.poll() is None
-        state = store.save(state.replace(stage_index=1, desired_weight=50, message="at 50%"))
+        state = store.save(dataclasses.replace(state, stage_index=1, desired_weight=50,
+                                               message="at 50%"))
         time.sleep(0.5)
         assert proc.poll() is None
-        store.save(state.replace(**last))
+        store.save(dataclasses.replace(state, **last))
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
@@ -70,7 +75,7 @@ def test_watch_follows_until_the_end(db: tuple[str, SQLiteStore], last: dict[str
 
 def test_watch_of_a_finished_rollout_exits_at_once(db: tuple[str, SQLiteStore]) -> None:
     url, store = db
-    store.create(rollout("checkout", phase=Phase.FAILED, reason="latency"))
+    store.create(rollout("checkout", phase=Phase.FAILED, run=AttemptProgress(reason="latency")))
     res = CliRunner().invoke(app, ["status", "checkout", "--watch", "--store", url])
     assert res.exit_code == 1
     assert res.output.splitlines()[-1] == "checkout: rolled back: latency"
@@ -112,9 +117,9 @@ def test_watch_sees_a_retry_start_over(db: tuple[str, SQLiteStore]) -> None:
     proc = watcher(url, "--timeout", "30s")
     try:
         assert proc.stdout is not None and "progressing" in proc.stdout.readline()
-        state = store.save(state.replace(attempt=2, stage_index=0, message="retry"))
+        state = store.save(dataclasses.replace(state, attempt=2, stage_index=0, message="retry"))
         wait_until(lambda: proc.poll() is None, timeout=5, what="the watcher to run")
-        store.save(state.replace(phase=Phase.SUCCEEDED, desired_weight=100))
+        store.save(dataclasses.replace(state, phase=Phase.SUCCEEDED, desired_weight=100))
         out, _ = proc.communicate(timeout=20)
     finally:
         proc.kill()

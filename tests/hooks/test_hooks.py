@@ -3,6 +3,7 @@ idempotency keys across restarts, deadlines. Hooks are real processes writing to
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -104,7 +105,7 @@ def test_failure_at_each_point_rolls_back_and_compensates_in_reverse(
     r = runner(tmp_path, hooks, notifier=note)
     final = r.run()
     assert final.phase is Phase.FAILED and exit_code(final) == 1
-    assert final.failure_kind == "hook" and failing in final.reason
+    assert final.run.failure_kind == "hook" and failing in final.reason
     assert ran(log) == ([f"{p}:{p}" for p in completed] + [f"{failing}:{failing}"]
                         + [f"undo:{p}" for p in reversed(completed)])
     assert isinstance(r.router, FakeRouter) and r.router.weights.canary == 0
@@ -155,7 +156,7 @@ def test_confirm_promotion_failure_waits_for_an_operator(tmp_path: Path) -> None
     held = r.run(timeout=120)
     assert held.phase is Phase.PAUSED and "confirmPromotion" in held.message
     assert exit_code(held) == 5 and [n.event for n in note.sent] == ["held"]
-    r.store.save(held.replace(command=Command.PROMOTE))
+    r.store.save(dataclasses.replace(held, command=Command.PROMOTE))
     final = r.run()
     assert final.phase is Phase.SUCCEEDED
     assert ran(log) == ["confirmPromotion:qa-signoff"]  # not asked again
@@ -166,7 +167,7 @@ def test_a_hook_that_was_running_at_a_crash_reruns_with_the_same_key(tmp_path: P
     r = runner(tmp_path, [hook(log, "preRollout", "h")])
     r.tick()  # decides to run the hook and runs it ...
     state = r.store.get("checkout")
-    assert state.hook_running is not None
+    assert state.run.hook_running is not None
     r.store.release_lease("checkout", r.owner)  # as for a killed process (see store tests)
     r2 = runner(tmp_path, [hook(log, "preRollout", "h")])  # ... but its result was lost
     final = r2.run()
@@ -188,7 +189,7 @@ def test_stage_that_cannot_complete_hits_its_progress_deadline(tmp_path: Path) -
 
     r = runner(tmp_path, [], router=Stuck(), notifier=note, progress_deadline=30)
     final = r.run()
-    assert final.phase is Phase.FAILED and final.failure_kind == "deadline"
+    assert final.phase is Phase.FAILED and final.run.failure_kind == "deadline"
     assert "progressDeadline" in final.reason and [n.event for n in note.sent] == [
         "rolled-back"]
     assert 30 <= (r.clock.now() - T0).total_seconds() <= 35  # not a second more
@@ -197,5 +198,5 @@ def test_stage_that_cannot_complete_hits_its_progress_deadline(tmp_path: Path) -
 def test_rollout_deadline(tmp_path: Path) -> None:
     r = runner(tmp_path, [], outcomes=[Outcome.INCONCLUSIVE], deadline=60, limits={})
     final = r.run()
-    assert final.phase is Phase.FAILED and final.failure_kind == "deadline"
+    assert final.phase is Phase.FAILED and final.run.failure_kind == "deadline"
     assert 60 <= (r.clock.now() - T0).total_seconds() <= 62

@@ -14,6 +14,7 @@ from canary.metrics.prometheus import PrometheusProvider
 from canary.model import LabelMatch, MetricResult, MetricSpec, Outcome, Phase, PolicySpec, Weights
 from canary.rollout.machine import MetricLimits, Observation, decide
 from canary.rollout.preflight import UNKNOWN_LABEL, preflight
+from canary.state import StageProgress
 from lab.proc import wait_until
 from tests.rollout.helpers import at, new_state, plan
 
@@ -84,7 +85,7 @@ def test_during_an_incident_only_the_absolute_rule_rolls_back(
     """Three real checks of ``search`` fed to the machine, as the runner would."""
     p = plan(limits={metric.name: MetricLimits(failure_limit=metric.failure_limit)})
     state = new_state(phase=Phase.PROGRESSING, stage_index=0, desired_weight=5,
-                      actual_weight=5, stage_started_at=at(0))
+                      actual_weight=5, stage=StageProgress(started_at=at(0)))
     for i in range(1, 4):
         verdict = measure(policy(scenarios, metric), provider, service="search",
                           version="2.0.0", stable_version="1.0.0", at=at(i))

@@ -22,7 +22,7 @@ from canary.notify.registry import EventFilter, build_notifier
 from canary.notify.slack import slack_message
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.notify.threads import LocalThreads, ThreadMemory
-from canary.rollout.runner import StoreThreads
+from canary.rollout.threads import StoreThreads
 from canary.store.sqlite import SQLiteStore
 from lab.slack_receiver import Received, SlackReceiver
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 from canary.model import GateResult, MetricResult, Outcome, Stage, Verdict, Weights
@@ -20,7 +21,7 @@ def new_state(**kw: object) -> RolloutState:
     base = RolloutState(id="r1", name="checkout", service="checkout", version="2.0.0",
                         stable_version="1.0.0", document="", source="rollout.yaml",
                         created_at=T0, updated_at=T0, revision=1)
-    return base.replace(**kw)
+    return dataclasses.replace(base, **kw)
 
 
 def plan(**kw: object) -> Plan:

@@ -3,6 +3,7 @@ deploy of an ended version is a no-op, and an internal error holds the rollout f
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def test_same_deploy_after_its_ending_is_a_no_op_new_version_starts(tmp_path: Pa
     text = rollout.read_text()
     _, _, first, resumed = submit(text, file=str(rollout), version=None, store=store, now=T0)
     assert not resumed
-    promoted = store.save(first.replace(phase=Phase.SUCCEEDED, desired_weight=100))
+    promoted = store.save(dataclasses.replace(first, phase=Phase.SUCCEEDED, desired_weight=100))
     # a CI retry of the same deploy: no new rollout, the ending is reported (preflight would
     # have asked the dead Prometheus at port 9: it is not asked either)
     _, _, again, resumed = submit(text, file=str(rollout), version=None, store=store, now=T0,

@@ -10,6 +10,7 @@ from canary.model import Phase
 from canary.rollout import follow
 from canary.rollout.runner import exit_code
 from canary.server import client
+from canary.state import AttemptProgress
 from tests.rollout.helpers import new_state
 
 
@@ -21,7 +22,7 @@ def test_the_codes_are_the_contract() -> None:
 @pytest.mark.parametrize("phase", list(Phase))
 @pytest.mark.parametrize("needs_human", [False, True])
 def test_every_reader_of_an_ending_agrees(phase: Phase, needs_human: bool) -> None:
-    state = new_state(phase=phase, needs_human=needs_human)
+    state = new_state(phase=phase, run=AttemptProgress(needs_human=needs_human))
     status = {"phase": phase.value, "needsHuman": needs_human}
     code = for_ending(phase, needs_human=needs_human)
     assert exit_code(state) == client.exit_code(status) == code

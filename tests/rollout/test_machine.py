@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 import pytest
 
 from canary.model import Command, GateResult, Outcome, Phase
@@ -15,7 +18,15 @@ from canary.rollout.machine import (
     decide,
     next_wakeup,
 )
-from canary.state import GateProgress, MetricCounts, RolloutState
+from canary.state import (
+    AttemptProgress,
+    FailureKind,
+    GateProgress,
+    GateStatus,
+    MetricCounts,
+    RolloutState,
+    StageProgress,
+)
 from tests.rollout.helpers import at, new_state, obs, plan
 
 
@@ -27,10 +38,13 @@ def notices(d: Decision) -> list[str]:
     return [a.event for a in d.actions if isinstance(a, Notify)]
 
 
-def in_stage(index: int, weight: int, *, started: float = 0, **kw: object) -> RolloutState:
+def in_stage(index: int, weight: int, *, started: float = 0, outcome: Outcome | None = None,
+             counts: Mapping[str, MetricCounts] | None = None, **kw: object) -> RolloutState:
+    stage = StageProgress(started_at=at(started), pause_until=at(started + 60),
+                          next_analysis_at=at(started + 10), outcome=outcome,
+                          counts=counts or {})
     return new_state(phase=Phase.PROGRESSING, stage_index=index, desired_weight=weight,
-                     stage_started_at=at(started), pause_until=at(started + 60),
-                     next_analysis_at=at(started + 10), actual_weight=weight, **kw)
+                     stage=stage, actual_weight=weight, **kw)
 
 
 def test_pending_without_gate_starts_first_stage() -> None:
@@ -53,7 +67,7 @@ def test_pending_with_gate_runs_gate_before_any_traffic() -> None:
     (False, Phase.ROLLING_BACK, [0], ["gate-failed"]),
 ])
 def test_gate_result(ok: bool, phase: Phase, asked: list[int], notice: list[str]) -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step="migrate"))
     d = decide(s, obs(1, 0, gate=GateResult(ok=ok, message="m")), plan(gate_steps=("migrate",)))
     assert d.state.phase is phase
@@ -63,7 +77,7 @@ def test_gate_result(ok: bool, phase: Phase, asked: list[int], notice: list[str]
 
 
 def test_completed_gate_is_not_rerun_after_retry() -> None:
-    s = new_state(phase=Phase.PENDING, gate=GateProgress(status="succeeded", attempts=1,
+    s = new_state(phase=Phase.PENDING, gate=GateProgress(status=GateStatus.SUCCEEDED, attempts=1,
                                                          done=("migrate",)))
     d = decide(s, obs(0, 0), plan(gate_steps=("migrate",)))
     assert d.state.phase is Phase.PROGRESSING and not any(isinstance(a, RunGate)
@@ -80,7 +94,7 @@ def test_gate_interrupted_by_a_crash(step: str, idempotent: bool, phase: Phase,
                                      human: bool) -> None:
     steps = ("lint", "migrate", "compat")
     done = steps[:steps.index(step)]
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step=step, done=done))
     d = decide(s, obs(5, 0), plan(gate_steps=steps, gate_idempotent=idempotent))
     assert d.state.phase is phase
@@ -107,7 +121,7 @@ def test_gate_steps_run_in_order_each_once() -> None:
 
 
 def test_failed_compat_check_rejects_before_traffic() -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step="compat", done=("migrate",)))
     d = decide(s, obs(1, 0, gate=GateResult(ok=False, message="old version broke",
                                             step="compat")),
@@ -123,11 +137,11 @@ def test_stage_clock_starts_only_when_router_confirms() -> None:
     confirmed = decide(s, obs(2, 5), plan())
     assert confirmed.state.stage_started_at == at(2)
     assert confirmed.state.pause_until == at(62)
-    assert confirmed.state.next_analysis_at == at(12)
+    assert confirmed.state.stage.next_analysis_at == at(12)
 
 
 def test_pause_end_with_passing_analysis_advances() -> None:
-    s = in_stage(0, 5, stage_outcome=Outcome.PASSED)
+    s = in_stage(0, 5, outcome=Outcome.PASSED)
     d = decide(s, obs(61, 5), plan())
     assert (d.state.stage_index, d.state.desired_weight) == (1, 25)
     assert weights_asked(d) == [25]
@@ -135,7 +149,7 @@ def test_pause_end_with_passing_analysis_advances() -> None:
 
 @pytest.mark.parametrize("outcome", [None, Outcome.INCONCLUSIVE, Outcome.ERROR])
 def test_pause_end_without_a_pass_never_advances(outcome: Outcome | None) -> None:
-    s = in_stage(0, 5, stage_outcome=outcome, counts={"error-rate": MetricCounts()})
+    s = in_stage(0, 5, outcome=outcome, counts={"error-rate": MetricCounts()})
     d = decide(s, obs(61, 5), plan(limits={"error-rate": MetricLimits(inconclusive_limit=5)}))
     assert d.state.stage_index == 0 and d.state.phase is Phase.PROGRESSING
     assert weights_asked(d) == []
@@ -143,7 +157,7 @@ def test_pause_end_without_a_pass_never_advances(outcome: Outcome | None) -> Non
 
 def test_inconclusive_past_its_limit_holds_the_stage_and_alerts() -> None:
     s = in_stage(0, 5, counts={"error-rate": MetricCounts(inconclusive=1)},
-                 stage_outcome=Outcome.INCONCLUSIVE)
+                 outcome=Outcome.INCONCLUSIVE)
     d = decide(s, obs(61, 5), plan())
     assert d.state.phase is Phase.PAUSED
     assert notices(d) == ["held"]
@@ -155,7 +169,7 @@ def test_no_metrics_at_all_advances_on_time() -> None:
 
 
 def test_last_stage_passing_promotes_then_succeeds() -> None:
-    s = in_stage(3, 100, stage_outcome=Outcome.PASSED)
+    s = in_stage(3, 100, outcome=Outcome.PASSED)
     d = decide(s, obs(61, 100), plan())
     assert d.state.phase is Phase.PROMOTING and weights_asked(d) == []  # already at 100
     done = decide(d.state, obs(62, 100), plan())
@@ -185,7 +199,7 @@ def test_failed_analysis_rolls_back_first_then_alerts() -> None:
 def test_counting_rules(limits: MetricLimits, outcomes: list[Outcome],
                         rolled_back_at: int | None) -> None:
     s, p = in_stage(0, 5, started=0), plan(limits={"error-rate": limits})
-    s = s.replace(pause_until=at(10_000))
+    s = dataclasses.replace(s, stage=dataclasses.replace(s.stage, pause_until=at(10_000)))
     seen = None
     for i, o in enumerate(outcomes, start=1):
         d = decide(s, obs(10 * i, 5, outcome=o, dry_run=limits.dry_run), p)
@@ -197,14 +211,16 @@ def test_counting_rules(limits: MetricLimits, outcomes: list[Outcome],
 
 
 def test_rollback_confirmed_ends_failed_and_aborted() -> None:
-    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind="analysis")
+    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0,
+                  run=AttemptProgress(failure_kind=FailureKind.ANALYSIS))
     assert decide(s, obs(1, 0), plan()).state.phase is Phase.FAILED
-    a = s.replace(failure_kind="abort")
+    a = dataclasses.replace(s, run=AttemptProgress(failure_kind=FailureKind.ABORT))
     assert decide(a, obs(1, 0), plan()).state.phase is Phase.ABORTED
 
 
 def test_rollback_with_router_down_keeps_trying_then_needs_a_human() -> None:
-    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0, failure_kind="analysis")
+    s = new_state(phase=Phase.ROLLING_BACK, desired_weight=0,
+                  run=AttemptProgress(failure_kind=FailureKind.ANALYSIS))
     p = plan(rollback_router_failure_limit=3)
     for i in range(1, 4):
         d = decide(s, obs(i, None), p)
@@ -217,7 +233,7 @@ def test_rollback_with_router_down_keeps_trying_then_needs_a_human() -> None:
 
 
 def test_router_down_while_progressing_never_advances() -> None:
-    s = in_stage(0, 5, stage_outcome=Outcome.PASSED)
+    s = in_stage(0, 5, outcome=Outcome.PASSED)
     d = decide(s, obs(61, None), plan())
     assert d.state.stage_index == 0 and weights_asked(d) == [5]
     assert d.state.router_failures == 1
@@ -232,31 +248,31 @@ def test_drift_is_reapplied() -> None:
 @pytest.mark.parametrize("phase", [Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED,
                                    Phase.PROMOTING])
 def test_abort_from_any_live_phase(phase: Phase) -> None:
-    s = in_stage(1, 25).replace(phase=phase, command=Command.ABORT)
+    s = dataclasses.replace(in_stage(1, 25), phase=phase, command=Command.ABORT)
     d = decide(s, obs(20, 25), plan())
-    assert d.state.phase is Phase.ROLLING_BACK and d.state.failure_kind == "abort"
+    assert d.state.phase is Phase.ROLLING_BACK and d.state.run.failure_kind is FailureKind.ABORT
     assert weights_asked(d) == [0] and notices(d) == ["aborted"]
     assert d.state.command is None
 
 
 def test_pause_keeps_remaining_time_and_resume_restores_it() -> None:
-    s = in_stage(0, 5, started=0).replace(command=Command.PAUSE)
+    s = dataclasses.replace(in_stage(0, 5, started=0), command=Command.PAUSE)
     paused = decide(s, obs(20, 5), plan()).state
-    assert paused.phase is Phase.PAUSED and paused.paused_remaining == 40
-    resumed = decide(paused.replace(command=Command.RESUME), obs(500, 5), plan()).state
+    assert paused.phase is Phase.PAUSED and paused.stage.paused_remaining == 40
+    resumed = decide(dataclasses.replace(paused, command=Command.RESUME), obs(500, 5), plan()).state
     assert resumed.phase is Phase.PROGRESSING and resumed.pause_until == at(540)
 
 
 def test_promote_skips_the_rest_of_the_stage_and_full_skips_all() -> None:
-    s = in_stage(0, 5).replace(command=Command.PROMOTE)
+    s = dataclasses.replace(in_stage(0, 5), command=Command.PROMOTE)
     assert decide(s, obs(5, 5), plan()).state.desired_weight == 25
-    f = in_stage(0, 5).replace(command=Command.PROMOTE_FULL)
+    f = dataclasses.replace(in_stage(0, 5), command=Command.PROMOTE_FULL)
     d = decide(f, obs(5, 5), plan())
     assert d.state.phase is Phase.PROMOTING and weights_asked(d) == [100]
 
 
 def test_promote_never_skips_the_gate() -> None:
-    s = new_state(phase=Phase.GATING, gate=GateProgress(status="running", attempts=1,
+    s = new_state(phase=Phase.GATING, gate=GateProgress(status=GateStatus.RUNNING, attempts=1,
                                                         step="migrate"),
                   command=Command.PROMOTE_FULL)
     d = decide(s, obs(1, 0, gate=GateResult(ok=False, message="boom")),
@@ -265,11 +281,12 @@ def test_promote_never_skips_the_gate() -> None:
 
 
 def test_retry_starts_clean_and_ignored_commands_are_recorded() -> None:
-    s = new_state(phase=Phase.FAILED, failure_kind="analysis", reason="bad", stage_index=1,
-                  counts={"error-rate": MetricCounts(failures=3)}, command=Command.RETRY)
+    s = new_state(phase=Phase.FAILED, stage_index=1, command=Command.RETRY,
+                  run=AttemptProgress(failure_kind=FailureKind.ANALYSIS, reason="bad"),
+                  stage=StageProgress(counts={"error-rate": MetricCounts(failures=3)}))
     d = decide(s, obs(1, 0), plan())
     assert d.state.phase is Phase.PENDING and d.state.attempt == 2
-    assert d.state.counts == {} and d.state.reason == ""
+    assert d.state.stage.counts == {} and d.state.reason == ""
     done = new_state(phase=Phase.SUCCEEDED, command=Command.PAUSE)
     d2 = decide(done, obs(1, 100), plan())
     assert d2.state.phase is Phase.SUCCEEDED and d2.state.command is None
@@ -281,15 +298,16 @@ def test_notification_keys_are_stable_per_event_and_attempt() -> None:
     k1 = decide(s, obs(10, 5, outcome=Outcome.FAILED), plan()).actions[1]
     k2 = decide(s, obs(11, 5, outcome=Outcome.FAILED), plan()).actions[1]
     assert k1 == k2
-    k3 = decide(s.replace(attempt=2), obs(10, 5, outcome=Outcome.FAILED), plan()).actions[1]
+    k3 = decide(dataclasses.replace(s, attempt=2), obs(10, 5, outcome=Outcome.FAILED),
+                plan()).actions[1]
     assert k3 != k1
 
 
 def test_failure_limits_reset_per_stage_but_errors_carry_over() -> None:
-    s = in_stage(0, 5, stage_outcome=Outcome.PASSED,
+    s = in_stage(0, 5, outcome=Outcome.PASSED,
                  counts={"error-rate": MetricCounts(failures=1, consecutive_errors=2)})
     d = decide(s, obs(61, 5), plan())
-    assert d.state.counts["error-rate"] == MetricCounts(consecutive_errors=2)
+    assert d.state.stage.counts["error-rate"] == MetricCounts(consecutive_errors=2)
 
 
 def test_analysis_due_and_wakeup() -> None:
@@ -297,4 +315,4 @@ def test_analysis_due_and_wakeup() -> None:
     assert not analysis_due(s, at(9)) and analysis_due(s, at(10))
     assert next_wakeup(s, at(5), poll=1.0) == 1.0
     assert next_wakeup(s, at(9.5), poll=1.0) == pytest.approx(0.5)
-    assert not analysis_due(s.replace(phase=Phase.PAUSED), at(20))
+    assert not analysis_due(dataclasses.replace(s, phase=Phase.PAUSED), at(20))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from collections.abc import Sequence
 
@@ -20,8 +21,9 @@ from canary.model import (
 from canary.notify.base import Notifier
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.rollout.machine import Plan
-from canary.rollout.runner import Runner, StoreThreads, exit_code
-from canary.state import RolloutState
+from canary.rollout.runner import Runner, exit_code
+from canary.rollout.threads import StoreThreads
+from canary.state import FailureKind, RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
 from lab.slack_receiver import SlackReceiver
@@ -153,7 +155,7 @@ def test_router_down_during_rollback_exits_needing_a_human(store: SQLiteStore) -
     # the stage can never be confirmed: abort it by hand
     r.tick()
     s = store.get("checkout")
-    store.save(s.replace(command=Command.ABORT))
+    store.save(dataclasses.replace(s, command=Command.ABORT))
     final = r.run()
     assert final.phase is Phase.ROLLING_BACK and final.needs_human
     assert exit_code(final) == 4
@@ -164,7 +166,7 @@ def test_gate_runs_once_and_failure_means_no_canary_traffic(store: SQLiteStore) 
     router, clock = FakeRouter(), ManualClock(T0)
     gate = Gate([GateResult(ok=False, message="exit 1")])
     final = make(store, router, clock, p=plan(gate_steps=("migrate",)), gate=gate).run()
-    assert final.phase is Phase.FAILED and final.failure_kind == "gate"
+    assert final.phase is Phase.FAILED and final.run.failure_kind is FailureKind.GATE
     assert gate.runs == 1 and 5 not in router.history
 
 

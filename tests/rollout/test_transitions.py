@@ -4,6 +4,7 @@ phase changes in TRANSITIONS, and reaches every one of them."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from datetime import timedelta
 
@@ -46,8 +47,9 @@ def observe(rng: random.Random, state: RolloutState, now_s: float) -> Observatio
     if state.phase is Phase.GATING and rng.random() < 0.9:
         gate = GateResult(ok=rng.random() < 0.85, message="gate", step=state.gate.step)
     hook = None
-    if state.hook_running is not None and rng.random() < 0.9:
-        hook = HookResult(key=state.hook_running, ok=rng.random() < 0.85, message="hook")
+    if state.run.hook_running is not None and rng.random() < 0.9:
+        hook = HookResult(key=str(state.run.hook_running), ok=rng.random() < 0.85,
+                          message="hook")
     verdict = None
     if state.phase is Phase.PROGRESSING and rng.random() < 0.5:
         outcome = rng.choice((Outcome.PASSED, Outcome.PASSED, Outcome.PASSED, Outcome.FAILED,
@@ -69,7 +71,7 @@ def test_a_random_walk_stays_inside_the_table_and_covers_it(seed: int) -> None:
         now_s = 0.0
         for _ in range(200):  # ticks
             if rng.random() < 0.08:
-                state = state.replace(command=rng.choice(list(Command)))
+                state = dataclasses.replace(state, command=rng.choice(list(Command)))
             now_s += rng.choice((1.0, 5.0, 30.0))
             decision = decide(state, observe(rng, state, now_s), p)  # raises outside it
             change = (state.phase, decision.state.phase)

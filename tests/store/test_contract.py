@@ -3,6 +3,7 @@ leases that stop a second owner but not a rerun after the first owner died."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 from canary.errors import ConflictError, NotFoundError
 from canary.model import Command, Event, MetricResult, Outcome, Phase
+from canary.state import AttemptProgress, StageProgress
 from canary.store.base import LeaseOwner, StateStore
 from tests.rollout.helpers import T0, at, new_state
 
@@ -32,10 +34,10 @@ def test_get_unknown_is_not_found(store: StateStore) -> None:
 
 def test_save_is_compare_and_set(store: StateStore) -> None:
     s = store.create(new_state(revision=0))
-    s2 = store.save(s.replace(desired_weight=5))
+    s2 = store.save(dataclasses.replace(s, desired_weight=5))
     assert s2.revision == 2 and store.get("checkout").desired_weight == 5
     with pytest.raises(ConflictError):
-        store.save(s.replace(desired_weight=25))  # stale revision
+        store.save(dataclasses.replace(s, desired_weight=25))  # stale revision
     assert store.get("checkout").desired_weight == 5
 
 
@@ -43,7 +45,7 @@ def test_one_active_rollout_per_name(store: StateStore) -> None:
     s = store.create(new_state(revision=0))
     with pytest.raises(ConflictError):
         store.create(new_state(id="r2", revision=0))
-    store.save(s.replace(phase=Phase.SUCCEEDED))
+    store.save(dataclasses.replace(s, phase=Phase.SUCCEEDED))
     second = store.create(new_state(id="r2", revision=0, created_at=at(100)))
     assert store.get("checkout").id == second.id
     assert [x.id for x in store.list_active()] == ["r2"]
@@ -73,7 +75,7 @@ def test_failed_save_appends_no_events(store: StateStore) -> None:
 def test_promotion_records_the_stable_version(store: StateStore) -> None:
     s = store.create(new_state(revision=0))
     assert store.last_stable_version("checkout") is None
-    store.save(s.replace(phase=Phase.SUCCEEDED))
+    store.save(dataclasses.replace(s, phase=Phase.SUCCEEDED))
     assert store.last_stable_version("checkout") == "2.0.0"
 
 
@@ -111,13 +113,15 @@ def test_state_with_awkward_values_round_trips_exactly(store: StateStore) -> Non
     odd = MetricResult(name="p99", outcome=Outcome.FAILED, value=float("inf"),
                        query='histogram_quantile(0.99, x{v="\\"2\\""})', message="a\x00b ü ✓")
     memory = {"nan": float("nan"), "inf": float("-inf"), "big": 1e300, "n": [1, 2.5]}
-    s = store.create(new_state(revision=0, last_results=(odd,), message="gate: \x00",
-                               judge_memory=memory, stage_started_at=at(0.123456)))
+    s = store.create(new_state(revision=0, message="gate: \x00",
+                               run=AttemptProgress(last_results=(odd,), judge_memory=memory),
+                               stage=StageProgress(started_at=at(0.123456))))
     got = store.get("checkout")
     assert got.judge_memory is not None and math.isnan(got.judge_memory["nan"])
     assert {k: v for k, v in got.judge_memory.items() if k != "nan"} == {
         "inf": float("-inf"), "big": 1e300, "n": [1, 2.5]}
-    assert got.replace(judge_memory=None) == s.replace(judge_memory=None)
+    assert dataclasses.replace(got, run=dataclasses.replace(got.run, judge_memory=None)) == \
+        dataclasses.replace(s, run=dataclasses.replace(s.run, judge_memory=None))
 
 
 def test_events_keep_time_data_and_key_exactly(store: StateStore) -> None:
@@ -140,7 +144,7 @@ def test_claim_rollouts_takes_free_expired_and_dead_leases_only(store: StateStor
     for i, name in enumerate("abcde"):
         store.create(new_state(id=f"r-{name}", name=name, revision=0, created_at=at(i)))
     done = store.create(new_state(id="r-f", name="f", revision=0, created_at=at(5)))
-    store.save(done.replace(phase=Phase.SUCCEEDED))  # finished: nobody claims it
+    store.save(dataclasses.replace(done, phase=Phase.SUCCEEDED))  # finished: nobody claims it
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     live, me = LeaseOwner.here(), LeaseOwner.here()

@@ -4,6 +4,7 @@ by more than host and pid (PID namespace, boot, start time)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -122,7 +123,7 @@ def test_provably_gone_needs_host_namespace_boot_and_a_gone_or_reused_pid() -> N
 def test_a_promotion_survives_coalescing_of_its_events(store: StateStore) -> None:
     s = store.create(new_state(revision=0))
     s = store.save(s, events=[Event(at=at(1), kind="drift", message="5% wanted")])
-    s = store.save(s.replace(phase=Phase.SUCCEEDED),
+    s = store.save(dataclasses.replace(s, phase=Phase.SUCCEEDED),
                    events=[Event(at=at(2), kind="drift", message="5% wanted"),
                            Event(at=at(2), kind="promoted", message="done")])
     assert [e.kind for e in store.events(s.id)] == ["drift", "promoted"]

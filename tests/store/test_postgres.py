@@ -4,6 +4,7 @@ canary's tree (with the URL's password never shown)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -130,7 +131,7 @@ def test_a_server_restart_is_survived(postgres_server: Server, postgres_url: str
         assert not isinstance(caught.value.__cause__, CanaryError)
     # the old connection is dead; the store finds out, reconnects once, and carries on
     assert store.get("checkout") == s
-    store.save(s.replace(desired_weight=5))
+    store.save(dataclasses.replace(s, desired_weight=5))
     with server_down(postgres_server):
         pass  # down and up again while the store sits idle
     assert store.get("checkout").desired_weight == 5

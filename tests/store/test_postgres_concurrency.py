@@ -5,6 +5,7 @@ one winner (lease, compare-and-set save, create) or split the work without overl
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -83,7 +84,7 @@ def test_concurrent_saves_at_one_revision_let_exactly_one_through(
     for n in range(ROUNDS):
         base = stores[0].create(new_state(id=f"s{n}", name=f"svc-{n}", revision=0))
         results = race(stores, lambda i, s, base: s.save(
-            base.replace(desired_weight=i + 1),
+            dataclasses.replace(base, desired_weight=i + 1),
             events=[Event(at=at(1), kind=f"by-{i}", message="")]), base)
         winners = [i for i, r in enumerate(results) if not isinstance(r, ConflictError)]
         assert len(winners) == 1, f"round {n}: {outcome(results)}"
@@ -138,7 +139,7 @@ def test_a_claim_racing_a_deploy_leaves_one_owner(stores: list[PostgresStore],
         assert replica_won != deploy_won, f"round {n}: {claimed}, {acquired}"
         assert lease_holders(postgres_url)[name] == (replica if replica_won else deploy).id
         # end it, so the next round's claim only sees the next rollout
-        stores[0].save(stores[0].get(name).replace(phase=Phase.FAILED))
+        stores[0].save(dataclasses.replace(stores[0].get(name), phase=Phase.FAILED))
 
 
 def test_a_serializable_server_default_still_reports_a_lost_race_as_a_conflict(
@@ -151,8 +152,8 @@ def test_a_serializable_server_default_still_reports_a_lost_race_as_a_conflict(
     try:
         for n in range(10):
             base = stores[0].create(new_state(id=f"s{n}", name=f"svc-{n}", revision=0))
-            results = race(stores, lambda i, s, base: s.save(base.replace(desired_weight=i)),
-                           base)
+            results = race(stores, lambda i, s, base: s.save(
+                dataclasses.replace(base, desired_weight=i)), base)
             assert outcome(results).count("ConflictError") == 3, f"round {n}: {outcome(results)}"
     finally:
         for s in stores:
