@@ -3,8 +3,8 @@
 The controller's tick threads, its discovery and heartbeat jobs and the HTTP API's thread
 pool all call the store concurrently. One SQLite connection cannot carry two threads'
 transactions at once, so each call borrows an idle connection (opening one when none is
-idle) and gives it back; connections are opened lazily, so there are never more than the
-threads that called at the same moment. ``close()`` closes the idle ones at once and the
+idle) and gives it back; connections are opened lazily and kept, so there are as many as
+the most calls ever in flight at once. ``close()`` closes the idle ones at once and the
 borrowed ones as they come back.
 """
 
