@@ -6,7 +6,9 @@ A real controller process (from this checkout, or from ``--src``: another copy o
 their first stage, ticking every second, no analysis), while this script:
 
 1. runs 200 concurrent clients against /healthz, each opening a new connection per request:
-   latency p50/p99/max and requests that failed or took over 30 s;
+   latency p50/p99/max, requests that failed or took over 30 s, and the controller's CPU
+   time per request (user + system, from /proc: it depends much less than latency on what
+   else the machine runs, so it tells a change in the server from a noisy neighbour);
 2. opens 1,000 connections, half idle and half with half-sent headers, holds them for a
    window, and samples the controller's threads and RSS every 2 s; meanwhile it counts the
    ticks the controller reports (canary_tick_duration_seconds_count) against the N x window
@@ -104,13 +106,21 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
-def burst(url: str, *, clients: int, each: int) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def burst(url: str, pid: int, *, clients: int, each: int) -> dict[str, float]:
+    cpu = cpu_seconds(pid)
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         results = list(pool.map(lambda _: one_healthz(url), range(clients * each)))
+    cpu = cpu_seconds(pid) - cpu
     ok = [r for r in results if r > 0]
     return {"requests": len(results), "failed": len(results) - len(ok),
             "p50_ms": pct(ok, 0.5) * 1e3, "p99_ms": pct(ok, 0.99) * 1e3,
-            "max_ms": max(ok, default=float("nan")) * 1e3}
+            "max_ms": max(ok, default=float("nan")) * 1e3,
+            "controller_cpu_ms_per_request": cpu / len(results) * 1e3}
 
 
 def hostile(url: str, pid: int, *, n: int, window: float, rollouts: int,
@@ -166,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="/tmp/canary-bench-http")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
+    load = os.getloadavg()[0]  # the machine is shared: say how busy it was
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 doc = rollout(i, sock=str(hap.info["socket"]), policy=policy)
                 assert http.post("/api/v1/rollouts", json={"document": doc}).status_code == 201
         time.sleep(5)
-        first = burst(url, clients=args.clients, each=args.each)
+        first = burst(url, ctl.pid, clients=args.clients, each=args.each)
         second = hostile(url, ctl.pid, n=args.connections, window=args.window,
                          rollouts=args.rollouts, tick=1.0)
         log = (work / "serve.log").read_text(errors="replace")
@@ -200,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         ctl.stop()
         hap.stop()
     lines = [f"command: python -m bench.serve.http {' '.join(argv or sys.argv[1:])}",
-             f"source: {args.src}", "",
+             f"source: {args.src}", f"load average at the start: {load:.1f}", "",
              f"{args.clients} concurrent clients x {args.each} requests on /healthz "
              "(new connection each):"]
     lines += [f"  {k}: {v:.1f}" if isinstance(v, float) else f"  {k}: {v}"

@@ -4,16 +4,13 @@ Each active rollout gets one APScheduler job that calls ``Runner.tick()`` - the 
 `canary deploy` runs - so a rollout behaves the same whoever drives it. Correctness between
 replicas rests on that tick alone: it takes the rollout's lease in the store first and
 raises ConflictError while another live controller holds it. A replica that loses that race
-becomes the rollout's standby: it only tries again now and then (or, on a store that can
-``claim_rollouts``, waits to be handed the rollout), so it takes over within a lease period
-when the owner dies and otherwise costs the store little.
+becomes the rollout's standby: it does not try the lease again on its own but waits for
+discovery's ``claim_rollouts`` (every store has it) to hand it the rollout, so it takes over
+within a lease period when the owner dies and otherwise costs the store nothing.
 
-Isolation: ticks run on a thread pool, one job per rollout with ``max_instances=1``, so a
-rollout whose router or Prometheus hangs holds one thread and its own schedule, never the
-others'. Discovery and lease heartbeats run on a separate small pool, so a saturated tick
-pool cannot let leases lapse. The store is reached through ``PooledStore``: each call
-borrows a connection of its own, because one SQLite connection cannot carry two threads'
-transactions at once.
+Ticks run on canary/server/ticks.py's pool, one job per rollout, so a rollout that hangs
+holds one thread and its own schedule; the store is reached through canary/server/pooled.py,
+a connection per concurrent call.
 """
 
 from __future__ import annotations
@@ -24,110 +21,25 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobEvent
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
+from datetime import datetime, timedelta
 
 from canary.clock import Clock, SystemClock
 from canary.console.logs import context, fields
 from canary.errors import CanaryError, ConflictError, NotFoundError
-from canary.model import Event, Phase
+from canary.model import Phase
 from canary.rollout.machine import next_wakeup
 from canary.rollout.runner import Runner
 from canary.server.exporter import RolloutSample, ServeMetrics
+from canary.server.pooled import PooledStore
+from canary.server.ticks import TickPool, utcnow
 from canary.state import RolloutState
 from canary.store.base import LeaseOwner, StateStore
 
 log = logging.getLogger("canary.server.controller")
 
 RunnerFactory = Callable[[RolloutState, StateStore], Runner]
-
-
-class PooledStore:
-    """A StateStore lending each call a connection of its own: safe from many threads."""
-
-    def __init__(self, opener: Callable[[], StateStore]) -> None:
-        self._opener = opener
-        self._lock = threading.Lock()
-        self._idle: list[StateStore] = [opener()]  # a bad URL fails at start, not later
-        self._closed = False
-        self.can_claim = hasattr(self._idle[0], "claim_rollouts")
-
-    @contextmanager
-    def _borrow(self) -> Iterator[StateStore]:
-        with self._lock:
-            store = self._idle.pop() if self._idle else None
-        if store is None:
-            store = self._opener()
-        try:
-            yield store
-        finally:
-            with self._lock:
-                if self._closed:
-                    store.close()
-                else:
-                    self._idle.append(store)
-
-    def create(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        with self._borrow() as s:
-            return s.create(state, events=events)
-
-    def get(self, name: str) -> RolloutState:
-        with self._borrow() as s:
-            return s.get(name)
-
-    def save(self, state: RolloutState, *, events: Sequence[Event] = ()) -> RolloutState:
-        with self._borrow() as s:
-            return s.save(state, events=events)
-
-    def list_active(self) -> list[RolloutState]:
-        with self._borrow() as s:
-            return s.list_active()
-
-    def history(self, name: str | None = None, *, limit: int = 50) -> list[RolloutState]:
-        with self._borrow() as s:
-            return s.history(name, limit=limit)
-
-    def append_event(self, rollout_id: str, event: Event) -> bool:
-        with self._borrow() as s:
-            return s.append_event(rollout_id, event)
-
-    def events(self, rollout_id: str, *, limit: int | None = None) -> list[Event]:
-        with self._borrow() as s:
-            return s.events(rollout_id, limit=limit)
-
-    def has_event_key(self, key: str) -> bool:
-        with self._borrow() as s:
-            return s.has_event_key(key)
-
-    def acquire_lease(self, name: str, owner: LeaseOwner, *, ttl: float, now: datetime) -> None:
-        with self._borrow() as s:
-            s.acquire_lease(name, owner, ttl=ttl, now=now)
-
-    def release_lease(self, name: str, owner: LeaseOwner) -> None:
-        with self._borrow() as s:
-            s.release_lease(name, owner)
-
-    def last_stable_version(self, service: str) -> str | None:
-        with self._borrow() as s:
-            return s.last_stable_version(service)
-
-    def claim_rollouts(self, owner: LeaseOwner, *, ttl: float, now: datetime,
-                       limit: int) -> list[str]:
-        with self._borrow() as s:
-            return s.claim_rollouts(owner, ttl=ttl, now=now, limit=limit)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for s in idle:
-            s.close()
 
 
 @dataclass
@@ -140,7 +52,7 @@ class _Slot:
     runner: Runner
     period: float
     owned: bool = False
-    next_try: float = 0.0  # monotonic: a standby's next attempt at the lease
+    next_try: float = 0.0  # monotonic: inf while a standby waits to be handed the lease
     busy_since: float | None = None  # a tick is running since then
     due: float = math.inf  # monotonic: when the next tick should start at the latest
     values: tuple[tuple[str, float], ...] = ()  # last measured value per metric
@@ -159,7 +71,6 @@ class Controller:
         self.store = store
         self.owner = owner or LeaseOwner.here()
         self.tick_every, self.lease_ttl, self.discover_every = tick, lease_ttl, discover_every
-        self.standby_every = lease_ttl / 4
         self.metrics = metrics or ServeMetrics()
         self.metrics.snapshot = self.snapshot
         self.clock = clock or SystemClock()
@@ -168,28 +79,20 @@ class Controller:
         self._broken: dict[str, tuple[str, float]] = {}  # name -> (error, retry at)
         self._lock = threading.RLock()
         self._stopping = threading.Event()
-        self.scheduler = BackgroundScheduler(
-            timezone=UTC,
-            executors={"default": ThreadPoolExecutor(workers),
-                       "control": ThreadPoolExecutor(2)},
-            job_defaults={"coalesce": True, "max_instances": 1})
-        self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_MISSED)
+        self.ticks = TickPool(workers=workers,
+                              on_skipped=lambda why: self.metrics.overruns.labels(why).inc())
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.scheduler.add_job(self.discover, "interval", seconds=self.discover_every,
-                               id="discover", executor="control", next_run_time=_utcnow(),
-                               misfire_grace_time=max(1, int(self.discover_every)))
-        self.scheduler.add_job(self._heartbeat, "interval", seconds=self.lease_ttl / 3,
-                               id="heartbeat", executor="control",
-                               misfire_grace_time=max(1, int(self.lease_ttl / 3)))
-        self.scheduler.start()
+        self.ticks.housekeeping(self.discover, every=self.discover_every, now=True)
+        self.ticks.housekeeping(self._heartbeat, every=self.lease_ttl / 3)
+        self.ticks.start()
 
     def stop(self) -> None:
         """Let running ticks finish, start no new ones, then release every lease held."""
         self._stopping.set()
-        self.scheduler.shutdown(wait=True)
+        self.ticks.shutdown()
         for slot in list(self._slots.values()):
             if slot.owned:
                 with contextlib.suppress(CanaryError):
@@ -214,15 +117,14 @@ class Controller:
                 self._add(state, first_run=None)
         for name in [n for n in self._slots if n not in active]:
             self._drop_if_ended(name)
-        if self.store.can_claim:
-            self._claim()
+        self._claim()
 
     def adopt(self, state: RolloutState) -> None:
         """Drive ``state`` now: a rollout just submitted or retried through this replica.
 
         The lease is taken here, at once, so another replica's discovery cannot claim a
         rollout in the moment between its creation and its first tick."""
-        self._add(state, first_run=_utcnow())
+        self._add(state, first_run=utcnow())
         slot = self._slots.get(state.name)
         try:
             self.store.acquire_lease(state.name, self.owner, ttl=self.lease_ttl,
@@ -239,8 +141,7 @@ class Controller:
         if slot is None or not (slot.owned or force) or self._stopping.is_set():
             return
         slot.next_try = 0.0
-        with contextlib.suppress(LookupError):
-            self.scheduler.modify_job(_job_id(name), next_run_time=_utcnow())
+        self.ticks.wake(name)
 
     def _add(self, state: RolloutState, *, first_run: datetime | None) -> None:
         with self._lock:
@@ -265,16 +166,14 @@ class Controller:
             slot = _Slot(name=state.name, rollout_id=state.id, service=state.service,
                          runner=runner, period=period, phase=state.phase.value,
                          weight=state.actual_weight or 0)
-            if self.store.can_claim and first_run is None:
+            if first_run is None:
                 slot.next_try = math.inf  # wait to be handed it by claim_rollouts
             self._slots[state.name] = slot
             # Spread first attempts over a period, so replicas discovering the same new
             # rollouts at once split them instead of all colliding on the same ones.
-            start = first_run or _utcnow() + timedelta(seconds=random.uniform(0, period))
-            self.scheduler.add_job(self._tick, "interval", seconds=period, args=(state.name,),
-                                   id=_job_id(state.name), replace_existing=True,
-                                   next_run_time=start,
-                                   misfire_grace_time=max(1, math.ceil(period)))
+            start = first_run or utcnow() + timedelta(seconds=random.uniform(0, period))
+            self.ticks.schedule(state.name, self._tick, period=period, first=start,
+                                grace=max(1, math.ceil(period)))
 
     def _drop_if_ended(self, name: str) -> None:
         try:
@@ -294,8 +193,7 @@ class Controller:
     def _forget(self, name: str) -> None:
         with self._lock:
             slot = self._slots.pop(name, None)
-        with contextlib.suppress(LookupError):
-            self.scheduler.remove_job(_job_id(name))
+        self.ticks.drop(name)
         if slot is not None and slot.owned:
             with contextlib.suppress(CanaryError):
                 self.store.release_lease(name, self.owner)
@@ -372,17 +270,14 @@ class Controller:
         # up to a whole period late: the interval trigger resumes from there.
         wait = next_wakeup(state, self.clock.now(), poll=slot.period)
         if wait < slot.period and not self._stopping.is_set():
-            with contextlib.suppress(LookupError):
-                self.scheduler.modify_job(_job_id(name), next_run_time=_utcnow() + timedelta(
-                    seconds=wait + 0.01))
+            self.ticks.wake(name, after=wait + 0.01)
 
     def _standby(self, slot: _Slot, message: str) -> None:
         if slot.owned:
             log.warning("rollout %s: another controller took it over: %s", slot.name, message,
                         extra=fields(rollout=slot.name, event="standby"))
         slot.owned = False
-        slot.next_try = math.inf if self.store.can_claim else \
-            time.monotonic() + self.standby_every * random.uniform(0.75, 1.0)
+        slot.next_try = math.inf  # until discovery's claim_rollouts hands it back
 
     def _heartbeat(self) -> None:
         """Renew the leases of ticks running long (a migration, a hanging router)."""
@@ -396,9 +291,6 @@ class Controller:
                     log.warning("rollout %s: cannot renew the lease: %s", slot.name, exc,
                                 extra=fields(rollout=slot.name))
 
-    def _on_skipped(self, event: JobEvent) -> None:
-        self.metrics.overruns.labels("missed" if event.code == EVENT_JOB_MISSED else "busy").inc()
-
     def snapshot(self) -> list[RolloutSample]:
         return [RolloutSample(name=s.name, service=s.service, phase=s.phase, weight=s.weight,
                               owned=s.owned, values=s.values) for s in list(self._slots.values())]
@@ -406,10 +298,3 @@ class Controller:
     def owned(self) -> list[str]:
         return sorted(s.name for s in list(self._slots.values()) if s.owned)
 
-
-def _job_id(name: str) -> str:
-    return f"rollout:{name}"
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -1,13 +1,19 @@
 """The HTTP server of `canary serve`: uvicorn on its own thread, with limits a hostile
 client cannot get around.
 
-Ticks run on the scheduler's threads; this server runs one asyncio event loop on one
-thread, so connections cost no thread each and a slow client delays no rollout. Limits:
-a listen backlog of 2048; requests must arrive whole within ``read_timeout`` (uvicorn only
-times out idle keep-alive connections, so a connection that never finishes its headers or
-its body is closed here); headers at most 16 KiB (h11); bodies at most 1 MiB; at most
-``limit_concurrency`` connections and requests at once (uvicorn answers 503 beyond);
-handlers that touch the store run on a bounded thread pool.
+Ticks run on the scheduler's threads; this server runs one event loop on one thread, so
+connections cost no thread each and a slow client delays no rollout. Limits: a listen
+backlog of 2048; requests must arrive whole within ``read_timeout`` (uvicorn only times out
+idle keep-alive connections, so a connection that never finishes its headers or its body is
+closed here); headers at most 16 KiB; bodies at most 1 MiB; at most ``limit_concurrency``
+connections and requests at once (uvicorn answers 503 beyond); handlers that touch the
+store run on a bounded thread pool.
+
+Speed: every request costs the one event-loop thread some CPU, and with many clients at
+once each waits for the requests queued before it, so that cost is the latency (profiled in
+bench/serve/results.md: the tick threads were not the cause). uvicorn's pure-Python h11
+parser and asyncio's pure-Python transports were most of it; the server uses httptools (C
+parser) and uvloop (C event loop) instead, uvicorn's own "standard" choice.
 
 Every response carries the security headers of the status page; every request is logged
 as method, path and status (never headers: they carry tokens), writes at INFO. A client
@@ -24,12 +30,12 @@ import threading
 import time
 from typing import Any
 
-import h11
+import httptools
 import uvicorn
 from starlette.datastructures import MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from canary.errors import InputError
 
@@ -45,26 +51,60 @@ SECURITY_HEADERS = {
 }
 
 
-class _TimedH11(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection whose request is not complete in time."""
+class _TimedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, closing a connection whose request is not complete in
+    time, and refusing (400, as uvicorn answers any bad request) a head over MAX_HEADERS."""
 
     read_timeout = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._read_timer: asyncio.TimerHandle | None = None
+        self._in_head = True  # before a request: its head is coming
+        self._received = self._head_bytes = 0  # raw bytes, and parsed ones, of the head
         super().connection_made(transport)
-        self._arm()
+        self._arm()  # a connection that never sends a byte is closed too
 
     def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            # httptools keeps an unfinished header line in memory: bound what it may hold
+            # (the chunk that ends a head may carry a body too: only earlier ones count).
+            if self._received > MAX_HEADERS and not self.transport.is_closing():
+                self.send_400_response("Request headers too large.")
+                return
+            self._received += len(data)
         super().data_received(data)
-        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
-            self._arm()  # a request started (or is about to): it has read_timeout to finish
-        else:
-            self._disarm()  # read whole: the handler may take what it needs
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head, self._received, self._head_bytes = True, 0, 0
+        self._arm()  # a request started: it has read_timeout to finish
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._disarm()  # read whole: the handler may take what it needs
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEADERS:
+            # Raised inside the parser's callback: feed_data raises HttpParserError, which
+            # uvicorn answers with 400 and a closed connection.
+            raise httptools.HttpParserError("request head too large")
 
     def _arm(self) -> None:
         if self._read_timer is None:
@@ -77,8 +117,7 @@ class _TimedH11(H11Protocol):
 
     def _expired(self) -> None:
         self._read_timer = None
-        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and \
-                not self.transport.is_closing():
+        if not self.transport.is_closing():
             self.transport.close()  # the handler, if any, sees a disconnect
 
 
@@ -161,13 +200,12 @@ class HttpServer:
                  keep_alive: int = 5, limit_concurrency: int = 1024,
                  backlog: int = 2048) -> None:
         self.sock = bind(host, port, backlog=backlog)
-        protocol = type("TimedH11", (_TimedH11,), {"read_timeout": read_timeout})
+        protocol = type("TimedHttpTools", (_TimedHttpTools,), {"read_timeout": read_timeout})
         config = uvicorn.Config(FrontDoor(app), http=protocol, lifespan="off",
                                 log_config=None, access_log=False, server_header=False,
                                 timeout_keep_alive=keep_alive,
                                 limit_concurrency=limit_concurrency, backlog=backlog,
-                                h11_max_incomplete_event_size=MAX_HEADERS,
-                                timeout_graceful_shutdown=5, loop="asyncio")
+                                timeout_graceful_shutdown=5, loop="uvloop")
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
 

@@ -24,8 +24,9 @@ from canary.model import Notification, PolicySpec
 from canary.notify.base import Notifier
 from canary.notify.registry import EventFilter
 from canary.rollout.runner import Analyzer, Runner
-from canary.server.controller import Controller, PooledStore, RunnerFactory
+from canary.server.controller import Controller, RunnerFactory
 from canary.server.exporter import ServeMetrics
+from canary.server.pooled import PooledStore
 from canary.state import RolloutState
 from canary.store.base import StateStore
 
