@@ -9,21 +9,32 @@ other fixtures), the parameters that pick a server-backed fixture, or the folder
 in. The mark is not taken on trust: in the fast lane the lab refuses to start a server
 (``CANARY_TEST_NO_SERVERS``), so a test that starts one without being marked fails and
 names itself.
+
+typer's CliRunner rebuilds the whole click command tree of an app, from every command's type
+hints, on each ``invoke`` (about 40 ms of CPU, most of a `canary validate` test; 300 of them
+in tests/fuzz alone). The tree depends only on the commands registered on the app, all
+registered when canary.cli is imported, so it is built once per app object here. Each
+invoke still parses its arguments and runs the command through that same tree.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+import typer.testing
 from psycopg import sql
 
 from lab import postgres
 from lab.proc import Server
 
 _names = itertools.count(1)
+
+# The name CliRunner.invoke calls (typer/testing.py imports typer.main.get_command under it).
+typer.testing._get_command = functools.cache(typer.testing._get_command)  # type: ignore[attr-defined]
 
 # Fixtures that start (or need) a real server process.
 SERVER_FIXTURES = frozenset({
