@@ -23,7 +23,7 @@ from bench.report import write_report
 from bench.scenarios import BAD, DT, HEALTHY, STEPS, Scenario, seed_of
 from bench.simulate import Outcome, run_early, run_fixed
 from canary.analysis.sequential.core import JudgeTuning, SequentialJudge
-from canary.model import SequentialSpec
+from canary.specs import SequentialSpec
 
 ALPHA = 0.02
 ALPHAS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2)

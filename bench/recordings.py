@@ -63,8 +63,8 @@ def main() -> None:
     expected = write(a.out, runs=a.runs, only=a.only, steps=a.steps)
     print(f"wrote {len(expected)} recordings to {a.out}")
     if a.time:
-        from canary.model import PolicySpec, SequentialSpec
         from canary.replay.backtest import backtest_files
+        from canary.specs import PolicySpec, SequentialSpec
 
         policy = PolicySpec(name="bench", prometheus_url="", interval=60, window=60,
                             metrics=(), sequential=SequentialSpec(tolerance=1.0))

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from canary.clock import ManualClock
-from canary.model import RolloutSpec, RouterSpec, Stage
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner
+from canary.specs import RolloutSpec, RouterSpec, Stage
 from canary.state import RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter

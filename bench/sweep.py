@@ -31,7 +31,7 @@ from bench.scenarios import (
     seed_of,
 )
 from canary.analysis.sequential.core import JudgeTuning, SequentialJudge
-from canary.model import SequentialSpec
+from canary.specs import SequentialSpec
 
 LEDGER = [  # each protection of the judge taken away, then all of them
     "no warm-up:warmup=0",

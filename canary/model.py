@@ -2,7 +2,7 @@
 
 Frozen dataclasses, no I/O. Pydantic stays at the YAML edge (spec.py); these are what the
 rest of the code sees. The specs as loaded (rollout, stages, hooks, policy, metrics) are in
-canary/specs.py and re-exported here, where every module has always imported them from.
+canary/specs.py.
 """
 
 from __future__ import annotations
@@ -14,20 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from canary.secrets import redact_data, redact_known
-from canary.specs import (
-    HOOK_POINTS,
-    HookCall,
-    HookSpec,
-    LabelMatch,
-    MetricSpec,
-    MigrationSpec,
-    NotificationSpec,
-    PolicySpec,
-    RolloutSpec,
-    RouterSpec,
-    SequentialSpec,
-    Stage,
-)
 
 
 class Phase(enum.StrEnum):
@@ -239,28 +225,3 @@ class Notification:
         object.__setattr__(self, "reason", redact_known(self.reason))
 
 
-__all__ = [
-    "COMMAND_PHASES",
-    "Command",
-    "Event",
-    "GateResult",
-    "HOOK_POINTS",
-    "HookCall",
-    "HookResult",
-    "HookSpec",
-    "LabelMatch",
-    "MetricResult",
-    "MetricSpec",
-    "MigrationSpec",
-    "Notification",
-    "NotificationSpec",
-    "Outcome",
-    "Phase",
-    "PolicySpec",
-    "RolloutSpec",
-    "RouterSpec",
-    "SequentialSpec",
-    "Stage",
-    "Verdict",
-    "Weights",
-]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from canary.model import Weights
 from canary.routers.features import Match, Routes, Sticky
-from canary.routers.nginx import render_servers
+from canary.routers.nginx_blocks import render_servers
 from canary.routers.nginx_routes import render_location, render_routes
 from lab.proc import Server, free_port, port_open, wait_until
 

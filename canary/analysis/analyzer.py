@@ -17,7 +17,8 @@ from datetime import datetime
 from canary.analysis import threshold
 from canary.analysis.sequential.live import LiveSequential
 from canary.metrics.base import MetricsProvider
-from canary.model import PolicySpec, Verdict
+from canary.model import Verdict
+from canary.specs import PolicySpec
 from canary.state import RolloutState
 
 MAX_BUDGET = 10.0  # seconds: a check that needs longer than this is not getting an answer

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from canary.durations import format_duration
 from canary.metrics.base import Sample
-from canary.model import MetricResult, MetricSpec, Outcome
+from canary.model import MetricResult, Outcome
+from canary.specs import MetricSpec
 
 NO_SERIES = "the query returned no series (no traffic yet, or no such series or labels)"
 NAN = "the query returned NaN (no traffic in the window: 0/0)"

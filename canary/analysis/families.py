@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from canary.errors import InputError
-from canary.model import LabelMatch, MetricSpec, PolicySpec
+from canary.specs import LabelMatch, MetricSpec, PolicySpec
 
 APP_LABELS = {"service": "service", "version": "version", "code": "code"}
 

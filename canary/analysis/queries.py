@@ -23,10 +23,8 @@ from dataclasses import dataclass
 
 from canary.analysis.families import (
     APP,
-    FAMILIES,
     MEAN_NOTE,
     WARM,
-    Family,
     duration_metric,
     family_of,
     label_name,
@@ -36,12 +34,7 @@ from canary.analysis.families import (
 )
 from canary.durations import format_duration
 from canary.errors import InputError
-from canary.model import LabelMatch, MetricSpec, PolicySpec
-
-# FAMILIES and Family are families.py's; they stay importable from here.
-__all__ = ["BUILTINS", "FAMILIES", "PLACEHOLDERS", "SIDES", "Family", "IncrementQueries",
-           "Series", "builtin_series", "escape_label_value", "increment_queries",
-           "render_metric_query", "render_template", "request_count_query"]
+from canary.specs import LabelMatch, MetricSpec, PolicySpec
 
 BUILTINS = ("error-rate", "latency", "request-rate")
 PLACEHOLDERS = ("service", "version", "stable_version", "window")

@@ -25,28 +25,22 @@ from typing import Protocol, runtime_checkable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from canary.analysis.bounds import (
-    ESTIMABLE_TAIL,
     NAN,
     NO_SERIES,
     Why,
     evaluate,
-    fmt,
     low_traffic,
-    quantile_min_requests,
     required_requests,
     single_value,
-    threshold_text,
 )
 from canary.analysis.queries import render_metric_query, request_count_query
 from canary.durations import format_duration
 from canary.errors import CanaryError, ControllerBusy, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
-from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec, Verdict
+from canary.model import MetricResult, Outcome, Verdict
+from canary.specs import MetricSpec, PolicySpec
 
-# The judging half lives in bounds.py; its names stay importable from here, the judge's API.
-__all__ = ["BASELINE_WINDOW", "ESTIMABLE_TAIL", "NAN", "NO_SERIES", "DeadlineProvider",
-           "evaluate", "fmt", "graph_link", "low_traffic", "measure", "quantile_min_requests",
-           "required_requests", "single_value", "threshold_text"]
+# The judging half (one number against its bounds) lives in bounds.py.
 
 # A relative bound whose stable side had no traffic in the window (the 100% stage, or a
 # stable version between bursts of traffic) compares with the stable version's rate over

@@ -21,7 +21,7 @@ from pydantic import (
 from canary.config.specbase import MAX_COUNT, Count, Duration, Name, _Metadata, _Model, _validate
 from canary.config.yamlsource import Document, interpolate, load_file
 from canary.errors import InputError
-from canary.model import MetricSpec, PolicySpec, SequentialSpec
+from canary.specs import MetricSpec, PolicySpec, SequentialSpec
 
 BUILTINS = ("error-rate", "latency", "request-rate")
 FamilyName = Literal["app", "istio", "linkerd", "ingress-nginx", "haproxy"]
@@ -155,7 +155,7 @@ def load_policy(path: str, *, env: Mapping[str, str] | None = None) -> PolicySpe
     must be reachable, and every metric's queries must render (placeholders, label and
     metric names, each family's needs), so a policy that validates can run.
     """
-    from canary.analysis.queries import FAMILIES
+    from canary.analysis.families import FAMILIES
 
     raw = load_file(path)
     if not isinstance(raw.data, dict):

@@ -33,7 +33,8 @@ VARIABLE = {"type": "string", "pattern": r"\$\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\
 
 def json_schema(kind: Kind) -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a ``Rollout`` or ``AnalysisPolicy`` file."""
-    from canary.config.spec import _Policy, _Rollout
+    from canary.config.rolloutfile import _Rollout
+    from canary.config.spec import _Policy
 
     model: type[BaseModel] = _Rollout if kind == "Rollout" else _Policy
     schema = _generate(model, "#/$defs/{model}")

@@ -27,8 +27,7 @@ from canary.config.policyfile import (
 from canary.config.policyfile import (
     resolve_policy_path as resolve_policy_path,
 )
-from canary.config.rolloutfile import _Call, _Hooks
-from canary.config.rolloutfile import _Rollout as _Rollout
+from canary.config.rolloutfile import _Call, _Hooks, _Rollout
 from canary.config.specbase import (
     MAX_VERSION,
     _validate,
@@ -36,7 +35,8 @@ from canary.config.specbase import (
 from canary.config.strategy import build_stages
 from canary.config.yamlsource import Document, control_character, interpolate, load_file, load_text
 from canary.errors import InputError
-from canary.model import (
+from canary.notify.registry import default_events
+from canary.specs import (
     HookCall,
     HookSpec,
     MigrationSpec,
@@ -44,7 +44,6 @@ from canary.model import (
     RolloutSpec,
     RouterSpec,
 )
-from canary.notify.registry import default_events
 
 # What a rollout is shown by (status, history, alerts): a ${VAR} here is no secret.
 _SHOWN = frozenset({("metadata", "name"), ("spec", "service"), ("spec", "version"),

@@ -30,8 +30,9 @@ from canary import defaults
 from canary.config.specbase import Duration, _Model
 from canary.config.yamlsource import Document
 from canary.errors import InputError
-from canary.model import Phase, Stage
+from canary.model import Phase
 from canary.routers.features import Routes
+from canary.specs import Stage
 from canary.state import RolloutState
 
 DEFAULT_STAGES = defaults.STAGES

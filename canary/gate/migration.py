@@ -13,7 +13,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from canary.model import GateResult, MigrationSpec
+from canary.model import GateResult
+from canary.specs import MigrationSpec
 
 MAX_KEPT = 64_000  # characters of output kept for the journal
 

@@ -20,8 +20,9 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from canary.model import HookCall, HookResult
+from canary.model import HookResult
 from canary.secrets import redact_known
+from canary.specs import HookCall
 
 MAX_KEPT = 16_000
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from canary.errors import InputError
-from canary.model import Notification, NotificationSpec
+from canary.model import Notification
 from canary.notify.base import Notifier
 from canary.notify.pagerduty import DEFAULT_EVENTS_URL, RESOLVES, PagerDutyNotifier
 from canary.notify.slack import EVENTS, SlackNotifier
@@ -19,6 +19,7 @@ from canary.notify.teams import TeamsNotifier
 from canary.notify.templates import EVENT_NAMES, Templates, TemplatesError, compile_templates
 from canary.notify.threads import LocalThreads, ThreadMemory
 from canary.notify.webhook import WebhookNotifier
+from canary.specs import NotificationSpec
 
 KNOWN_EVENTS: tuple[str, ...] = tuple(sorted(EVENTS))
 

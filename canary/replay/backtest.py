@@ -22,12 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from canary.analysis import threshold
+from canary.analysis import bounds, threshold
 from canary.analysis.sequential.core import SequentialJudge, VersionCounts
 from canary.durations import format_duration
 from canary.metrics.base import Sample
-from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec
+from canary.model import MetricResult, Outcome
 from canary.replay.recording import Recording, iter_recordings
+from canary.specs import MetricSpec, PolicySpec
 
 REPLAYABLE = ("error-rate", "latency", "request-rate")
 
@@ -168,18 +169,18 @@ def _check(metric: MetricSpec, window: list[Any], *, seconds: float,
     query = f"recorded {metric.builtin} of the canary over {format_duration(seconds)}"
     value, stable = _value(metric, can, seconds), _value(metric, sta, seconds)
     longer = None
-    if baseline is not None and threshold.single_value(stable) in (threshold.NO_SERIES,
-                                                                    threshold.NAN):
+    if baseline is not None and bounds.single_value(stable) in (bounds.NO_SERIES,
+                                                                    bounds.NAN):
         older = [p.stable for p in baseline if _usable(p.stable)]
         base = _value(metric, older, threshold.BASELINE_WINDOW)
-        if isinstance(threshold.single_value(base), float):
+        if isinstance(bounds.single_value(base), float):
             stable, longer = base, threshold.BASELINE_WINDOW
-    result = threshold.evaluate(metric, value, query, stable=stable, window=seconds,
+    result = bounds.evaluate(metric, value, query, stable=stable, window=seconds,
                                 baseline=longer)
     if result.outcome is Outcome.ERROR:
         return result
     count = sum(v.requests for v in can)
-    guarded = threshold.low_traffic(metric, count, value=result.value, query=query,
+    guarded = bounds.low_traffic(metric, count, value=result.value, query=query,
                                     version="the canary", window=seconds, family=family,
                                     failed=result.outcome is Outcome.FAILED)
     return guarded or result

@@ -21,8 +21,8 @@ from canary.analysis.sequential.live import MARGIN, raw_selector
 from canary.errors import InputError
 from canary.metrics.counters import Growth, grid_growth
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import PolicySpec
 from canary.replay.recording import Point, Recording
+from canary.specs import PolicySpec
 
 
 def record(policy: PolicySpec, *, service: str, canary: str, stable: str, start: datetime,

@@ -27,7 +27,7 @@ from canary.analysis.queries import (
 )
 from canary.errors import InputError, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
-from canary.model import MetricSpec, PolicySpec
+from canary.specs import MetricSpec, PolicySpec
 
 UNREACHABLE = "unreachable"  # Prometheus could not be asked at all: nothing else was checked
 REJECTED = "rejected"  # Prometheus refused the query (bad_data), or it is not one number

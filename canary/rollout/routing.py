@@ -15,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from canary.config.strategy import routes_for
-from canary.model import RolloutSpec, Weights
+from canary.model import Weights
 from canary.routers.base import Router
 from canary.routers.features import Routes, RoutingRules
+from canary.specs import RolloutSpec
 from canary.state import RolloutState
 
 

@@ -29,14 +29,7 @@ from canary.errors import (
 )
 from canary.exits import ended, for_ending
 from canary.hooks.executor import run_hook
-from canary.model import (
-    Event,
-    GateResult,
-    HookResult,
-    RolloutSpec,
-    Verdict,
-    Weights,
-)
+from canary.model import Event, GateResult, HookResult, Verdict, Weights
 from canary.notify.base import Notifier
 from canary.rollout.alerts import AlertDesk, notification_for, safe_deliver
 from canary.rollout.hold import held, hold
@@ -54,8 +47,10 @@ from canary.rollout.machine import (
 )
 from canary.rollout.routing import Routing
 from canary.routers.base import Router
+from canary.specs import RolloutSpec
 from canary.state import RolloutState
-from canary.store.base import LeaseOwner, StateStore
+from canary.store.base import StateStore
+from canary.store.lease import LeaseOwner
 
 log = logging.getLogger("canary.runner")
 

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from canary.model import Event, GateResult, HookResult, Stage, Verdict, Weights
+from canary.model import Event, GateResult, HookResult, Verdict, Weights
+from canary.specs import Stage
 from canary.state import HookKey, RolloutState
 
 

@@ -21,10 +21,11 @@ from canary.config.spec import load_policy, parse_rollout_text, resolve_policy_p
 from canary.config.yamlsource import read_text
 from canary.errors import InputError, NotFoundError, RouterError
 from canary.gate.migration import lint_step, run_migration
-from canary.model import Event, GateResult, MigrationSpec, PolicySpec, RolloutSpec
+from canary.model import Event, GateResult
 from canary.rollout.machine import MetricLimits, Plan
 from canary.rollout.runner import Analyzer, Reporter, Runner
 from canary.rollout.threads import StoreThreads
+from canary.specs import MigrationSpec, PolicySpec, RolloutSpec
 from canary.state import RolloutState
 from canary.store.base import StateStore
 from canary.store.registry import open_store

@@ -19,9 +19,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from canary.errors import InputError
-from canary.model import RouterSpec
 from canary.routers.base import Router
 from canary.routers.features import FEATURE_NAMES
+from canary.specs import RouterSpec
 
 # Routers whose client library is an optional extra of the canary package.
 EXTRAS: dict[str, str] = {"kubernetes": "kubernetes"}  # top-level import -> canary[extra]

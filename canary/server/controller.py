@@ -35,7 +35,8 @@ from canary.server.exporter import RolloutSample, ServeMetrics
 from canary.server.pooled import PooledStore
 from canary.server.ticks import TickPool, utcnow
 from canary.state import RolloutState
-from canary.store.base import LeaseOwner, StateStore
+from canary.store.base import StateStore
+from canary.store.lease import LeaseOwner
 
 log = logging.getLogger("canary.server.controller")
 

@@ -17,7 +17,8 @@ from datetime import datetime
 
 from canary.model import Event
 from canary.state import RolloutState
-from canary.store.base import LeaseOwner, StateStore
+from canary.store.base import StateStore
+from canary.store.lease import LeaseOwner
 
 
 class PooledStore:

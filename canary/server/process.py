@@ -20,13 +20,14 @@ from collections.abc import Sequence
 from canary.console.logs import fields
 from canary.errors import NotifyError
 from canary.metrics.slots import DEFAULT_SLOTS, QuerySlots, SlottedProvider
-from canary.model import Notification, PolicySpec
+from canary.model import Notification
 from canary.notify.base import Notifier
 from canary.notify.registry import EventFilter
 from canary.rollout.runner import Analyzer, Runner
 from canary.server.controller import Controller, RunnerFactory
 from canary.server.exporter import ServeMetrics
 from canary.server.pooled import PooledStore
+from canary.specs import PolicySpec
 from canary.state import RolloutState
 from canary.store.base import StateStore
 

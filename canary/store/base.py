@@ -15,8 +15,6 @@ from canary.model import Event
 from canary.state import RolloutState
 from canary.store.lease import LeaseOwner
 
-__all__ = ["SCHEMA_VERSION", "LeaseOwner", "StateStore", "StoreError"]
-
 SCHEMA_VERSION = 1
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from canary.analysis.sequential.core import SequentialJudge, VersionCounts
 from canary.errors import InputError
-from canary.model import MetricSpec, PolicySpec, SequentialSpec
 from canary.replay.backtest import backtest_files, backtest_recording
 from canary.replay.recording import Point, Recording, load_recording
+from canary.specs import MetricSpec, PolicySpec, SequentialSpec
 
 DATA = Path(__file__).parent.parent / "data" / "backtest"
 EXPECTED = {"noise-0": "promote", "err+5-0": "rollback", "latency-x1.5-0": "rollback",

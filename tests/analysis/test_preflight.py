@@ -11,7 +11,6 @@ import pytest
 
 from canary.errors import InputError, MetricsError
 from canary.metrics.base import Sample
-from canary.model import MetricSpec, PolicySpec
 from canary.rollout.preflight import (
     INVALID,
     REJECTED,
@@ -23,6 +22,7 @@ from canary.rollout.preflight import (
     preflight,
     refuse,
 )
+from canary.specs import MetricSpec, PolicySpec
 
 SERIES = [  # what the fake Prometheus holds: metric name and label names
     ("http_requests_total", {"service", "version", "code"}),

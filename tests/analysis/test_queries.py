@@ -14,7 +14,7 @@ from canary.analysis.queries import (
     request_count_query,
 )
 from canary.errors import InputError
-from canary.model import MetricSpec, PolicySpec
+from canary.specs import MetricSpec, PolicySpec
 
 POLICY = PolicySpec(name="p", prometheus_url="http://127.0.0.1:9090", interval=60.0,
                     window=60.0, metrics=())

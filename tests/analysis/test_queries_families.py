@@ -7,15 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from canary.analysis.queries import (
-    FAMILIES,
-    builtin_series,
-    render_metric_query,
-    request_count_query,
-)
+from canary.analysis.families import FAMILIES
+from canary.analysis.queries import builtin_series, render_metric_query, request_count_query
 from canary.config.spec import FamilyName
 from canary.errors import InputError
-from canary.model import LabelMatch, MetricSpec, PolicySpec
+from canary.specs import LabelMatch, MetricSpec, PolicySpec
 
 HAPROXY_SELECT: dict[str, dict[str, LabelMatch]] = {
     "canary": {"proxy": ("=", ("{{ service }}",)), "server": ("=", ("canary-1",))},

@@ -24,7 +24,8 @@ from canary.analysis.sequential.core import (
     metric_results,
 )
 from canary.errors import InputError
-from canary.model import Outcome, SequentialSpec
+from canary.model import Outcome
+from canary.specs import SequentialSpec
 
 BOUNDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 SHARES = (0.05, 0.25, 0.5)

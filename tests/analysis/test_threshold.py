@@ -12,20 +12,19 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from canary.analysis.queries import render_metric_query, request_count_query
-from canary.analysis.threshold import (
-    BASELINE_WINDOW,
-    DeadlineProvider,
+from canary.analysis.bounds import (
     evaluate,
     fmt,
-    measure,
     quantile_min_requests,
     required_requests,
     threshold_text,
 )
+from canary.analysis.queries import render_metric_query, request_count_query
+from canary.analysis.threshold import BASELINE_WINDOW, DeadlineProvider, measure
 from canary.errors import InputError, MetricsError
 from canary.metrics.base import MetricsProvider, Sample
-from canary.model import MetricResult, MetricSpec, Outcome, PolicySpec
+from canary.model import MetricResult, Outcome
+from canary.specs import MetricSpec, PolicySpec
 
 Q = "sum(rate(x[1m]))"
 AT = datetime(2026, 1, 1, tzinfo=UTC)

@@ -11,17 +11,9 @@ import pytest
 from canary.analysis.threshold import measure
 from canary.console.views import history_text, status_json
 from canary.metrics.base import Sample
-from canary.model import (
-    Event,
-    MetricResult,
-    MetricSpec,
-    Outcome,
-    Phase,
-    PolicySpec,
-    Verdict,
-    Weights,
-)
+from canary.model import Event, MetricResult, Outcome, Phase, Verdict, Weights
 from canary.rollout.machine import MetricLimits, Observation, SetWeights, analysis_due, decide
+from canary.specs import MetricSpec, PolicySpec
 from canary.state import RolloutState
 from tests.rollout.helpers import T0, at, new_state, plan
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from canary.cli import app
 from canary.config.spec import parse_rollout_text
 from canary.errors import InputError
-from canary.model import Stage
+from canary.specs import Stage
 
 HAPROXY = """\
   router:

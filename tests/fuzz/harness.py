@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from canary.cli import app
 from canary.errors import InputError
-from canary.model import PolicySpec, RolloutSpec
 from canary.rollout.wiring import load_specs, plan_for
+from canary.specs import PolicySpec, RolloutSpec
 from tests.fuzz.mutations import REPO, Case
 
 HANG_SECONDS = 20  # a case still running after this is a hang, not a slow case

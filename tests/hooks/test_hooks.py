@@ -12,18 +12,10 @@ from pathlib import Path
 import pytest
 
 from canary.clock import ManualClock
-from canary.model import (
-    Command,
-    HookCall,
-    HookSpec,
-    Outcome,
-    Phase,
-    RolloutSpec,
-    RouterSpec,
-    Stage,
-)
+from canary.model import Command, Outcome, Phase
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner, exit_code
+from canary.specs import HookCall, HookSpec, RolloutSpec, RouterSpec, Stage
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
 from tests.rollout.helpers import T0, new_state

@@ -23,11 +23,12 @@ from canary.config.spec import parse_rollout_text
 from canary.console.progress import LineReporter
 from canary.errors import InputError, RouterError
 from canary.hooks.executor import MAX_KEPT, run_hook
-from canary.model import Event, GateResult, HookCall, HookResult, Notification, Weights
+from canary.model import Event, GateResult, HookResult, Notification, Weights
 from canary.notify.slack import SlackNotifier
 from canary.routers.command import CommandRouter
 from canary.routers.http import HttpRouter
 from canary.secrets import MASK, MIN_SECRET_LENGTH, redact_known
+from canary.specs import HookCall
 from lab.slack_receiver import SlackReceiver
 
 ROLLOUT = """\

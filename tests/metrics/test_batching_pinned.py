@@ -9,7 +9,7 @@ from canary.analysis.queries import increment_queries
 from canary.analysis.sequential.live import raw_selector
 from canary.metrics.batching import BatchedProvider, BatchHub
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import PolicySpec, SequentialSpec
+from canary.specs import PolicySpec, SequentialSpec
 from tests.metrics.lab import Lab
 
 

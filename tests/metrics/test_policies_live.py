@@ -11,9 +11,10 @@ import pytest
 
 from canary.analysis.threshold import measure
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import LabelMatch, MetricResult, MetricSpec, Outcome, Phase, PolicySpec, Weights
+from canary.model import MetricResult, Outcome, Phase, Weights
 from canary.rollout.machine import MetricLimits, Observation, decide
 from canary.rollout.preflight import UNKNOWN_LABEL, preflight
+from canary.specs import LabelMatch, MetricSpec, PolicySpec
 from canary.state import StageProgress
 from lab.proc import wait_until
 from tests.rollout.helpers import at, new_state, plan

@@ -10,7 +10,6 @@ import pytest
 
 from canary.config.spec import PACKAGE_POLICIES, load_policy
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import MetricSpec, PolicySpec
 from canary.rollout.preflight import (
     REJECTED,
     UNKNOWN_LABEL,
@@ -20,6 +19,7 @@ from canary.rollout.preflight import (
     preflight,
     preflight_file,
 )
+from canary.specs import MetricSpec, PolicySpec
 from lab.proc import free_port
 
 from .lab import Lab

@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 
 import pytest
 
+from canary.analysis.bounds import fmt
 from canary.analysis.queries import render_metric_query, render_template
-from canary.analysis.threshold import fmt, measure
+from canary.analysis.threshold import measure
 from canary.errors import InputError, MetricsError
 from canary.metrics.base import MetricsProvider
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import MetricSpec, Outcome, PolicySpec
+from canary.model import Outcome
+from canary.specs import MetricSpec, PolicySpec
 
 from .lab import ODD_SERVICE, WINDOW, Lab
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from canary.analysis.sequential.live import LiveSequential, version_counts
 from canary.cli import app
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import Outcome, PolicySpec, SequentialSpec
+from canary.model import Outcome
+from canary.specs import PolicySpec, SequentialSpec
 from lab.proc import wait_until
 from tests.metrics.lab import Lab
 

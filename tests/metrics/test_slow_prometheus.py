@@ -19,7 +19,8 @@ import pytest
 
 from canary.analysis.analyzer import PolicyAnalyzer, check_budget
 from canary.metrics.prometheus import PrometheusProvider
-from canary.model import MetricSpec, Outcome, PolicySpec
+from canary.model import Outcome
+from canary.specs import MetricSpec, PolicySpec
 from tests.rollout.helpers import new_state
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

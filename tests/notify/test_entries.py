@@ -7,11 +7,11 @@ import pytest
 
 from canary.config.spec import parse_rollout_text
 from canary.errors import InputError
-from canary.model import NotificationSpec
 from canary.notify.pagerduty import DEFAULT_EVENTS_URL, PagerDutyNotifier
 from canary.notify.registry import KNOWN_EVENTS, EventFilter, build_notifier
 from canary.notify.slack_bot import DEFAULT_API_URL, SlackBotNotifier
 from canary.notify.teams import TeamsNotifier
+from canary.specs import NotificationSpec
 
 HEAD = """\
 apiVersion: canary/v1

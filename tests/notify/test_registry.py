@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from canary.errors import InputError
-from canary.model import NotificationSpec
 from canary.notify.base import Notifier
 from canary.notify.null import NullNotifier
 from canary.notify.registry import (
@@ -15,6 +14,7 @@ from canary.notify.registry import (
 )
 from canary.notify.slack import SlackNotifier
 from canary.notify.webhook import WebhookNotifier
+from canary.specs import NotificationSpec
 from lab.slack_receiver import SlackReceiver
 
 from .samples import SECRET_PATH, SECRET_TOKEN, rollback

@@ -9,13 +9,14 @@ from collections.abc import Sequence
 import pytest
 
 from canary.clock import ManualClock
-from canary.model import Command, Outcome, Phase, RolloutSpec, RouterSpec, Weights
+from canary.model import Command, Outcome, Phase, Weights
 from canary.notify.base import Notifier
 from canary.notify.pagerduty import PagerDutyNotifier
 from canary.notify.teams import TeamsNotifier
 from canary.rollout.commands import record_command
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner
+from canary.specs import RolloutSpec, RouterSpec
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, ScriptedAnalyzer
 from tests.rollout.helpers import STAGES, T0, new_state, plan

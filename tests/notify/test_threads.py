@@ -16,13 +16,13 @@ import pytest
 from canary.clock import ManualClock
 from canary.config.spec import parse_rollout_text
 from canary.errors import InputError, NotifyError
-from canary.model import NotificationSpec
 from canary.notify.delivery import Delivery
 from canary.notify.registry import EventFilter, build_notifier
 from canary.notify.slack import slack_message
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.notify.threads import LocalThreads, ThreadMemory
 from canary.rollout.threads import StoreThreads
+from canary.specs import NotificationSpec
 from canary.store.sqlite import SQLiteStore
 from lab.slack_receiver import Received, SlackReceiver
 

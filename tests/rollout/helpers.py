@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime, timedelta
 
-from canary.model import GateResult, MetricResult, Outcome, Stage, Verdict, Weights
+from canary.model import GateResult, MetricResult, Outcome, Verdict, Weights
 from canary.rollout.machine import MetricLimits, Observation, Plan
+from canary.specs import Stage
 from canary.state import RolloutState
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

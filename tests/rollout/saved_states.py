@@ -26,17 +26,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from canary.model import (
-    Command,
-    GateResult,
-    HookResult,
-    MetricResult,
-    Outcome,
-    Stage,
-    Verdict,
-    Weights,
-)
+from canary.model import Command, GateResult, HookResult, MetricResult, Outcome, Verdict, Weights
 from canary.rollout.machine import Observation, Plan, decide
+from canary.specs import Stage
 from canary.state import RolloutState
 from tests.rollout.helpers import T0, new_state, plan
 

@@ -162,7 +162,7 @@ def test_heartbeat_keeps_the_lease_through_a_step_longer_than_the_lease(
     from canary.clock import SystemClock
     from canary.errors import ConflictError
     from canary.model import GateResult
-    from canary.store.base import LeaseOwner
+    from canary.store.lease import LeaseOwner
 
     now = dt.now(UTC)
     store = SQLiteStore(f"{tmp_path}/state.db")

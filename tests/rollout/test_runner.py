@@ -9,20 +9,13 @@ from collections.abc import Sequence
 import pytest
 
 from canary.clock import ManualClock
-from canary.model import (
-    Command,
-    GateResult,
-    Outcome,
-    Phase,
-    RolloutSpec,
-    RouterSpec,
-    Weights,
-)
+from canary.model import Command, GateResult, Outcome, Phase, Weights
 from canary.notify.base import Notifier
 from canary.notify.slack_bot import SlackBotNotifier
 from canary.rollout.machine import Plan
 from canary.rollout.runner import Runner, exit_code
 from canary.rollout.threads import StoreThreads
+from canary.specs import RolloutSpec, RouterSpec
 from canary.state import FailureKind, RolloutState
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer

@@ -8,9 +8,10 @@ import dataclasses
 import pytest
 
 from canary.clock import ManualClock
-from canary.model import Outcome, Phase, RolloutSpec, RouterSpec, Stage, Weights
+from canary.model import Outcome, Phase, Weights
 from canary.rollout.runner import Runner, exit_code
 from canary.routers.features import Routes
+from canary.specs import RolloutSpec, RouterSpec, Stage
 from canary.store.sqlite import SQLiteStore
 from canary.testing import FakeRouter, RecordingNotifier, ScriptedAnalyzer
 from tests.rollout.helpers import T0, new_state, plan

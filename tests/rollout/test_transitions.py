@@ -17,11 +17,11 @@ from canary.model import (
     MetricResult,
     Outcome,
     Phase,
-    Stage,
     Verdict,
     Weights,
 )
 from canary.rollout.machine import TRANSITIONS, Observation, TransitionError, decide
+from canary.specs import Stage
 from canary.state import RolloutState
 from tests.rollout.helpers import T0, new_state, plan
 

@@ -17,10 +17,11 @@ from pydantic import ValidationError
 
 from canary.config.spec import load_any, load_rollout
 from canary.errors import InputError, RouterError
-from canary.model import RouterSpec, Weights
+from canary.model import Weights
 from canary.routers import gateway_api, istio, smi
 from canary.routers.base import Router
 from canary.routers.registry import build_router
+from canary.specs import RouterSpec
 from lab.fake_kube import FakeKube
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "kubernetes"

@@ -20,11 +20,12 @@ import yaml
 from jsonschema import Draft4Validator
 
 from canary.errors import InputError, RouterError
-from canary.model import RouterSpec, Weights
+from canary.model import Weights
 from canary.routers import gateway_api, istio
 from canary.routers.features import Routes
 from canary.routers.kube import api_for
 from canary.routers.registry import build_router, require_feature
+from canary.specs import RouterSpec
 from lab.fake_kube import FakeKube
 
 Obj = dict[str, Any]

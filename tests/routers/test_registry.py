@@ -12,11 +12,12 @@ from pydantic import BaseModel
 
 from canary.config.spec import load_rollout
 from canary.errors import InputError
-from canary.model import RouterSpec, Weights
+from canary.model import Weights
 from canary.routers import registry
 from canary.routers.base import Router
 from canary.routers.haproxy import HAProxyRouter
 from canary.routers.null import NullRouter
+from canary.specs import RouterSpec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "rollouts"
 

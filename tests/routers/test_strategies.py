@@ -17,11 +17,12 @@ import pytest
 from pydantic import ValidationError
 
 from canary.errors import InputError, RouterError
-from canary.model import RouterSpec, Weights
+from canary.model import Weights
 from canary.routers import haproxy, nginx
 from canary.routers.features import Match, Routes, Sticky
 from canary.routers.nginx_routes import parse_routes, render_routes
 from canary.routers.registry import build_router, require_feature
+from canary.specs import RouterSpec
 from lab import nginx as nginx_lab
 from lab.backends import Backend, start_backends
 from lab.haproxy import start_haproxy

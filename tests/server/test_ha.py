@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from canary.rollout.wiring import submit
-from canary.store.base import LeaseOwner
+from canary.store.lease import LeaseOwner
 from canary.store.sqlite import SQLiteStore
 from lab.proc import wait_until
 from tests.e2e.conftest import Lab, Stack, write_policy, write_rollout

@@ -15,7 +15,8 @@ from canary.config.policyfile import load_policy
 from canary.metrics.base import Sample
 from canary.metrics.prometheus import PrometheusProvider
 from canary.metrics.slots import QuerySlots, SlottedProvider
-from canary.model import Outcome, PolicySpec
+from canary.model import Outcome
+from canary.specs import PolicySpec
 from canary.state import MetricCounts, RolloutState
 from tests.e2e.conftest import write_policy
 

@@ -14,7 +14,8 @@ from typing import Any
 from canary.server.controller import Controller
 from canary.server.pooled import PooledStore
 from canary.state import RolloutState
-from canary.store.base import LeaseOwner, StateStore
+from canary.store.base import StateStore
+from canary.store.lease import LeaseOwner
 from canary.store.sqlite import SQLiteStore
 from lab.proc import wait_until
 from tests.rollout.helpers import new_state

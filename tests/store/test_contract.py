@@ -16,7 +16,8 @@ import pytest
 from canary.errors import ConflictError, NotFoundError
 from canary.model import Command, Event, MetricResult, Outcome, Phase
 from canary.state import AttemptProgress, StageProgress
-from canary.store.base import LeaseOwner, StateStore
+from canary.store.base import StateStore
+from canary.store.lease import LeaseOwner
 from tests.rollout.helpers import T0, at, new_state
 
 

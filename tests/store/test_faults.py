@@ -14,8 +14,8 @@ import pytest
 
 from canary.errors import ConflictError
 from canary.model import Event, Phase
-from canary.store.base import LeaseOwner, StateStore, StoreError
-from canary.store.lease import _boot_id, _pid_namespace
+from canary.store.base import StateStore, StoreError
+from canary.store.lease import LeaseOwner, _boot_id, _pid_namespace
 from canary.store.sqlite import SQLiteStore
 from tests.rollout.helpers import T0, at, new_state
 

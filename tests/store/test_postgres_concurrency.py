@@ -16,7 +16,7 @@ import pytest
 
 from canary.errors import ConflictError
 from canary.model import Event, Phase
-from canary.store.base import LeaseOwner
+from canary.store.lease import LeaseOwner
 from canary.store.postgres import PostgresStore
 from tests.rollout.helpers import T0, at, new_state
 

@@ -161,7 +161,7 @@ def test_a_live_deploy_in_another_pid_namespace_keeps_its_lease(place: Path) -> 
     from datetime import UTC, datetime, timedelta
 
     from canary.errors import ConflictError
-    from canary.store.base import LeaseOwner
+    from canary.store.lease import LeaseOwner
 
     db = place / "state.db"
     SQLiteStore(str(db)).close()

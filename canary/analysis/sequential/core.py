@@ -67,7 +67,8 @@ from canary.analysis.sequential import evidence as ev
 from canary.analysis.sequential.memory import EPOCHS, ERROR_COUNTS, Family, JudgeState
 from canary.analysis.sequential.run import family_log_e, family_log_promote, feed
 from canary.analysis.sequential.text import MAX_LOG, e_value, latency, num, quantiles, rates
-from canary.model import MetricResult, Outcome, SequentialSpec
+from canary.model import MetricResult, Outcome
+from canary.specs import SequentialSpec
 
 Decision = Literal["rollback", "promote", "continue"]
 SHAPES = 2  # latency alternatives: the whole distribution slower, or only its tail

@@ -42,7 +42,8 @@ from canary.analysis.sequential.core import (
 from canary.errors import CanaryError, ControllerBusy, InputError
 from canary.metrics.base import MetricsProvider, PinnedProvider
 from canary.metrics.counters import Seen, advance
-from canary.model import MetricResult, Outcome, PolicySpec
+from canary.model import MetricResult, Outcome
+from canary.specs import PolicySpec
 
 
 def _one(provider: MetricsProvider, query: str) -> float | None:
