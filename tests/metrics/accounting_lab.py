@@ -195,8 +195,12 @@ def rollout_and_replay(lab: AccountingLab, run: Path, *, canary: str, stable: st
     start, end = done[0]["at"] - INTERVAL, done[-1]["at"]
     live = "rollback" if done[-1]["outcome"] == "failed" else "promote"
     # a recording holds whole intervals: up to the first grid point at or after the last
-    # check (less than one interval past it)
+    # check (less than one interval past it); after a rollback one interval more, since the
+    # two agree when the backtest rolls back within one interval of the live judge, and it
+    # cannot do so later than the recording's end
     until = start + math.ceil((end - start) / INTERVAL - 1e-9) * INTERVAL
+    if live == "rollback":
+        until += INTERVAL
     settle()
     while time.time() < until + 2.5:  # scraped past the recording's end
         time.sleep(0.2)
