@@ -21,8 +21,8 @@ from canary.analysis.sequential.core import (
     JudgeTuning,
     SequentialJudge,
     VersionCounts,
-    metric_results,
 )
+from canary.analysis.sequential.results import metric_results
 from canary.errors import InputError
 from canary.model import Outcome
 from canary.specs import SequentialSpec

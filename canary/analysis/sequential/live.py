@@ -37,8 +37,8 @@ from canary.analysis.sequential.core import (
     IntervalCounts,
     SequentialJudge,
     VersionCounts,
-    metric_results,
 )
+from canary.analysis.sequential.results import metric_results
 from canary.errors import CanaryError, ControllerBusy, InputError
 from canary.metrics.base import MetricsProvider, PinnedProvider
 from canary.metrics.counters import Seen, advance
