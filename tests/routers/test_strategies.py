@@ -86,14 +86,21 @@ class Driver:
         self.router, self.server = router, server
 
     def set(self, canary: int, routes: Routes | None = None) -> None:
-        is_nginx = isinstance(self.router, nginx.NginxRouter)
-        config = Path(str(self.server.info.get("config", "")))
-        text = config.read_text() if is_nginx else ""
-        before = nginx_lab.workers(self.server) if is_nginx else set()
-        self.router.set_weights(Weights(canary=canary))
+        self._reloaded(lambda: self.router.set_weights(Weights(canary=canary)))
         if routes is not None:
-            self.router.set_routes(routes)
-        if is_nginx and config.read_text() != text:  # reloaded: wait for the new workers
+            self._reloaded(lambda: self.router.set_routes(routes))
+
+    def _reloaded(self, change: Callable[[], None]) -> None:
+        """Make one change; for nginx, wait until the workers serving it are the only ones
+        (each change is a reload of its own: waiting once for two would let the workers of
+        the first serve the second's traffic)."""
+        if not isinstance(self.router, nginx.NginxRouter):
+            change()
+            return
+        config = Path(str(self.server.info.get("config", "")))
+        text, before = config.read_text(), nginx_lab.workers(self.server)
+        change()
+        if config.read_text() != text:  # reloaded: wait for the new workers
             nginx_lab.wait_for_reload(self.server, before)
 
     @property
