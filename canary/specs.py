@@ -167,7 +167,7 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class SequentialSpec:
-    """Options of the sequential canary-vs-stable judge (analysis/sequential.py).
+    """Options of the sequential canary-vs-stable judge (analysis/sequential/).
 
     Defaults are the benchmark's choice (bench/results/judge.md): alpha 0.02 kept the
     false-rollback rate under 1% in every healthy scenario; tolerance 1.0 means "no worse

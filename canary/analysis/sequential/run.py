@@ -1,6 +1,6 @@
 """The sequential judge's engine: intervals in, evidence paths out, first decision found.
 
-Split from sequential.py for size. Intervals are first screened one by one in plain
+Apart from core.py for size. Intervals are first screened one by one in plain
 Python (missing data, counter resets, warm-up, the latency bins), which is cheap; the
 arithmetic then runs on whole stretches of intervals at once with numpy, cut where the
 state changes shape: at a new stage (promotion evidence restarts) and where the latency

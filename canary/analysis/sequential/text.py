@@ -1,6 +1,6 @@
 """How the sequential judge puts numbers into words: rates, quantiles, e-values.
 
-Split from sequential.py so the judge reads as decisions; these only format.
+Apart from the judge (core.py) so it reads as decisions; these only format.
 """
 
 from __future__ import annotations
