@@ -17,15 +17,9 @@ def progressing(step: Step, obs: Observation, plan: Plan) -> None:
     # preStage hooks run before this stage's traffic moves; a match or mirror stage (weight
     # 0) moves no weight, so its hooks run on entry (recorded by key: never twice).
     zero = plan.stages[s.stage_index].weight == 0
-    if s.stage.started_at is None and (s.desired_weight != s.actual_weight or zero):
-        status = hookflow.hooks(step, plan, "preStage")
-        if status == "running":
-            return
-        if status == "failed":
-            hook = hookflow.failed_hook(s, "preStage")
-            rollback.rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
-                              reason=f"preStage hook {hook} failed at stage {s.stage_index + 1}")
-            return
+    if s.stage.started_at is None and (s.desired_weight != s.actual_weight or zero) \
+            and not _stage_hooks_done(step, plan, "preStage"):
+        return
     if obs.weights is None or obs.weights.canary != s.desired_weight:
         apply_weight(step, obs)
         return
@@ -50,16 +44,8 @@ def progressing(step: Step, obs: Observation, plan: Plan) -> None:
     passed = not plan.analysis or s.stage.outcome is Outcome.PASSED
     until = s.stage.pause_until
     if s.run.skip is not Skip.NONE or (until is not None and now >= until and passed):
-        if s.run.skip is not Skip.FULL:
-            status = hookflow.hooks(step, plan, "postStage")
-            if status == "running":
-                return
-            if status == "failed":
-                hook = hookflow.failed_hook(s, "postStage")
-                rollback.rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
-                                  reason=f"postStage hook {hook} failed at stage "
-                                         f"{s.stage_index + 1}")
-                return
+        if s.run.skip is not Skip.FULL and not _stage_hooks_done(step, plan, "postStage"):
+            return
         advance(step, plan)
     elif until is not None and now >= until and _held_too_long(s, plan):
         step.state = replace(
@@ -215,3 +201,15 @@ def promoting(step: Step, obs: Observation, plan: Plan) -> None:
                          message=f"promoted {s.version}{note}")
     step.event("promoted", f"{s.version} promoted{note}")
     step.notify("promoted")
+
+
+def _stage_hooks_done(step: Step, plan: Plan, point: str) -> bool:
+    """Run a stage's ``point`` hooks; True once all succeeded. While one runs, False; when
+    one failed, False after rolling back."""
+    s = step.state
+    status = hookflow.hooks(step, plan, point)
+    if status == "failed":
+        hook = hookflow.failed_hook(s, point)
+        rollback.rollback(step, kind=FailureKind.HOOK, notice="rolled-back",
+                          reason=f"{point} hook {hook} failed at stage {s.stage_index + 1}")
+    return status not in ("running", "failed")
