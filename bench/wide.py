@@ -250,8 +250,9 @@ def score(answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for a in answers:
         cat = a["scenario"].rsplit("-", 1)[0]
         row = rows.setdefault(cat, {"runs": 0, "rollback": 0, "before_full": 0, "times": [],
-                                    "reasons": {}})
+                                    "reasons": {}, "held": 0})
         row["runs"] += 1
+        row["held"] += a["decision"] == "inconclusive"  # live: never promoted
         if a["decision"] == "rollback":
             row["rollback"] += 1
             key = a["reason"].split(" = ")[0].split(":")[0][:60]
@@ -264,7 +265,8 @@ def score(answers: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def table(policy: str, rows: dict[str, dict[str, Any]]) -> str:
     lines = [f"### `{policy}`", "", "| category | runs | rolled back | before full promotion "
-             "| median minutes to detect | main reason |", "|---|---|---|---|---|---|"]
+             "| median minutes to detect | held | main reason |",
+             "|---|---|---|---|---|---|---|"]
     bad = {p.name for p in BAD}
     for p in HEALTHY + BAD:
         row = rows.get(p.name)
@@ -276,16 +278,19 @@ def table(policy: str, rows: dict[str, dict[str, Any]]) -> str:
             len(times) * 2 > n else ("miss" if p.name in bad else "")
         reason = max(row["reasons"], key=row["reasons"].get) if row["reasons"] else ""
         lines.append(f"| {p.name} | {n} | {100 * row['rollback'] / n:.1f}% | "
-                     f"{100 * row['before_full'] / n:.1f}% | {med} | {reason} |")
+                     f"{100 * row['before_full'] / n:.1f}% | {med} | "
+                     f"{100 * row['held'] / n:.1f}% | {reason} |")
     healthy = [rows[p.name] for p in HEALTHY if p.name in rows]
     regress = [rows[p.name] for p in BAD if p.name in rows]
     fr = sum(r["rollback"] for r in healthy) / max(sum(r["runs"] for r in healthy), 1)
     det = sum(r["before_full"] for r in regress) / max(sum(r["runs"] for r in regress), 1)
     worst = max((r["rollback"] / r["runs"] for r in healthy), default=0.0)
+    held = sum(r["held"] for r in healthy)
     least = min((r["before_full"] / r["runs"] for r in regress), default=0.0)
     lines += ["", f"All healthy: {100 * fr:.1f}% rolled back (worst category "
               f"{100 * worst:.1f}%); all regressions: {100 * det:.1f}% caught before full "
-              f"promotion (least caught category {100 * least:.1f}%).", ""]
+              f"promotion (least caught category {100 * least:.1f}%); healthy held, never "
+              f"promoted (`inconclusive`): {held} of {sum(r['runs'] for r in healthy)}.", ""]
     return "\n".join(lines)
 
 

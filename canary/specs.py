@@ -160,6 +160,9 @@ class MetricSpec:
     initial_delay: float = 0.0
     min_requests: float | None = None
     on_no_data: str = "inconclusive"  # inconclusive | fail
+    # below minRequests: "inconclusive" whatever the value, or "pass-within-bounds" (a
+    # value within the bounds passes; one over them stays inconclusive: too few to fail)
+    on_low_traffic: str = "inconclusive"
     dry_run: bool = False
     family: str | None = None  # built-in series of another family than the policy's
     select: Mapping[str, Mapping[str, LabelMatch]] = field(default_factory=dict)

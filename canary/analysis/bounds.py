@@ -117,9 +117,12 @@ def quantile_min_requests(q: float) -> float:
 def required_requests(metric: MetricSpec, *, family: str = "app",
                       failed: bool = True) -> float | None:
     """Requests the canary must have served in the window for ``metric``'s check to
-    stand: ``minRequests``, and for a failed latency quantile at least what makes the
-    quantile estimable."""
+    stand: ``minRequests`` (for a value within the bounds only with ``onLowTraffic:
+    inconclusive``), and for a failed latency quantile at least what makes the quantile
+    estimable."""
     need = metric.min_requests
+    if not failed and metric.on_low_traffic == "pass-within-bounds":
+        need = None
     if failed and metric.builtin == "latency" and (metric.family or family) != "haproxy":
         need = max(need or 0.0, quantile_min_requests(metric.quantile))
     return need

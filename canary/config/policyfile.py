@@ -86,6 +86,8 @@ class _Metric(_Model):
     initial_delay: Duration = Field(default=0.0, alias="initialDelay")
     min_requests: float | None = Field(default=None, alias="minRequests", ge=0)
     on_no_data: Literal["inconclusive", "fail"] = Field(default="inconclusive", alias="onNoData")
+    on_low_traffic: Literal["inconclusive", "pass-within-bounds"] = Field(
+        default="inconclusive", alias="onLowTraffic")
     dry_run: bool = Field(default=False, alias="dryRun")
 
     @model_validator(mode="after")

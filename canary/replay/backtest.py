@@ -12,7 +12,9 @@ per recording (docs/contract.md), ``{"scenario", "decision", "decidedAt", "reaso
   for any policy; the earliest rollback wins. Metrics with their own PromQL cannot be
   computed from counts and are left out (the reason says so).
 * "promote" when the recording ends (or the sequential judge promotes early) without a
-  rollback and with enough exposure; "inconclusive" when there was too little to judge.
+  rollback and with enough exposure; "inconclusive" when there was too little to judge,
+  or when a deciding threshold metric never passed a check (live, no stage would have
+  advanced: a quiet canary under ``minRequests`` with ``onLowTraffic: inconclusive``).
 """
 
 from __future__ import annotations
@@ -80,6 +82,13 @@ def backtest_recording(policy: PolicySpec, recording: Recording, *,
     last = series[-1].t
     exposure = _exposure(recording)
     span = format_duration(last - series[0].t + recording.interval)
+    # A stage advances only on a passing check: a deciding metric that never passed (too
+    # little traffic, no data) would have held the live rollout in its first stage.
+    never = [m.name for m in replayable if not m.dry_run and not passed.get(m.name)]
+    if never:
+        return _answer(recording, "inconclusive", last,
+                       f"never measured as passing over {span}: {', '.join(never)} (a "
+                       "stage advances only on a passing check)" + note)
     if judge is not None and seq_end is not None:
         need = max(judge.spec.min_stage_requests, 1.0)
         if exposure < need:
@@ -93,10 +102,6 @@ def backtest_recording(policy: PolicySpec, recording: Recording, *,
         return _answer(recording, "inconclusive", last,
                        "the policy has neither a sequential judge nor built-in metrics to "
                        "replay" + note)
-    never = [m.name for m in replayable if not m.dry_run and not passed.get(m.name)]
-    if never:
-        return _answer(recording, "inconclusive", last,
-                       f"never measured as passing over {span}: {', '.join(never)}" + note)
     return _answer(recording, "promote", last,
                    f"every replayed metric passed its checks over {span}" + note)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,23 @@ def test_threshold_limits_and_guards() -> None:
     assert "failed 4 time(s) (limit 3)" in late["reason"]
     low = next(backtest_files(policy(guarded), [str(DATA / "low-traffic.json")]))
     assert low["decision"] == "inconclusive" and "error-rate" in low["reason"]
+
+
+def test_a_guard_that_never_passes_holds_even_with_a_sequential_judge() -> None:
+    """Live, a stage advances only on a passing check: a canary always under
+    ``minRequests`` (``onLowTraffic: inconclusive``) is never promoted, and the backtest
+    says so instead of promoting on the sequential judge's word alone."""
+    seq = SequentialSpec(tolerance=1.0)
+    guarded = MetricSpec(name="error-rate", builtin="error-rate", relative_max=0.25,
+                         min_requests=1000)
+    path = [str(DATA / "low-traffic.json")]
+    held = next(backtest_files(policy(guarded, sequential=seq), path))
+    assert held["decision"] == "inconclusive"
+    assert "never measured as passing" in held["reason"] and "error-rate" in held["reason"]
+    quiet = replace(guarded, on_low_traffic="pass-within-bounds")
+    judged = next(backtest_files(policy(quiet, sequential=SequentialSpec(
+        tolerance=1.0, min_stage_requests=1)), path))
+    assert judged["decision"] == "promote", judged["reason"]
 
 
 def test_nothing_to_replay_is_inconclusive(tmp_path: Path) -> None:

@@ -197,6 +197,23 @@ def test_min_requests_makes_low_traffic_inconclusive_and_asks_the_count_once() -
     assert provider.asked.count(count) == 1
 
 
+@pytest.mark.parametrize(("value", "low", "outcome"), [
+    (0.005, "inconclusive", Outcome.INCONCLUSIVE), (0.5, "inconclusive", Outcome.INCONCLUSIVE),
+    (0.005, "pass-within-bounds", Outcome.PASSED),
+    (0.5, "pass-within-bounds", Outcome.INCONCLUSIVE)])
+def test_on_low_traffic_lets_a_value_within_the_bounds_pass(
+        value: float, low: str, outcome: Outcome) -> None:
+    """Too few requests never fail a metric; with ``pass-within-bounds`` a value within
+    its bounds passes (a quiet canary is not held), one over them stays inconclusive."""
+    a = MetricSpec(name="a", builtin="error-rate", max=0.01, min_requests=100,
+                   on_low_traffic=low)
+    p = policy(a)
+    count = request_count_query(p, service="checkout", version="2.0.0")
+    result = run(p, Scripted({q(a, p): one(value), count: one(12.0)})).results[0]
+    assert (result.outcome, result.value) == (outcome, value)
+    assert ("only 12 requests" in result.message) is (outcome is Outcome.INCONCLUSIVE)
+
+
 @pytest.mark.parametrize(("count", "outcome"), [([], Outcome.INCONCLUSIVE),
                                                 (one(100.0), Outcome.FAILED)])
 def test_min_requests_counts_no_series_as_zero_and_enough_as_judgeable(

@@ -173,3 +173,23 @@ def test_preflight_of_a_haproxy_policy_finds_a_misnamed_label(
         (UNKNOWN_LABEL, "spec.select.stable.backend")]
     assert "no series of haproxy_server_http_responses_total has a label backend" in str(
         problems[0])
+
+
+@pytest.mark.parametrize(("low", "bound", "outcome"), [
+    ("inconclusive", 0.5, Outcome.INCONCLUSIVE),        # today's rule: whatever the value
+    ("pass-within-bounds", 0.5, Outcome.PASSED),        # 4% vs 1%: within 50 points
+    ("pass-within-bounds", 0.01, Outcome.INCONCLUSIVE),  # 3 points over: too few to fail
+])
+def test_on_low_traffic_decides_what_too_few_requests_mean(
+        scenarios: Scenarios, provider: PrometheusProvider, low: str, bound: float,
+        outcome: Outcome) -> None:
+    """A quiet canary: ``minRequests`` above what the real canary served in the window.
+    With ``pass-within-bounds`` (the shipped default's) a value within the bound passes,
+    so the stage can advance; one over it still cannot fail on so few requests."""
+    metric = MetricSpec(name="errors", builtin="error-rate", relative_max=bound,
+                        min_requests=100_000, on_low_traffic=low)
+    r = judge(scenarios, provider, "payments", metric)["errors"]
+    assert r.outcome is outcome
+    assert r.value == pytest.approx(0.04, abs=0.015)
+    if outcome is Outcome.INCONCLUSIVE:
+        assert "requests to 2.0.0 in the last 10s; 100000 needed to judge" in r.message
