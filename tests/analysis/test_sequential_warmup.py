@@ -22,7 +22,7 @@ from canary.analysis.sequential.core import (
 from canary.specs import SequentialSpec
 
 BOUNDS = (0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.3, 0.5, 1.0)
-WARMUP = 60.0  # seconds: errors judged after 4 intervals, latency in warm-up up to 8
+WARMUP = 60.0  # seconds: errors judged after 4 intervals, latency in warm-up up to 12
 
 
 def _probs(scale: float) -> np.ndarray:
