@@ -47,10 +47,11 @@ def backtest_files(policy: PolicySpec, paths: list[str]) -> Iterator[dict[str, A
 
 
 def backtest_judge(policy: PolicySpec, recording: Recording) -> SequentialJudge | None:
-    """The policy's sequential judge for ``recording`` (None without one)."""
+    """The policy's sequential judge for ``recording`` (None without one): its caps per
+    interval are for the recording's interval, as the live judge's are for the policy's."""
     if policy.sequential is None:
         return None
-    return SequentialJudge(policy.sequential)
+    return SequentialJudge(policy.sequential, interval=recording.interval)
 
 
 def backtest_recording(policy: PolicySpec, recording: Recording, *,

@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         provider = PrometheusProvider(args.prometheus)
     live = LiveSequential(policy, provider)
-    spy = _Spy(live.judge.spec, tuning=live.judge.tuning)
+    spy = _Spy(live.judge.spec, tuning=live.judge.tuning, interval=live.judge.interval)
     live.judge = spy
     done = len(args.log.read_text().splitlines()) if args.log.exists() else 0
     due = time.time()
