@@ -15,6 +15,11 @@ would have fed, relative to the exact figure (``oldFeedingError``).
     .venv/bin/python -m bench.accounting --rollouts 4  # a smoke run
 
 Writes bench/results/accounting-tick<T>.json (every rollout) and prints the agreement x/N.
+Each rollout keeps what explains a disagreement: per live check (``liveChecks``) and per
+recorded interval as the backtest's judge steps through them (``backtestIntervals``), the
+span's seconds, both versions' requests, errors and latency buckets, and the combined log
+e-value after it (rollback at log(1/alpha)). bench/accounting_replay.py replays a stored
+rollout both ways through the judge, with its knobs changed.
 """
 
 from __future__ import annotations
@@ -70,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                        batch_max_age=batch, tick=args.tick)
                 row = {**r.to_json(), "errorRate": APPS[canary], "batchMaxAge": batch}
                 rows.append(row)
-                print(json.dumps(row), flush=True)
+                print(json.dumps({k: v for k, v in row.items()
+                                  if k not in ("liveChecks", "backtestIntervals")}),
+                      flush=True)
         finally:
             for load in loads:
                 load.stop()

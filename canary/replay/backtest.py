@@ -44,16 +44,23 @@ class _Event:
 
 def backtest_files(policy: PolicySpec, paths: list[str]) -> Iterator[dict[str, Any]]:
     """One result per recording in ``paths`` (files, or directories of ``*.json``)."""
-    judge = SequentialJudge(policy.sequential) if policy.sequential is not None else None
     for recording in iter_recordings(paths):
-        yield backtest_recording(policy, recording, judge=judge)
+        yield backtest_recording(policy, recording)
+
+
+def backtest_judge(policy: PolicySpec, recording: Recording) -> SequentialJudge | None:
+    """The policy's sequential judge for ``recording`` (None without one): its caps per
+    interval are for the recording's interval, as the live judge's are for the policy's."""
+    if policy.sequential is None:
+        return None
+    return SequentialJudge(policy.sequential, interval=recording.interval)
 
 
 def backtest_recording(policy: PolicySpec, recording: Recording, *,
                        judge: SequentialJudge | None = None) -> dict[str, Any]:
     """What ``policy`` decides over ``recording``."""
-    if judge is None and policy.sequential is not None:
-        judge = SequentialJudge(policy.sequential)
+    if judge is None:
+        judge = backtest_judge(policy, recording)
     series = recording.series
     if not series:
         return _answer(recording, "inconclusive", 0.0, "the recording has no intervals")

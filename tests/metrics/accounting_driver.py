@@ -6,6 +6,9 @@ controller's "save, then act") and appends one JSON line to a log. Checks come d
 ``interval`` after the previous one started and start then (as `canary deploy` sleeps
 until due), or on the next ``--tick`` after that (as `canary serve`'s scheduler notices
 them). A restarted process resumes from the persisted memory; the log keeps counting.
+Each log line also holds what the judge was fed (the span's seconds, both versions'
+counts) and the combined log e-value after it, so a live decision can be replayed and
+compared with the backtest's (bench/accounting.py, bench/accounting_replay.py).
 
     python -m tests.metrics.accounting_driver --prometheus URL --policy FILE \\
         --canary 2.0.0 --stable 1.0.0 --memory mem.json --log checks.jsonl --checks 20
@@ -17,10 +20,16 @@ import argparse
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from canary.analysis.sequential.core import (
+    IntervalCounts,
+    JudgeStep,
+    SequentialJudge,
+    VersionCounts,
+)
 from canary.analysis.sequential.live import LiveSequential
 from canary.config.spec import load_policy
 from canary.metrics.base import MetricsProvider
@@ -43,6 +52,37 @@ def _save(path: Path, memory: dict[str, Any]) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+class _Spy(SequentialJudge):
+    """The judge the live check builds, noting the last interval it was fed and its step."""
+
+    last: tuple[IntervalCounts, JudgeStep] | None = None
+
+    def update(self, memory: Mapping[str, Any] | None, interval: IntervalCounts
+               ) -> JudgeStep:
+        step = super().update(memory, interval)
+        self.last = (interval, step)
+        return step
+
+
+def counts_json(v: VersionCounts | None) -> dict[str, Any] | None:
+    """One version's counts as a recording writes them (latency bounds as strings)."""
+    if v is None:
+        return None
+    return {"requests": v.requests, "errors": v.errors,
+            "latency": {("+Inf" if b == float("inf") else repr(b)): c
+                        for b, c in sorted(v.latency.items())}}
+
+
+def fed_json(spy: _Spy) -> dict[str, Any]:
+    """What the judge was fed at the last check and where its evidence stood after it."""
+    if spy.last is None:
+        return {}
+    iv, step = spy.last
+    return {"seconds": iv.seconds, "canary": counts_json(iv.canary),
+            "stable": counts_json(iv.stable), "logE": step.log_e,
+            "logEBy": {m.name: m.log_e for m in step.metrics}}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -69,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         provider = PrometheusProvider(args.prometheus)
     live = LiveSequential(policy, provider)
+    spy = _Spy(live.judge.spec, tuning=live.judge.tuning, interval=live.judge.interval)
+    live.judge = spy
     done = len(args.log.read_text().splitlines()) if args.log.exists() else 0
     due = time.time()
     while done < args.checks:
@@ -77,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             late = (args.tick - (due % args.tick)) % args.tick if args.tick > 0 else 0.0
             time.sleep(due - now + late)
         started = time.time()
+        spy.last = None
         memory = _load(args.memory)
         results, new, _early = live.check(memory, service=args.service, version=args.canary,
                                           stable_version=args.stable, stage=0)
@@ -84,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             _save(args.memory, new)
         head = results[0]
         line = {"at": None if new is None else new["live"]["at"], "started": started,
-                "outcome": head.outcome.value, "message": head.message}
+                "outcome": head.outcome.value, "message": head.message, **fed_json(spy)}
         with open(args.log, "a") as f:
             f.write(json.dumps(line) + "\n")
         done += 1

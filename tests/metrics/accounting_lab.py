@@ -23,6 +23,9 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from canary.config.spec import load_policy
+from canary.replay.backtest import backtest_judge
+from canary.replay.recording import load_recording
 from lab.app import REPO_ROOT, start_app
 from lab.proc import Server, wait_until
 from lab.prometheus import start_prometheus, wait_for_targets_up
@@ -157,6 +160,10 @@ class Replay:
     fed: float = 0.0  # canary requests fed to the judge over the rollout (exact accounting)
     old_fed: float = 0.0  # what increase(...[interval]) at each check's start time sums to
     recorded: float = 0.0  # canary requests in the recording (a partial interval longer)
+    # per live check: its span, both versions' counts, the combined log e-value after it
+    live_checks: tuple[dict[str, Any], ...] = ()
+    # the same per recorded interval, as the backtest's judge steps through them
+    backtest_intervals: tuple[dict[str, Any], ...] = ()
 
     @property
     def agree(self) -> bool:
@@ -169,7 +176,9 @@ class Replay:
         return {"canary": self.canary, "live": self.live, "liveAt": round(self.live_at, 3),
                 "backtest": self.backtest, "backtestAt": self.backtest_at,
                 "checks": self.checks, "agree": self.agree, "fed": self.fed,
-                "oldFed": round(self.old_fed, 1), "recorded": self.recorded}
+                "oldFed": round(self.old_fed, 1), "recorded": self.recorded,
+                "liveChecks": list(self.live_checks),
+                "backtestIntervals": list(self.backtest_intervals)}
 
 
 def canary_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -219,12 +228,40 @@ def rollout_and_replay(lab: AccountingLab, run: Path, *, canary: str, stable: st
     old = sum(instant(lab.prometheus_url, "sum(increase(http_requests_total{service="
                       f'"checkout",version="{canary}"}}[{INTERVAL:g}s]))', at=c["started"])
               for c in done)
+    live_checks = tuple({"t": round(c["at"] - start, 3), "outcome": c["outcome"],
+                         **{k: c[k] for k in FED if k in c}} for c in done)
     return Replay(canary=canary, live=live, live_at=end - start,
                   backtest=str(answer["decision"]), backtest_at=float(answer["decidedAt"]),
                   checks=len(done), fed=float(memory_of(run)["live"]["fed"]["canary"]),
                   old_fed=old, recorded=sum(
                       (p["canary"] or {}).get("requests", 0.0)
-                      for p in json.loads(rec.read_text())["series"]))
+                      for p in json.loads(rec.read_text())["series"]),
+                  live_checks=live_checks, backtest_intervals=backtest_steps(lab.policy, rec))
+
+
+FED = ("seconds", "canary", "stable", "logE", "logEBy")
+
+
+def backtest_steps(policy_path: Path, recording_path: Path) -> tuple[dict[str, Any], ...]:
+    """The recording's intervals as the backtest's judge sees them, one at a time, up to
+    its first rollback: each interval's counts and the combined log e-value after it."""
+    policy = load_policy(str(policy_path))
+    rec = load_recording(str(recording_path))
+    judge = backtest_judge(policy, rec)
+    if judge is None:
+        return ()
+    raw = json.loads(recording_path.read_text())["series"]
+    out, memory = [], None
+    for point, iv in zip(raw, rec.intervals(), strict=True):
+        step = judge.update(memory, iv)
+        memory = step.memory
+        out.append({"t": point["t"], "seconds": iv.seconds, "canary": point["canary"],
+                    "stable": point["stable"], "logE": step.log_e,
+                    "logEBy": {m.name: m.log_e for m in step.metrics},
+                    "decision": step.decision})
+        if step.decision == "rollback":
+            break
+    return tuple(out)
 
 
 def instant(url: str, promql: str, *, at: float) -> float:

@@ -35,7 +35,8 @@ How it decides (docs/statistics.md has the derivation, evidence.py the arithmeti
   variance of the canary's share (around the canary/stable ratio fitted in the current
   stage) and of the stable version's own errors from one interval to the next (it has
   many more errors, so it learns in a few intervals what the canary's share needs
-  minutes for), and discounted; each interval's contribution is capped;
+  minutes for), and discounted; each interval's contribution is capped, in proportion
+  to its length when the judge knows the nominal interval (``interval``);
   an interval with a missing version, a negative increment (a counter reset) or more
   errors than requests is skipped; an interval without canary traffic carries no
   evidence; the first ``warmup`` seconds of canary traffic are ignored, and latency
@@ -151,12 +152,21 @@ class JudgeStep:
 class SequentialJudge:
     """Judge built from a SequentialSpec; ``update`` for checks, ``run`` for series."""
 
-    def __init__(self, spec: SequentialSpec, *, tuning: JudgeTuning | None = None) -> None:
+    def __init__(self, spec: SequentialSpec, *, tuning: JudgeTuning | None = None,
+                 interval: float | None = None) -> None:
+        """``interval``: the nominal check interval in seconds (the policy's, or the
+        recording's). The per-interval caps are for an interval of that length; a longer
+        or shorter one (a late check, a span across an outage) is capped in proportion to
+        its ``seconds``, so the same traffic counts the same however it is cut. None: every
+        interval gets the whole cap, whatever its length."""
         if not 0 < spec.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {spec.alpha}")
         if spec.tolerance <= 0:
             raise ValueError(f"tolerance must be positive, got {spec.tolerance}")
+        if interval is not None and not interval > 0:
+            raise ValueError(f"interval must be positive, got {interval}")
         self.spec = spec
+        self.interval = interval
         self.tuning = t = tuning or JudgeTuning(
             latency=spec.latency, warmup=spec.warmup,
             promote_tolerance=max(spec.promote_tolerance, 1.0 + 1e-9))

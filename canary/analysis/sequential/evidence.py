@@ -21,7 +21,10 @@ space, is an e-process for "canary <= r0 x stable"; the mirror image (alternativ
 Every per-interval increment is capped. A burst that lands on the canary in one interval
 (a retry storm, one bad host) breaks the Poisson assumption; the cap bounds what a single
 interval can contribute and keeps the process a supermartingale (E[min(LR, e^cap)] <=
-E[LR] <= 1), at the price of needing a few intervals to reach any verdict.
+E[LR] <= 1), at the price of needing a few intervals to reach any verdict. The cap may
+differ per interval (the judge scales it with the interval's length, so the same traffic
+cut into longer or shorter checks counts about the same): it stays valid as long as it
+is fixed before the interval's counts are seen.
 """
 
 from __future__ import annotations
@@ -84,11 +87,12 @@ def increments(
     share: FloatArray,
     mixture: Mixture,
     *,
-    cap: float,
+    cap: float | FloatArray,
     count_cap: float | None = None,
     phi: FloatArray | None = None,
 ) -> FloatArray:
-    """Per-interval log likelihood ratios, shape ``events.shape + (J,)``, each <= ``cap``.
+    """Per-interval log likelihood ratios, shape ``events.shape + (J,)``, each <= ``cap``
+    (a number, or per interval: broadcast against that shape).
 
     ``events`` are the canary's (x), ``total_events`` both versions' (n = x + y), ``share``
     the canary's share of requests (rho). ``count_cap`` scales x and n down so that n never
@@ -211,7 +215,7 @@ def bin_scores(q: FloatArray, *, tail_from: float = 0.95) -> FloatArray:
 
 def tilt_increments(x: FloatArray, n: FloatArray, share: FloatArray, q: FloatArray,
                     scores: FloatArray, betas: FloatArray, *, null: float = 0.0,
-                    cap: float) -> FloatArray:
+                    cap: float | FloatArray) -> FloatArray:
     """Per-interval log likelihood ratios (..., S, J), summed over bins, each <= ``cap``.
 
     ``x`` and ``n`` (..., B) are the canary's and both versions' requests per bin,

@@ -129,7 +129,8 @@ class LiveSequential:
 
     def __post_init__(self) -> None:
         assert self.policy.sequential is not None
-        self.judge = SequentialJudge(self.policy.sequential)
+        # caps per check are for the policy's interval; a late check's longer span gets more
+        self.judge = SequentialJudge(self.policy.sequential, interval=self.policy.interval)
 
     def check(self, memory: Mapping[str, Any] | None, *, service: str, version: str,
               stable_version: str | None, stage: int

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from canary.analysis.sequential import evidence as ev
 from canary.analysis.sequential.memory import JudgeState
+from canary.analysis.sequential.spans import cap_scale, judged_part
 
 if TYPE_CHECKING:
     from canary.analysis.sequential.core import (
@@ -37,11 +38,13 @@ NO_STABLE = ("; no stable traffic to compare with (100% stage?): the evidence st
 
 
 def errors_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, counts: Arr,
-                 data: Arr, live: npt.NDArray[np.bool_]) -> tuple[Arr, Arr, Arr]:
+                 data: Arr, live: npt.NDArray[np.bool_], span: Arr | None = None
+                 ) -> tuple[Arr, Arr, Arr]:
     """Errors over T intervals: ``data`` (..., T, 4) = canary requests, errors, stable
     requests, errors; state: rollback (..., E, 1, J), promote (..., 1, J), counts (..., 10),
-    ``live`` (..., E) the epochs started. Returns the paths of the rollback sums
-    (..., E, 1, T, J), the promotion sums (..., 1, T, J) and the counts (..., T, 10)."""
+    ``live`` (..., E) the epochs started; ``span`` (..., T) each interval's length in
+    nominal intervals, which scales its cap (None: 1). Returns the paths of the rollback
+    sums (..., E, 1, T, J), the promotion sums (..., 1, T, J) and the counts (..., T, 10)."""
     c, x, s, y = (data[..., i] for i in range(4))
     rho, n = ev.share_of(c, s), x + y
     totals = ev.paths(counts[..., :4], data)
@@ -58,8 +61,10 @@ def errors_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, counts: Ar
                              pseudo=tune.stable_dispersion)
         phi = from_stable if phi is None else np.maximum(phi, from_stable)
 
+    cap = judge.cap if span is None else judge.cap * span[..., None]
+
     def lr(mix: ev.Mixture) -> Arr:
-        return ev.increments(x, n, rho, mix, cap=judge.cap, phi=phi,
+        return ev.increments(x, n, rho, mix, cap=cap, phi=phi,
                              count_cap=judge.spec.min_errors_per_interval_cap)
 
     inc = lr(judge.mix["errors"])
@@ -72,13 +77,15 @@ def errors_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, counts: Ar
 
 def latency_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, bins: Arr,
                   data: Arr, live: npt.NDArray[np.bool_],
-                  warm: npt.NDArray[np.bool_] | None = None) -> tuple[Arr, Arr, Arr]:
+                  warm: npt.NDArray[np.bool_] | None = None, span: Arr | None = None
+                  ) -> tuple[Arr, Arr, Arr]:
     """Latency over T intervals: ``data`` (..., T, 2, B) = canary and stable requests per
     bin; state: rollback (..., E, S, J), promote (..., S, J), running bins (..., 2, B),
     ``live`` (..., E). Returns the paths of the rollback sums (..., E, S, T, J), the
     promotion sums (..., S, T, J) and the bins (..., T, 2, B). ``warm`` (..., T) marks the
     intervals of the latency warm-up: they are judged against a null slower by the tilt
-    ``warmup_beta`` (only the alternatives beyond it gain), and never towards promotion."""
+    ``warmup_beta`` (only the alternatives beyond it gain), and never towards promotion.
+    ``span`` (..., T) scales each interval's cap, as for errors."""
     path = ev.paths(bins, data, axis=-3)
     stable = _before(bins[..., 1, :], path[..., 1, :])
     width = stable.shape[-1]
@@ -88,17 +95,18 @@ def latency_paths(judge: SequentialJudge, rollback: Arr, promote: Arr, bins: Arr
     x, n = data[..., 0, :], data[..., 0, :] + data[..., 1, :]
     rho = ev.share_of(np.sum(x, axis=-1), np.sum(data[..., 1, :], axis=-1))
     ready = (seen >= judge.tuning.latency_min_stable)[..., None, None]
-    inc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, cap=judge.lat_cap)
+    cap = judge.lat_cap if span is None else judge.lat_cap * span[..., None, None]
+    inc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, cap=cap)
     if judge.spec.early_promotion:
         pscores = ev.bin_scores(q, tail_from=judge.tuning.promote_tail_from)
         pinc = ev.tilt_increments(x, n, rho, q, pscores, judge.promote_betas,
-                                  null=judge.promote_beta, cap=judge.lat_cap)
+                                  null=judge.promote_beta, cap=cap)
     else:
         pinc = np.zeros_like(inc)
     if warm is not None and np.any(warm):
         beta0 = judge.tuning.warmup_beta
         winc = ev.tilt_increments(x, n, rho, q, scores, judge.betas, null=beta0,
-                                  cap=judge.lat_cap)
+                                  cap=cap)
         # an alternative at or below the null is no evidence against it, and only the
         # shift shape: a whole distribution slower within the allowance is a tail slower
         # by more than the same tilt, so the tail shape waits for the warm-up's end
@@ -150,14 +158,16 @@ def feed(judge: SequentialJudge, state: JudgeState,
                     fam.epochs = min(fam.epochs + 1, len(fam.rollback))
             if state.errors is not None and judge.tuning.refit_per_stage:
                 state.errors.counts[:4] = 0.0  # the canary/stable ratio is fitted anew
-        errors, latency, snaps, notes, warms = [], [], [], [], []
+        errors, latency, snaps, notes, warms, spans = [], [], [], [], [], []
         start_latency: tuple[float, ...] | None = None
         j = i
         while j < n and intervals[j].stage == state.stage:
-            e_row, l_row, why, warm = _screen(judge, state, intervals[j])
+            e_row, l_row, why, warm, part = _screen(judge, state, intervals[j])
             errors.append(e_row)
             latency.append(l_row)
             warms.append(warm)
+            # the caps follow the judged seconds (spans.py)
+            spans.append(cap_scale(judge.interval, intervals[j].seconds) * part)
             notes.append(why)
             snaps.append(_Snap(state.intervals, state.skipped, state.canary_seconds,
                                state.stage_requests))
@@ -171,7 +181,8 @@ def feed(judge: SequentialJudge, state: JudgeState,
                                _bins(np.array(latency, dtype=np.float64).reshape(
                                    len(latency), 2, width)),
                                np.array([s.stage_requests for s in snaps]),
-                               np.array(warms, dtype=bool))
+                               np.array(warms, dtype=bool),
+                               None if judge.interval is None else np.array(spans))
         note = notes[k]
         if decision != "continue":
             snap = snaps[k]
@@ -187,27 +198,30 @@ def feed(judge: SequentialJudge, state: JudgeState,
     return state, "continue", n - 1, note
 
 
-def _screen(judge: SequentialJudge, state: JudgeState,
-            iv: IntervalCounts) -> tuple[list[float], list[list[float]], str, bool]:
-    """The usable counts of one interval (zeros when unusable), why, if unusable, and
-    whether its latency is judged against the warm-up's slower null."""
+def _screen(judge: SequentialJudge, state: JudgeState, iv: IntervalCounts
+            ) -> tuple[list[float], list[list[float]], str, bool, float]:
+    """The usable counts of one interval (zeros when unusable), why, if unusable,
+    whether its latency is judged against the warm-up's slower null, and the share of
+    the interval judged (its part after the warm-up; the counts are scaled by it)."""
     state.intervals += 1
     width = len(state.bounds) + 1 if state.bounds is not None else 0
     zeros_e, zeros_l = [0.0] * 4, [[0.0] * width, [0.0] * width]
     can, sta = iv.canary, iv.stable
     if can is None or sta is None:
         state.skipped += 1
-        return zeros_e, zeros_l, "; interval skipped: no data for one version", False
+        return zeros_e, zeros_l, "; interval skipped: no data for one version", False, 0.0
     if not (_sane(can) and _sane(sta)):
         state.skipped += 1
         return zeros_e, zeros_l, ("; interval skipped: negative or inconsistent counts"
-                                  " (a counter reset?)"), False
+                                  " (a counter reset?)"), False, 0.0
     state.stage_requests += can.requests
     if can.requests > 0 or state.canary_seconds > 0:
         state.canary_seconds += iv.seconds
     warmup = judge.tuning.warmup
-    if warmup > 0 and state.canary_seconds <= warmup:
-        return zeros_e, zeros_l, "; canary warming up: interval not judged", False
+    part = judged_part(judge.interval, warmup, canary_seconds=state.canary_seconds,
+                       seconds=iv.seconds)
+    if part <= 0:
+        return zeros_e, zeros_l, "; canary warming up: interval not judged", False, 0.0
     row_e = [can.requests, can.errors, sta.requests, sta.errors]
     rows_l = zeros_l
     warm = state.canary_seconds <= warmup * judge.tuning.latency_warmup_factor
@@ -216,12 +230,16 @@ def _screen(judge: SequentialJudge, state: JudgeState,
     elif state.bounds is not None:  # cumulative here; turned into bins, or zeros, by _bins
         rows_l = [[v.latency.get(b, math.nan) for b in state.bounds]
                   + [v.latency.get(INF, v.requests)] for v in (can, sta)]
+    if part < 1:  # straddles the warm-up's end: its share after it, as if spread evenly
+        row_e = [v * part for v in row_e]
+        rows_l = [[v * part for v in row] for row in rows_l]
     note = NO_STABLE if sta.requests <= 0 < can.requests else ""
-    return row_e, rows_l, note, warm
+    return row_e, rows_l, note, warm, part
 
 
 def _advance(judge: SequentialJudge, state: JudgeState, errors: Arr, latency: Arr,
-             stage_requests: Arr, warm: npt.NDArray[np.bool_]) -> tuple[Decision, int]:
+             stage_requests: Arr, warm: npt.NDArray[np.bool_],
+             span: Arr | None) -> tuple[Decision, int]:
     """Run the arithmetic over T screened intervals; leave ``state`` at the decision."""
     t = len(errors)
     parts = [] if state.log_idle is None else [np.full(t, state.log_idle)]
@@ -235,10 +253,10 @@ def _advance(judge: SequentialJudge, state: JudgeState, errors: Arr, latency: Ar
         live = np.arange(len(fam.rollback)) < fam.epochs
         if fam is state.errors:
             rb, pr, counts = errors_paths(judge, fam.rollback, fam.promote, fam.counts,
-                                          data, live)
+                                          data, live, span)
         else:
             rb, pr, counts = latency_paths(judge, fam.rollback, fam.promote, fam.counts,
-                                           data, live, warm)
+                                           data, live, warm, span)
         parts.append(fam.log_alloc + family_log_e(rb, prior, judge.log_epochs))
         pprior = judge.pmix["errors"].log_prior if fam is state.errors else judge.lat_prior
         promote_ok &= family_log_promote(pr, pprior) >= judge.log_threshold
