@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from canary.analysis.sequential import evidence as ev
+from canary.analysis.sequential.counts import bin_bounds, bins_of, sane, stable_bins
 from canary.analysis.sequential.memory import JudgeState
 from canary.analysis.sequential.spans import cap_scale, judged_part
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
         Decision,
         IntervalCounts,
         SequentialJudge,
-        VersionCounts,
     )
 
 Arr = ev.FloatArray
@@ -173,12 +173,12 @@ def feed(judge: SequentialJudge, state: JudgeState,
                                state.stage_requests))
             j += 1
             if state.bounds is None and judge.latency_wanted:
-                start_latency = _bounds(judge, intervals[j - 1])
+                start_latency = bin_bounds(judge, intervals[j - 1])
                 if start_latency is not None:
                     break
         width = len(state.bounds) + 1 if state.bounds is not None else 0
         decision, k = _advance(judge, state, np.array(errors, dtype=np.float64),
-                               _bins(np.array(latency, dtype=np.float64).reshape(
+                               bins_of(np.array(latency, dtype=np.float64).reshape(
                                    len(latency), 2, width)),
                                np.array([s.stage_requests for s in snaps]),
                                np.array(warms, dtype=bool),
@@ -193,7 +193,7 @@ def feed(judge: SequentialJudge, state: JudgeState,
         if start_latency is not None:
             judge.start_latency(state, start_latency)
             assert state.latency is not None
-            state.latency.counts[1] = _stable_bins(intervals[j - 1], start_latency)
+            state.latency.counts[1] = stable_bins(intervals[j - 1], start_latency)
         i = j
     return state, "continue", n - 1, note
 
@@ -210,7 +210,7 @@ def _screen(judge: SequentialJudge, state: JudgeState, iv: IntervalCounts
     if can is None or sta is None:
         state.skipped += 1
         return zeros_e, zeros_l, "; interval skipped: no data for one version", False, 0.0
-    if not (_sane(can) and _sane(sta)):
+    if not (sane(can) and sane(sta)):
         state.skipped += 1
         return zeros_e, zeros_l, ("; interval skipped: negative or inconsistent counts"
                                   " (a counter reset?)"), False, 0.0
@@ -280,42 +280,3 @@ def _advance(judge: SequentialJudge, state: JudgeState, errors: Arr, latency: Ar
 def _before(start: Arr, path: Arr) -> Arr:
     """The running values before each interval: ``start`` then ``path`` minus its last."""
     return np.concatenate([start[..., None, :], path[..., :-1, :]], axis=-2)
-
-
-def _sane(v: VersionCounts) -> bool:
-    return (math.isfinite(v.requests) and math.isfinite(v.errors)
-            and 0 <= v.errors <= v.requests)
-
-
-def _bounds(judge: SequentialJudge, iv: IntervalCounts) -> tuple[float, ...] | None:
-    """The latency bin bounds, from the first interval where both versions have buckets:
-    the configured edges if any (those present), else every finite bound."""
-    if iv.canary is None or iv.stable is None:
-        return None
-    common = {b for b in iv.stable.latency if math.isfinite(b)} & set(iv.canary.latency)
-    if judge.spec.latency_edges:
-        common &= set(judge.spec.latency_edges)
-    return tuple(sorted(common)) if common else None
-
-
-def _stable_bins(iv: IntervalCounts, bounds: tuple[float, ...]) -> Arr:
-    """The stable version's requests per bin in the interval that showed the bounds: the
-    latency test's first estimate of the stable distribution, so the next interval is
-    already judged (zeros when unusable)."""
-    width = len(bounds) + 1
-    if iv.stable is None or not _sane(iv.stable):
-        return np.zeros(width)
-    cum = [iv.stable.latency.get(b, math.nan) for b in bounds] \
-        + [iv.stable.latency.get(INF, iv.stable.requests)]
-    rows = np.array([[0.0] * width, cum], dtype=np.float64)[None]
-    return np.asarray(_bins(rows)[0, 1], dtype=np.float64)
-
-
-def _bins(cumulative: Arr) -> Arr:
-    """Requests per bin (T, 2, B) from cumulative bucket counts; an interval where either
-    version's buckets are missing, not finite or not cumulative counts nothing."""
-    bins = np.diff(cumulative, prepend=0.0, axis=-1)
-    with np.errstate(invalid="ignore"):
-        bad = ~np.all(np.isfinite(bins) & (bins >= 0), axis=(-2, -1))
-    bins[bad] = 0.0
-    return bins
