@@ -39,11 +39,13 @@ class Scenario:
     bursts: bool = False  # shared error bursts plus retry clusters per version
     incident: bool = False  # both versions 1% -> 5% for 10 minutes
     warmup: bool = False  # canary errors x3 and latency x1.3 at start, fading (20 s)
+    warmup_latency: float = 0.3  # the warm-up's latency: x(1 + this) at the start
+    pause: bool = False  # one canary-only stall a rollout: 1/5 of an interval 10x slower
     note: str = ""
     params: dict[str, float] = field(default_factory=dict)
 
 
-HEALTHY = (
+FIRST_HEALTHY = (
     Scenario("noise", False, note="steady traffic, 1% errors on both"),
     Scenario("daily-drift", False, drift=True, note="traffic and errors follow a daily cycle"),
     Scenario("bursty", False, bursts=True,
@@ -53,6 +55,13 @@ HEALTHY = (
     Scenario("low-1rps", False, canary_rps=1.0, note="1 req/s on the canary at 5%"),
     Scenario("low-0.1rps", False, canary_rps=0.1, note="0.1 req/s on the canary at 5%"),
     Scenario("high-baseline", False, error_rate=0.10, note="10% errors on both"),
+)
+# Added after the first eight: seeded after BAD (seed_of), so no earlier scenario's data moves.
+LATER_HEALTHY = (
+    Scenario("slow-warm-up", False, warmup=True, warmup_latency=1.0,
+             note="canary x3 errors, x2 latency, fading in 20 s (a JIT warm-up)"),
+    Scenario("pause", False, pause=True,
+             note="once per rollout, a 5th of one interval's canary requests 10x slower"),
 )
 BAD = (
     Scenario("err+0.5", True, add_points=0.005),
@@ -67,6 +76,7 @@ BAD = (
     Scenario("tail-p99+50%", True, tail=0.50),
     Scenario("err+1-in-incident", True, add_points=0.01, incident=True),
 )
+HEALTHY = FIRST_HEALTHY + LATER_HEALTHY
 
 
 SEED = 20260520  # the benchmark's; every tool that reads its data derives seeds from it
@@ -75,7 +85,7 @@ SEED = 20260520  # the benchmark's; every tool that reads its data derives seeds
 def seed_of(sc: Scenario) -> int:
     """The seed of ``sc``'s simulation in bench/judge.py (and the tools that reuse its
     data: bench/sweep.py, bench/floors.py)."""
-    return SEED + 1000 * (HEALTHY + BAD).index(sc)
+    return SEED + 1000 * (FIRST_HEALTHY + BAD + LATER_HEALTHY).index(sc)
 
 
 def _cdf(x: np.ndarray, scale: np.ndarray | float = 1.0) -> np.ndarray:
@@ -121,6 +131,8 @@ class Simulation:
         self.phase = r.uniform(0, 2 * np.pi, runs)  # daily drift
         self.incident_start = r.uniform(120.0, 1080.0, runs)  # seconds
         self.q_stable = bin_probs(np.ones(1), 0.0)[0]
+        # drawn only where used, so the other scenarios' streams stay as they were
+        self.pause_at = r.integers(1, STEPS, runs) if scenario.pause else None
 
     def step(self, k: int, stage: np.ndarray) -> Counts:
         """Interval ``k`` (ending at (k + 1) x DT) for runs at stage index ``stage``."""
@@ -145,13 +157,16 @@ class Simulation:
         if sc.warmup:
             fade = np.exp(-t / 20.0)
             pc = np.minimum(pc * (1 + 2 * fade), 1.0)
-            scale = scale * (1 + 0.3 * fade)
+            scale = scale * (1 + sc.warmup_latency * fade)
         c = r.poisson(rps * weight * DT).astype(float)
         s = r.poisson(rps * (1 - weight) * DT).astype(float)
         x, y = self._errors(c, pc), self._errors(s, ps)
         slower = bool(sc.tail) or bool(np.any(scale != 1.0))
         qc = bin_probs(scale, sc.tail) if slower \
             else np.broadcast_to(self.q_stable, (n, len(BOUNDS)))
+        if self.pause_at is not None:  # a stall: a 5th of the interval's requests wait
+            stalled = 0.8 * qc + 0.2 * bin_probs(np.full(n, 10.0), 0.0)
+            qc = np.where((k == self.pause_at)[:, None], stalled, qc)
         qs = np.broadcast_to(self.q_stable, (n, len(BOUNDS)))
         cl = np.cumsum(r.multinomial(c.astype(np.int64), qc), axis=-1).astype(float)
         sl = np.cumsum(r.multinomial(s.astype(np.int64), qs), axis=-1).astype(float)

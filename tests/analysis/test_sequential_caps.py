@@ -42,10 +42,11 @@ def test_one_interval_alone_never_rolls_back(alpha: float, bad_errors: bool,
                                              slow: bool) -> None:
     """Half the canary's requests failing, or every one of them 10x slower than any of
     stable's: overwhelming evidence in one interval, still not a rollback on its own.
-    A slowdown that lasts is rolled back on its second interval. (Errors need at least
-    three: their cap is half of log(1/alpha), and a sudden jump in the canary's share of
-    errors also raises the dispersion guard; the error-rate backstop of the shipped
-    policies judges each window on its own for that, policies/README.md.)"""
+    A slowdown that lasts is rolled back on its third or fourth interval (the caps scale
+    with log(1/alpha); latency's 30% share of the budget and the mixture cost the rest).
+    (A sudden jump in the canary's share of errors also raises the dispersion guard, so
+    errors need longer; the error-rate backstop of the shipped policies judges each
+    window on its own for that, policies/README.md.)"""
     judge = SequentialJudge(SequentialSpec(alpha=alpha, tolerance=1.0))
     warm = int(judge.tuning.warmup * judge.tuning.latency_warmup_factor // 15) + 1
     healthy = [_interval() for _ in range(warm)]
@@ -54,15 +55,13 @@ def test_one_interval_alone_never_rolls_back(alpha: float, bad_errors: bool,
     assert one.log_e < math.log(1 / alpha)
     if slow:
         bad = judge.run([*healthy, *[_interval(bad_errors=bad_errors, slow=slow)] * 4])
-        assert bad.decision == "rollback" and bad.index == warm + 1, bad.index - warm
+        assert bad.decision == "rollback" and 2 <= bad.index - warm <= 3, bad.index - warm
 
 
-def test_the_latency_cap_leaves_a_fifth_of_the_way_for_a_second_interval() -> None:
-    """From no evidence, one latency interval reaches at most 80% of 1/alpha (errors keep
-    their 70% of the wealth at e-value 1): 4.9 nats at alpha 0.02, the errors' cap 2.0."""
+def test_latency_is_capped_as_errors_are() -> None:
+    """Half of log(1/alpha) per interval for both: a canary-only stall in one interval
+    (bench/scenarios.py ``pause``: rolled back in 8.2% of runs at 1.25 x log(1/alpha),
+    3.1% at 1 x, 0.45% at 0.5 x; bench/results/sweep-caps.md) must not need only a nudge
+    from the healthy intervals after it."""
     judge = SequentialJudge(SequentialSpec(alpha=0.02, tolerance=1.0))
-    share = judge.tuning.latency_share
-    assert (1 - share) + share * math.exp(judge.lat_cap) == pytest.approx(
-        0.8 / 0.02 + 0.2 * (1 - share))
-    assert judge.lat_cap == pytest.approx(4.88, abs=0.01)
-    assert judge.cap == pytest.approx(0.5 * math.log(50))
+    assert judge.lat_cap == judge.cap == pytest.approx(0.5 * math.log(50))

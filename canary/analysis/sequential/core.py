@@ -45,9 +45,10 @@ How it decides (docs/statistics.md has the derivation, evidence.py the arithmeti
   judged against a slower null (``warmup_beta``, shift shape only, no promotion), so a
   version far slower than any warm-up is caught without waiting (bench/results/floors.md
   measures what a warm-up that fades in 20 s costs a judge that looks sooner). Latency's
-  per-interval cap is the most one interval can add while it still cannot roll back on
-  its own: from no evidence, one interval reaches at most ``lone_reach`` (80%) of
-  ``1/alpha`` (4.9 nats at alpha 0.02 against the errors' 2.0; docs/statistics.md).
+  per-interval cap is the errors' (half of ``log(1/alpha)``, ``latency_cap_fraction``):
+  one interval of a canary-only stall (a slow host, a GC pause) must not carry a rollback
+  the next healthy intervals merely confirm (docs/statistics.md, bench/scenarios.py
+  ``pause``).
 * At 100% (no concurrent stable traffic) the share is 1 and the comparison carries no
   information: the evidence stops moving, the judge keeps answering ``continue`` with the
   evidence reached so far, and only absolute guards (threshold metrics) can still stop
@@ -104,10 +105,7 @@ class JudgeTuning:
     points: int = 12  # alternatives per shape, errors and latency alike
     prior_decay: float = 0.0  # > 0 leans the prior towards small effects
     cap_fraction: float = 0.5  # one interval adds at most this share of log(1/alpha)
-    # the same for latency; None: the most one interval can add while it still cannot
-    # roll back on its own (lone_reach, docs/statistics.md)
-    latency_cap_fraction: float | None = None
-    lone_reach: float = 0.8  # from no evidence, one latency interval reaches this x 1/alpha
+    latency_cap_fraction: float = 0.5  # the same for latency (docs/statistics.md)
     dispersion_prior: float = 20.0  # 0: assume independent errors (no dispersion guard)
     stable_dispersion: float = 5.0  # > 0: also learn it from the stable version's errors
     refit_per_stage: bool = True  # the guard's canary/stable ratio is fitted per stage
@@ -187,13 +185,7 @@ class SequentialJudge:
             self.log_epochs = np.log(np.array(weights))
         self.log_threshold = math.log(1 / spec.alpha)
         self.cap = t.cap_fraction * self.log_threshold
-        if t.latency_cap_fraction is None:
-            # (1 - share) + share x e^cap = lone_reach / alpha, less the errors' part
-            share = t.latency_share
-            lone = t.lone_reach * (1 / spec.alpha - (1 - share)) / share
-            self.lat_cap = math.log(max(lone, 1.0))
-        else:
-            self.lat_cap = t.latency_cap_fraction * self.log_threshold
+        self.lat_cap = t.latency_cap_fraction * self.log_threshold
         self.latency_wanted = t.latency
 
     # -- public API ---------------------------------------------------------------
