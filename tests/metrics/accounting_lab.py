@@ -8,7 +8,6 @@ sum is compared with is read from the apps' own ``/metrics`` (not from Prometheu
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time
@@ -203,11 +202,12 @@ def rollout_and_replay(lab: AccountingLab, run: Path, *, canary: str, stable: st
         raise RuntimeError(f"no check completed; see {run / 'driver.log'}")
     start, end = done[0]["at"] - INTERVAL, done[-1]["at"]
     live = "rollback" if done[-1]["outcome"] == "failed" else "promote"
-    # a recording holds whole intervals: up to the first grid point at or after the last
-    # check (less than one interval past it); after a rollback one interval more, since the
-    # two agree when the backtest rolls back within one interval of the live judge, and it
-    # cannot do so later than the recording's end
-    until = start + math.ceil((end - start) / INTERVAL - 1e-9) * INTERVAL
+    # a recording holds whole intervals: up to the grid point nearest the last check (a
+    # check due at 40 s runs a few ms late; rounding up would record 2 s the live judge
+    # never saw); after a rollback one interval more, since the two agree when the
+    # backtest rolls back within one interval of the live judge, and it cannot do so later
+    # than the recording's end
+    until = start + max(1, round((end - start) / INTERVAL)) * INTERVAL
     if live == "rollback":
         until += INTERVAL
     settle()
