@@ -35,15 +35,15 @@ from canary.specs import SequentialSpec
 
 LEDGER = [  # each protection of the judge taken away, then all of them
     "no warm-up:warmup=0",
-    "no cap:cap_fraction=100",
+    "no cap:cap_fraction=100,latency_cap_fraction=100",
     "no dispersion guard:dispersion_prior=0,stable_dispersion=0",
     "no restarts:restart_share=0",
-    "none of the four:warmup=0,cap_fraction=100,dispersion_prior=0,stable_dispersion=0,"
-    "restart_share=0",
+    "none of the four:warmup=0,cap_fraction=100,latency_cap_fraction=100,dispersion_prior=0,"
+    "stable_dispersion=0,restart_share=0",
     "none, errors only:warmup=0,cap_fraction=100,dispersion_prior=0,stable_dispersion=0,"
     "restart_share=0,latency=0",
-    "none, latency mostly:warmup=0,cap_fraction=100,dispersion_prior=0,stable_dispersion=0,"
-    "restart_share=0,latency_share=0.999",
+    "none, latency mostly:warmup=0,cap_fraction=100,latency_cap_fraction=100,"
+    "dispersion_prior=0,stable_dispersion=0,restart_share=0,latency_share=0.999",
 ]
 LEDGER_OUT = "bench/results/ledger.md"
 LEDGER_HEAD = """# Where canary's judge spends its time
