@@ -5,8 +5,8 @@ for long: every try has a timeout, the whole send has a ``deadline``, and a retr
 would end past the deadline is not started. Connection errors, timeouts and 5xx are
 retried with exponential backoff; 429 waits for ``Retry-After`` (up to
 ``max_retry_after``); any other 4xx is final at once, since the same payload will be
-refused again. Slack's incoming webhooks are one user of :func:`post_json`; the Slack bot
-uses :func:`exchange_json`, which also reads the answer (an API's ``ok: false``).
+refused again. Every HTTP notifier posts through :func:`exchange_json`; the Slack bot also
+hands it a judge that reads the answer (an API's ``ok: false`` inside a 200).
 
 Errors name the receiver only as ``scheme://host/***``. The final ``NotifyError`` is not
 chained to the httpx exception on purpose: that exception carries the request, whose URL
@@ -70,25 +70,6 @@ DEFAULT_DELIVERY = Delivery()  # 5 s per try, 3 retries from 0.5 s, 10 s in all
 Judge = Callable[[httpx.Response, datetime], Attempt]
 
 
-def post_json(
-    url: str,
-    body: bytes,
-    *,
-    headers: dict[str, str],
-    delivery: Delivery,
-    client: httpx.Client | None = None,
-    clock: Clock | None = None,
-    what: str = "webhook",
-) -> int:
-    """POST ``body`` until it is accepted (2xx); return the number of tries it took.
-
-    Raises NotifyError, naming the receiver masked, when it was refused, retries ran out or
-    the deadline would pass. ``clock`` decides the waits, so tests move time instead.
-    """
-    return exchange_json(url, body, headers=headers, delivery=delivery, client=client,
-                         clock=clock, what=what)[0]
-
-
 def exchange_json(
     url: str,
     body: bytes,
@@ -101,9 +82,11 @@ def exchange_json(
     judge: Judge | None = None,
     secrets: frozenset[str] = frozenset(),
 ) -> tuple[int, Any]:
-    """:func:`post_json` for an API that answers: tries taken and what ``judge`` read
-    from the accepted answer. ``secrets`` (a token sent in a header) are redacted from
-    every error text, beside the URL's own."""
+    """POST ``body`` until it is accepted (2xx): the tries it took and what ``judge`` read
+    from the accepted answer (None without a judge). Raises NotifyError, naming the
+    receiver masked, when it was refused, retries ran out or the deadline would pass;
+    ``clock`` decides the waits, so tests move time instead. ``secrets`` (a token sent
+    in a header) are redacted from every error text, beside the URL's own."""
     clock = clock or SystemClock()
     hidden = secret_forms(url) | secrets
     target = mask_url(url)

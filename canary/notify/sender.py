@@ -18,7 +18,6 @@ from canary.notify.delivery import (
     Delivery,
     Judge,
     exchange_json,
-    post_json,
 )
 from canary.notify.templates import NO_TEMPLATES, Templates
 from canary.notify.urls import check_url
@@ -37,8 +36,8 @@ class Sender:
         self._clock = clock
 
     def _post(self, url: str, body: bytes, *, headers: dict[str, str], what: str) -> None:
-        post_json(url, body, headers=headers, delivery=self.delivery, client=self._client,
-                  clock=self._clock, what=what)
+        exchange_json(url, body, headers=headers, delivery=self.delivery, client=self._client,
+                      clock=self._clock, what=what)
 
     def _exchange(self, url: str, body: bytes, *, headers: dict[str, str], what: str,
                   secrets: frozenset[str], judge: Judge | None = None) -> tuple[int, Any]:
