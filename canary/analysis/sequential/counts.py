@@ -36,6 +36,11 @@ def bin_bounds(judge: SequentialJudge, iv: IntervalCounts) -> tuple[float, ...] 
     return tuple(sorted(common)) if common else None
 
 
+def cumulative(v: VersionCounts, bounds: tuple[float, ...]) -> list[float]:
+    """A version's cumulative bucket counts at ``bounds`` and +Inf (NaN where missing)."""
+    return [v.latency.get(b, math.nan) for b in bounds] + [v.latency.get(INF, v.requests)]
+
+
 def stable_bins(iv: IntervalCounts, bounds: tuple[float, ...]) -> Arr:
     """The stable version's requests per bin in the interval that showed the bounds: the
     latency test's first estimate of the stable distribution, so the next interval is
@@ -43,9 +48,7 @@ def stable_bins(iv: IntervalCounts, bounds: tuple[float, ...]) -> Arr:
     width = len(bounds) + 1
     if iv.stable is None or not sane(iv.stable):
         return np.zeros(width)
-    cum = [iv.stable.latency.get(b, math.nan) for b in bounds] \
-        + [iv.stable.latency.get(INF, iv.stable.requests)]
-    rows = np.array([[0.0] * width, cum], dtype=np.float64)[None]
+    rows = np.array([[0.0] * width, cumulative(iv.stable, bounds)], dtype=np.float64)[None]
     return np.asarray(bins_of(rows)[0, 1], dtype=np.float64)
 
 

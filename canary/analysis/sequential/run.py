@@ -20,7 +20,13 @@ import numpy as np
 import numpy.typing as npt
 
 from canary.analysis.sequential import evidence as ev
-from canary.analysis.sequential.counts import bin_bounds, bins_of, sane, stable_bins
+from canary.analysis.sequential.counts import (
+    bin_bounds,
+    bins_of,
+    cumulative,
+    sane,
+    stable_bins,
+)
 from canary.analysis.sequential.memory import JudgeState
 from canary.analysis.sequential.spans import cap_scale, judged_part
 
@@ -32,7 +38,6 @@ if TYPE_CHECKING:
     )
 
 Arr = ev.FloatArray
-INF = math.inf
 NO_STABLE = ("; no stable traffic to compare with (100% stage?): the evidence stays where"
              " it is and only absolute guards apply")
 
@@ -227,9 +232,8 @@ def _screen(judge: SequentialJudge, state: JudgeState, iv: IntervalCounts
     warm = state.canary_seconds <= warmup * judge.tuning.latency_warmup_factor
     if warm and judge.tuning.warmup_beta <= 0:
         pass  # latency still warming up: errors only
-    elif state.bounds is not None:  # cumulative here; turned into bins, or zeros, by _bins
-        rows_l = [[v.latency.get(b, math.nan) for b in state.bounds]
-                  + [v.latency.get(INF, v.requests)] for v in (can, sta)]
+    elif state.bounds is not None:  # cumulative here; turned into bins, or zeros, by bins_of
+        rows_l = [cumulative(v, state.bounds) for v in (can, sta)]
     if part < 1:  # straddles the warm-up's end: its share after it, as if spread evenly
         row_e = [v * part for v in row_e]
         rows_l = [[v * part for v in row] for row in rows_l]
