@@ -89,12 +89,14 @@ def backtest_recording(policy: PolicySpec, recording: Recording, *,
     last = series[-1].t
     exposure = _exposure(recording)
     span = format_duration(last - series[0].t + recording.interval)
-    # A stage advances only on a passing check: a deciding metric that never passed (too
-    # little traffic, no data) would have held the live rollout in its first stage.
-    never = [m.name for m in replayable if not m.dry_run and not passed.get(m.name)]
-    if never:
+    # A stage advances only on a passing check: a deciding metric checked but never passed
+    # (too little traffic, no data) would have held the live rollout in its first stage.
+    # (One never checked, a recording shorter than its window, holds only without a judge.)
+    deciding = [m.name for m in replayable if not m.dry_run]
+    held = [name for name in deciding if passed.get(name) is False]
+    if held:
         return _answer(recording, "inconclusive", last,
-                       f"never measured as passing over {span}: {', '.join(never)} (a "
+                       f"never measured as passing over {span}: {', '.join(held)} (a "
                        "stage advances only on a passing check)" + note)
     if judge is not None and seq_end is not None:
         need = max(judge.spec.min_stage_requests, 1.0)
@@ -109,6 +111,10 @@ def backtest_recording(policy: PolicySpec, recording: Recording, *,
         return _answer(recording, "inconclusive", last,
                        "the policy has neither a sequential judge nor built-in metrics to "
                        "replay" + note)
+    never = [name for name in deciding if not passed.get(name)]
+    if never:
+        return _answer(recording, "inconclusive", last,
+                       f"never measured as passing over {span}: {', '.join(never)}" + note)
     return _answer(recording, "promote", last,
                    f"every replayed metric passed its checks over {span}" + note)
 
@@ -132,7 +138,8 @@ def _exposure(recording: Recording) -> float:
 
 def _thresholds(policy: PolicySpec, recording: Recording, metrics: list[MetricSpec]
                 ) -> tuple[_Event | None, dict[str, bool]]:
-    """Replay the threshold metrics; the first limit crossed (if any) and who passed."""
+    """Replay the threshold metrics; the first limit crossed (if any), and per metric
+    checked whether it ever passed (a metric never checked is absent)."""
     passed: dict[str, bool] = {}
     if not metrics:
         return None, passed
@@ -153,8 +160,7 @@ def _thresholds(policy: PolicySpec, recording: Recording, metrics: list[MetricSp
                 continue
             result = _check(m, window, seconds=policy.window, family=policy.family,
                             baseline=hour)
-            if result.outcome is Outcome.PASSED:
-                passed[m.name] = True
+            passed[m.name] = passed.get(m.name, False) or result.outcome is Outcome.PASSED
             failed = result.outcome is Outcome.FAILED
             failures[m.name] += failed
             row[m.name] = row[m.name] + 1 if failed else 0

@@ -139,6 +139,25 @@ def test_a_guard_that_never_passes_holds_even_with_a_sequential_judge() -> None:
     assert judged["decision"] == "promote", judged["reason"]
 
 
+def test_a_guard_never_checked_does_not_hold_the_judge(tmp_path: Path) -> None:
+    """A recording shorter than the policy's window (DESIGN's one-interval example): the
+    guard was never checked, so nothing says a stage would have been held; the sequential
+    judge decides. Without a judge nothing was measured: inconclusive."""
+    short = {"name": "short", "interval": "15s", "series": [
+        {"t": 15 * (i + 1), "stable": {"requests": 950, "errors": 9},
+         "canary": {"requests": 50, "errors": 1}} for i in range(2)]}
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(short))
+    guarded = MetricSpec(name="error-rate", builtin="error-rate", relative_max=0.25,
+                         min_requests=1000)
+    judged = next(backtest_files(policy(guarded, sequential=SequentialSpec(
+        tolerance=1.0, min_stage_requests=1)), [str(path)]))
+    assert judged["decision"] == "promote", judged["reason"]
+    alone = next(backtest_files(policy(guarded), [str(path)]))
+    assert alone["decision"] == "inconclusive"
+    assert "never measured as passing" in alone["reason"]
+
+
 def test_nothing_to_replay_is_inconclusive(tmp_path: Path) -> None:
     only_custom = next(backtest_files(policy(CUSTOM), [str(DATA / "noise-0.json")]))
     assert only_custom["decision"] == "inconclusive"
